@@ -1,0 +1,365 @@
+//! The `NomadJob` custom resource: what a user asks for (`spec`) and what the operator
+//! learned and decided (`status`), plus the condition types and reasons it reports.
+//!
+//! The field names here are the public contract of the API (`nomadoperator.dev/v1alpha1`);
+//! `crds/nomadjob.yaml` is generated from these types by `nomad-operator crd`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the operator's resources.
+pub const GROUP: &str = "nomadoperator.dev";
+/// Finalizer that makes the operator apply `spec.deletionPolicy` before the object goes.
+pub const FINALIZER: &str = "nomadoperator.dev/cleanup";
+/// Annotation whose value, when changed, lets the operator register a spec that failed before.
+pub const RETRY_ANNOTATION: &str = "nomadoperator.dev/retry";
+
+/// The desired state of a Nomad job.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "nomadoperator.dev",
+    version = "v1alpha1",
+    kind = "NomadJob",
+    plural = "nomadjobs",
+    shortname = "nj",
+    category = "nomad",
+    namespaced,
+    status = "NomadJobStatus",
+    doc = "A HashiCorp Nomad job whose source of truth is this object: the operator plans, registers (with check-and-set), follows the deployment, reverts a failed one, and mirrors Nomad's view into status.",
+    printcolumn = r#"{"name":"Job ID","type":"string","jsonPath":".status.jobID"}"#,
+    printcolumn = r#"{"name":"Version","type":"integer","jsonPath":".status.jobVersion"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","description":"Nomad job status","jsonPath":".status.jobStatus"}"#,
+    printcolumn = r#"{"name":"Deployment","type":"string","description":"Status of the latest Nomad deployment","jsonPath":".status.deployment.status"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NomadJobSpec {
+    /// The Nomad job in Nomad's JSON API form: the object that `nomad job run -output`
+    /// prints under "Job" (PascalCase keys such as `Type`, `TaskGroups`, `Tasks`;
+    /// durations in nanoseconds). `ID` may be left out; if present it must equal the job ID.
+    #[schemars(schema_with = "job_schema")]
+    pub job: serde_json::Map<String, serde_json::Value>,
+
+    /// The Nomad job ID. Defaults to `metadata.name`. Must follow Nomad's rules (no
+    /// whitespace, at most 128 characters).
+    #[serde(rename = "jobID", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^\S+$"))]
+    pub job_id: Option<String>,
+
+    /// When a deployment of a version registered by the operator fails, revert the job to
+    /// its newest stable version (unless the job's own `update.AutoRevert` already did).
+    #[serde(default = "default_true")]
+    pub revert_on_failure: bool,
+
+    /// Stop reconciling: no Nomad calls are made for this object while true.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// What happens to the Nomad job when this object is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// What happens when the job in Nomad was changed by someone else.
+    #[serde(default)]
+    pub drift_policy: DriftPolicy,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn job_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "description": "The Nomad job in Nomad's JSON API form: the object that `nomad job run -output` prints under \"Job\" (PascalCase keys such as `Type`, `TaskGroups`, `Tasks`; durations in nanoseconds). `ID` may be left out; if present it must equal the job ID."
+    })
+}
+
+/// What the operator does with the Nomad job when the `NomadJob` is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Stop the job (`DELETE /v1/job/:id`); Nomad keeps it as a dead job until GC.
+    #[default]
+    Deregister,
+    /// Stop and purge the job from Nomad (`?purge=true`).
+    Purge,
+    /// Leave the job running in Nomad.
+    Orphan,
+}
+
+/// What the operator does when the Nomad job differs from the spec it last applied.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DriftPolicy {
+    /// Re-register the spec (Event `DriftCorrected`).
+    #[default]
+    Correct,
+    /// Only report the drift in the `Drifted` condition and an Event.
+    Report,
+}
+
+/// What the operator observed and decided; written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NomadJobStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The Nomad job ID this object manages.
+    #[serde(rename = "jobID", default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The Nomad namespace of the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_namespace: Option<String>,
+    /// The job's current version in Nomad.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_version: Option<u64>,
+    /// The job's `JobModifyIndex` in Nomad (moves only when the spec changes); the
+    /// check-and-set value of the next register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_modify_index: Option<u64>,
+    /// Nomad's job status: `pending`, `running` or `dead`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_status: Option<String>,
+    /// The Nomad version the operator registered for the last applied spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_version: Option<u64>,
+    /// Digest of the last spec the operator registered (or found already registered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_digest: Option<String>,
+    /// Digest of a spec whose deployment failed; it is not registered again until the spec
+    /// or the `nomadoperator.dev/retry` annotation changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_digest: Option<String>,
+    /// The result of the last plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanStatus>,
+    /// The job's latest deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentStatus>,
+    /// Allocation counts per task group, from the job summary.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub summary: BTreeMap<String, TaskGroupSummary>,
+    /// The job's allocations, newest first (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocations: Vec<AllocationStatus>,
+    /// The last revert of this job, by the operator or by Nomad's auto-revert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_revert: Option<RevertStatus>,
+    /// Standard conditions: `Ready`, `Reconciling`, `Stalled`, and `Drifted` when the job
+    /// in Nomad differs from the spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The result of the last plan (`POST /v1/job/:id/plan` with `Diff: true`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStatus {
+    /// Top-level diff type: `None`, `Added`, `Edited` or `Deleted`.
+    pub diff_type: String,
+    /// Desired updates per task group, as the scheduler annotated them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub desired_updates: BTreeMap<String, DesiredUpdates>,
+}
+
+/// How the scheduler would change one task group's allocations.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredUpdates {
+    /// Allocations placed.
+    pub place: u64,
+    /// Allocations stopped.
+    pub stop: u64,
+    /// Allocations updated in place.
+    pub in_place_update: u64,
+    /// Allocations replaced (destroyed and re-created).
+    pub destructive_update: u64,
+    /// Allocations left as they are.
+    pub ignore: u64,
+    /// Allocations migrated.
+    pub migrate: u64,
+    /// Canaries placed.
+    pub canary: u64,
+}
+
+/// The job's latest Nomad deployment.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    /// Deployment ID.
+    pub id: String,
+    /// The job version the deployment rolls out.
+    pub job_version: u64,
+    /// `running`, `paused`, `failed`, `successful` or `cancelled` (and newer Nomad's
+    /// `pending`, `blocked`, `initializing`, `unblocking`).
+    pub status: String,
+    /// Nomad's description of the status.
+    pub status_description: String,
+    /// Progress per task group.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub task_groups: BTreeMap<String, DeploymentGroupStatus>,
+}
+
+/// Deployment progress of one task group.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentGroupStatus {
+    /// Allocations the deployment wants.
+    pub desired_total: u64,
+    /// Allocations placed.
+    pub placed: u64,
+    /// Allocations healthy.
+    pub healthy: u64,
+    /// Allocations unhealthy.
+    pub unhealthy: u64,
+    /// Canaries wanted.
+    pub desired_canaries: u64,
+    /// Canaries placed.
+    pub placed_canaries: u64,
+    /// Whether the canaries were promoted.
+    pub promoted: bool,
+}
+
+/// Allocation counts of one task group (`GET /v1/job/:id/summary`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskGroupSummary {
+    /// Waiting to be placed.
+    pub queued: u64,
+    /// Placed, not yet running.
+    pub starting: u64,
+    /// Running.
+    pub running: u64,
+    /// Completed.
+    pub complete: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Lost with their node.
+    pub lost: u64,
+}
+
+/// One allocation of the job.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationStatus {
+    /// Allocation ID.
+    pub id: String,
+    /// Allocation name, such as `web.frontend[0]`.
+    pub name: String,
+    /// The node it was placed on.
+    #[serde(rename = "nodeID")]
+    pub node_id: String,
+    /// Its task group.
+    pub task_group: String,
+    /// The job version it runs.
+    pub job_version: u64,
+    /// What the client reports: `pending`, `running`, `complete`, `failed`, `lost`.
+    pub client_status: String,
+    /// What the scheduler wants: `run`, `stop`, `evict`.
+    pub desired_status: String,
+    /// Deployment health, when the deployment has judged it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// State per task.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, TaskStatus>,
+}
+
+/// The state of one task of an allocation.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    /// `pending`, `running` or `dead`.
+    pub state: String,
+    /// Whether the task failed.
+    pub failed: bool,
+    /// How often it restarted.
+    pub restarts: u64,
+    /// The newest task event, such as `Terminated: Exit Code: 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<String>,
+}
+
+/// A revert of the job to an earlier version.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertStatus {
+    /// The version whose deployment failed.
+    pub from_version: u64,
+    /// The stable version the job went back to (Nomad registers it as a new version).
+    pub to_version: u64,
+    /// Why: the failed deployment's description.
+    pub reason: String,
+    /// When the operator saw the revert happen.
+    pub time: Time,
+    /// Who reverted: the operator or Nomad's own auto-revert.
+    pub by: RevertActor,
+}
+
+/// Who reverted a job.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RevertActor {
+    /// The operator, through `POST /v1/job/:id/revert`.
+    Operator,
+    /// Nomad, through the job's `update.AutoRevert`.
+    Nomad,
+}
+
+/// Condition types the operator sets (kstatus semantics).
+pub mod condition {
+    /// The current spec is registered and its deployment succeeded (or it has none).
+    pub const READY: &str = "Ready";
+    /// The operator is working towards the current spec.
+    pub const RECONCILING: &str = "Reconciling";
+    /// The operator cannot make progress until someone changes something.
+    pub const STALLED: &str = "Stalled";
+    /// The job in Nomad differs from the spec the operator last applied.
+    pub const DRIFTED: &str = "Drifted";
+}
+
+/// Reasons used in conditions and as Event reasons.
+pub mod reason {
+    /// The job is registered and its deployment succeeded (or it has none).
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// A new version was registered.
+    pub const REGISTERED: &str = "Registered";
+    /// The deployment of the registered version is in progress.
+    pub const DEPLOYING: &str = "Deploying";
+    /// The deployment of the registered version failed.
+    pub const DEPLOYMENT_FAILED: &str = "DeploymentFailed";
+    /// The job was reverted to its last stable version.
+    pub const REVERTED: &str = "Reverted";
+    /// A deployment failed and there was no stable version to go back to.
+    pub const NO_STABLE_VERSION: &str = "NoStableVersion";
+    /// The spec is invalid.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The Nomad job belongs to another object, or was created outside the operator.
+    pub const CONFLICT: &str = "Conflict";
+    /// Nomad could not be reached or answered with a server error.
+    pub const NOMAD_UNAVAILABLE: &str = "NomadUnavailable";
+    /// Nomad refused the operator's token.
+    pub const PERMISSION_DENIED: &str = "PermissionDenied";
+    /// Nomad rejected the job.
+    pub const NOMAD_REJECTED: &str = "NomadRejected";
+    /// The job in Nomad was changed by someone else and re-registered.
+    pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+    /// The job in Nomad was changed by someone else (reported only).
+    pub const DRIFT_DETECTED: &str = "DriftDetected";
+    /// No drift.
+    pub const IN_SYNC: &str = "InSync";
+    /// `spec.suspend` is true.
+    pub const SUSPENDED: &str = "Suspended";
+    /// The failed spec is not registered again until it or the retry annotation changes.
+    pub const WAITING_FOR_CHANGE: &str = "WaitingForChange";
+    /// The job was deregistered, purged or orphaned on delete.
+    pub const DELETED: &str = "Deleted";
+    /// The job is stopped in Nomad.
+    pub const JOB_STOPPED: &str = "JobStopped";
+}

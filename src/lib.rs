@@ -1,0 +1,6 @@
+//! nomad-operator: a Kubernetes operator that makes a `NomadJob` custom resource the
+//! source of truth for a HashiCorp Nomad job.
+
+pub mod crd;
+pub mod crdgen;
+pub mod nomad;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"): checks formatting and lints, starts
+# one real Kubernetes control plane for the whole run, and runs every test of the
+# workspace against it. Extra arguments go to `cargo nextest run` (e.g. a test filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tests/envtest/envtest.sh install
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/nomad-operator-envtest.XXXXXX")
+trap 'tests/envtest/envtest.sh stop "$dir"; rm -rf "$dir"' EXIT
+echo "== starting the test control plane in $dir"
+ENVTEST_KUBECONFIG=$(tests/envtest/envtest.sh start "$dir")
+export ENVTEST_KUBECONFIG
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi
