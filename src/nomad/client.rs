@@ -1,0 +1,665 @@
+//! The transport: one shared `reqwest` client, headers, scope and blocking parameters,
+//! and the mapping of every failure to a [`NomadError`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+
+use super::config::{NomadConfig, Token, format_wait};
+use super::error::{NomadError, Operation, classify, redact, truncate};
+use super::tls;
+
+/// Header carrying the ACL token.
+const TOKEN_HEADER: &str = "X-Nomad-Token";
+/// Header carrying the Raft index of a read (and of most writes).
+const INDEX_HEADER: &str = "X-Nomad-Index";
+/// User agent sent with every request.
+const USER_AGENT: &str = concat!("nomad-operator/", env!("CARGO_PKG_VERSION"));
+
+/// Where a call goes: namespace and region. `None` means the client's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// Namespace; `"*"` lists across all namespaces (list calls only).
+    pub namespace: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+}
+
+impl Scope {
+    /// The client's defaults.
+    pub fn default_scope() -> Self {
+        Self::default()
+    }
+
+    /// A given namespace in the default region.
+    pub fn namespace(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: Some(namespace.into()),
+            region: None,
+        }
+    }
+
+    /// Every namespace (`namespace=*`), for list calls.
+    pub fn all_namespaces() -> Self {
+        Self::namespace("*")
+    }
+
+    /// The same scope in another region.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+}
+
+/// Parameters of a blocking query: return once Nomad's index passes `index`, or after
+/// `wait` (Nomad adds up to `wait / 16` of jitter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// The last `X-Nomad-Index` seen.
+    pub index: u64,
+    /// How long Nomad may hold the request.
+    pub wait: Duration,
+}
+
+impl Blocking {
+    /// Waits up to `wait` for a change past `index`.
+    pub fn new(index: u64, wait: Duration) -> Self {
+        Self { index, wait }
+    }
+
+    /// The time to allow for the whole request: Nomad's wait, its jitter, and the
+    /// ordinary request timeout on top.
+    pub fn request_timeout(&self, base: Duration) -> Duration {
+        base + self.wait + self.wait / 16
+    }
+}
+
+/// A value with the `X-Nomad-Index` of the answer that carried it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Indexed<T> {
+    /// `X-Nomad-Index` (0 if Nomad sent none): pass it to the next blocking query.
+    pub index: u64,
+    /// The decoded body.
+    pub value: T,
+}
+
+impl<T> Indexed<T> {
+    /// Applies `f` to the value, keeping the index.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Indexed<U> {
+        Indexed {
+            index: self.index,
+            value: f(self.value),
+        }
+    }
+}
+
+/// Typed async client for the Nomad HTTP API. Cheap to clone (shared connection pool).
+#[derive(Clone)]
+pub struct NomadClient {
+    inner: Arc<Inner>,
+}
+
+/// The shared state of a [`NomadClient`].
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    /// The address as error messages show it (no user info).
+    shown_addr: String,
+    token_header: Option<HeaderValue>,
+    token: Option<Token>,
+    defaults: Scope,
+    request_timeout: Duration,
+    /// Observer of every request (metrics), set once after construction.
+    hook: std::sync::OnceLock<CallHook>,
+}
+
+/// Observer of every Nomad request: called with the endpoint template (e.g.
+/// `POST /v1/job/:id/plan`, IDs replaced so the label stays low-cardinality) and the HTTP
+/// status (0 when no answer came back).
+pub type CallHook = Arc<dyn Fn(&str, u16) + Send + Sync>;
+
+impl fmt::Debug for NomadClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NomadClient")
+            .field("addr", &self.inner.shown_addr)
+            .field("token", &self.inner.token)
+            .field("defaults", &self.inner.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NomadClient {
+    /// Builds a client from `config`: parses the address, prepares the token header and
+    /// the TLS settings. Installs rustls' `ring` provider for the process if none is.
+    pub fn new(config: &NomadConfig) -> Result<Self, NomadError> {
+        install_crypto_provider();
+        let base = parse_addr(&config.addr)?;
+        let shown_addr = shown_addr(&base);
+        let token = config.token.clone().filter(|t| !t.is_empty());
+        let token_header = token.as_ref().map(token_header).transpose()?;
+        let http = build_http(config, token.as_ref())?;
+        let defaults = Scope {
+            namespace: config.namespace.clone().filter(|s| !s.is_empty()),
+            region: config.region.clone().filter(|s| !s.is_empty()),
+        };
+        let inner = Inner {
+            http,
+            base,
+            shown_addr,
+            token_header,
+            token,
+            defaults,
+            request_timeout: config.request_timeout,
+            hook: std::sync::OnceLock::new(),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The Nomad address this client talks to (without user info).
+    pub fn addr(&self) -> &str {
+        &self.inner.shown_addr
+    }
+
+    /// Installs the observer of every request (shared by all clones). Returns false,
+    /// leaving the first in place, when one is already installed.
+    pub fn set_call_hook(&self, hook: CallHook) -> bool {
+        self.inner.hook.set(hook).is_ok()
+    }
+
+    /// Reports a finished request to the hook, if any.
+    fn observe(&self, method: &Method, segments: &[&str], status: u16) {
+        if let Some(hook) = self.inner.hook.get() {
+            hook(&endpoint_label(method, segments), status);
+        }
+    }
+
+    /// The namespace and region used when a [`Scope`] leaves them out.
+    pub fn default_scope(&self) -> &Scope {
+        &self.inner.defaults
+    }
+
+    /// Sends `call` and decodes the JSON answer, with its `X-Nomad-Index`.
+    pub(crate) async fn execute<T: DeserializeOwned>(
+        &self,
+        call: Call<'_>,
+    ) -> Result<Indexed<T>, NomadError> {
+        let url = self.url(&call.segments)?;
+        let path = url.path().to_owned();
+        let method = call.method.clone();
+        let operation = call.operation;
+        let segments = call.segments.clone();
+        let request = self.request(url, call);
+        let response = request.send().await.map_err(|e| {
+            self.observe(&method, &segments, 0);
+            self.transport_error(e, &method, &path)
+        })?;
+        let status = response.status();
+        self.observe(&method, &segments, status.as_u16());
+        let index = header_index(response.headers());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, &method, &path))?;
+        if !status.is_success() {
+            return Err(self.status_error(status, &bytes, operation));
+        }
+        let value = self.decode(&bytes, &method, &path)?;
+        Ok(Indexed { index, value })
+    }
+
+    /// Builds the URL `<addr>/v1/<segments...>`, each segment percent-encoded.
+    fn url(&self, segments: &[&str]) -> Result<Url, NomadError> {
+        let mut url = self.inner.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| NomadError::Config("the Nomad address cannot take a path".into()))?
+            .pop_if_empty()
+            .push("v1")
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Prepares the request: token, scope, query, blocking parameters, body, timeout.
+    fn request(&self, url: Url, call: Call<'_>) -> reqwest::RequestBuilder {
+        let mut request = self.inner.http.request(call.method, url);
+        if let Some(token) = &self.inner.token_header {
+            request = request.header(TOKEN_HEADER, token.clone());
+        }
+        let query = self.scope_query(call.scope).into_iter().chain(call.query);
+        request = request.query(&query.collect::<Vec<_>>());
+        if let Some(blocking) = call.blocking {
+            request = request
+                .query(&[
+                    ("index", blocking.index.to_string()),
+                    ("wait", format_wait(blocking.wait)),
+                ])
+                .timeout(blocking.request_timeout(self.inner.request_timeout));
+        }
+        match call.body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+    }
+
+    /// `namespace` and `region` query parameters from `scope` or the defaults.
+    fn scope_query(&self, scope: &Scope) -> Vec<(&'static str, String)> {
+        let defaults = &self.inner.defaults;
+        let pick = |given: &Option<String>, default: &Option<String>| {
+            given
+                .clone()
+                .filter(|s| !s.is_empty())
+                .or_else(|| default.clone())
+        };
+        let namespace = pick(&scope.namespace, &defaults.namespace).map(|ns| ("namespace", ns));
+        let region = pick(&scope.region, &defaults.region).map(|r| ("region", r));
+        namespace.into_iter().chain(region).collect()
+    }
+
+    /// Decodes a success body.
+    fn decode<T: DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        method: &Method,
+        path: &str,
+    ) -> Result<T, NomadError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            let message = format!("{method} {path}: {e}");
+            NomadError::Decode(self.scrub(message))
+        })
+    }
+
+    /// Maps an error status and its text body.
+    fn status_error(&self, status: StatusCode, body: &[u8], operation: Operation) -> NomadError {
+        let text = String::from_utf8_lossy(body);
+        classify(status.as_u16(), &text, operation).redacted(self.secret())
+    }
+
+    /// Maps a `reqwest` failure: timeouts to [`NomadError::Timeout`], everything else to
+    /// [`NomadError::Transport`] naming the address (never the token).
+    fn transport_error(&self, error: reqwest::Error, method: &Method, path: &str) -> NomadError {
+        if error.is_timeout() {
+            return NomadError::Timeout;
+        }
+        let addr = &self.inner.shown_addr;
+        let what = if error.is_connect() {
+            format!("cannot connect to Nomad at {addr}")
+        } else {
+            format!("{method} {path} at {addr} failed")
+        };
+        let message = format!("{what}: {}", error_chain(&error.without_url()));
+        NomadError::Transport(self.scrub(truncate(message, 1000)))
+    }
+
+    /// The token, for redaction.
+    fn secret(&self) -> Option<&str> {
+        self.inner.token.as_ref().map(Token::expose)
+    }
+
+    /// Removes the token from a message.
+    fn scrub(&self, message: String) -> String {
+        redact(message, self.secret())
+    }
+}
+
+/// One request to make: method, path below `/v1`, scope, query, body, blocking, and which
+/// operation it is (for error classification).
+pub(crate) struct Call<'a> {
+    method: Method,
+    segments: Vec<&'a str>,
+    scope: &'a Scope,
+    query: Vec<(&'static str, String)>,
+    body: Option<serde_json::Value>,
+    blocking: Option<Blocking>,
+    operation: Operation,
+}
+
+impl<'a> Call<'a> {
+    /// A call with `method` to `/v1/<segments...>`.
+    pub(crate) fn new(method: Method, scope: &'a Scope, segments: &[&'a str]) -> Self {
+        Self {
+            method,
+            segments: segments.to_vec(),
+            scope,
+            query: Vec::new(),
+            body: None,
+            blocking: None,
+            operation: Operation::Other,
+        }
+    }
+
+    /// A `GET`.
+    pub(crate) fn get(scope: &'a Scope, segments: &[&'a str]) -> Self {
+        Self::new(Method::GET, scope, segments)
+    }
+
+    /// A `POST` with a JSON body.
+    pub(crate) fn post(scope: &'a Scope, segments: &[&'a str], body: serde_json::Value) -> Self {
+        Self::new(Method::POST, scope, segments).body(body)
+    }
+
+    /// Adds a query parameter.
+    pub(crate) fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.query.push((key, value.into()));
+        self
+    }
+
+    /// Adds `prefix=` when given and non-empty.
+    pub(crate) fn prefix(self, prefix: Option<&str>) -> Self {
+        match prefix.filter(|p| !p.is_empty()) {
+            Some(prefix) => self.query("prefix", prefix),
+            None => self,
+        }
+    }
+
+    /// Sets the JSON body.
+    pub(crate) fn body(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// Makes it a blocking query when `blocking` is given.
+    pub(crate) fn blocking(mut self, blocking: Option<Blocking>) -> Self {
+        self.blocking = blocking;
+        self
+    }
+
+    /// Names the operation, for error classification.
+    pub(crate) fn operation(mut self, operation: Operation) -> Self {
+        self.operation = operation;
+        self
+    }
+}
+
+/// `METHOD /v1/area/:id/...`: the path with the ID after a singular area (`job`,
+/// `allocation`, `deployment`, ...) replaced by `:id`.
+fn endpoint_label(method: &Method, segments: &[&str]) -> String {
+    let mut label = format!("{method} /v1");
+    for (i, segment) in segments.iter().enumerate() {
+        let singular_area = segments.first().is_some_and(|area| !area.ends_with('s'));
+        label.push('/');
+        label.push_str(if i == 1 && singular_area {
+            ":id"
+        } else {
+            segment
+        });
+    }
+    label
+}
+
+/// Installs rustls' `ring` provider as the process default, unless one already is.
+fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Parses and checks the Nomad address.
+fn parse_addr(addr: &str) -> Result<Url, NomadError> {
+    let invalid = |why: &str| NomadError::Config(format!("invalid Nomad address: {why}"));
+    let mut url = Url::parse(addr.trim()).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) || url.cannot_be_a_base() {
+        return Err(invalid("it has no host"));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// The address without user info, for messages.
+fn shown_addr(base: &Url) -> String {
+    let mut shown = base.clone();
+    // Both only fail for URLs that cannot have user info, where there is nothing to hide.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.as_str().trim_end_matches('/').to_owned()
+}
+
+/// The token as a header value marked sensitive (never printed by the HTTP stack).
+fn token_header(token: &Token) -> Result<HeaderValue, NomadError> {
+    let mut value = HeaderValue::from_str(token.expose()).map_err(|_| {
+        NomadError::Config("the Nomad token has characters not allowed in an HTTP header".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Builds the `reqwest` client: timeouts, user agent and TLS.
+fn build_http(config: &NomadConfig, token: Option<&Token>) -> Result<reqwest::Client, NomadError> {
+    let builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout);
+    let builder = tls::configure(builder, config)?;
+    builder.build().map_err(|e| {
+        let message = format!("cannot build the HTTP client: {}", error_chain(&e));
+        NomadError::Config(redact(message, token.map(Token::expose)))
+    })
+}
+
+/// `X-Nomad-Index` as a number (0 when absent or malformed).
+fn header_index(headers: &HeaderMap) -> u64 {
+    headers
+        .get(INDEX_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An error and its sources, joined by `: `, repeated texts dropped.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_labels_hide_ids() {
+        assert_eq!(
+            endpoint_label(&Method::POST, &["job", "web", "plan"]),
+            "POST /v1/job/:id/plan"
+        );
+        assert_eq!(endpoint_label(&Method::GET, &["jobs"]), "GET /v1/jobs");
+        assert_eq!(
+            endpoint_label(&Method::POST, &["jobs", "parse"]),
+            "POST /v1/jobs/parse"
+        );
+        assert_eq!(
+            endpoint_label(&Method::GET, &["allocation", "a1"]),
+            "GET /v1/allocation/:id"
+        );
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(parse_addr("http://127.0.0.1:4646").is_ok());
+        assert!(parse_addr("https://nomad.example:4646/").is_ok());
+        assert!(matches!(
+            parse_addr("127.0.0.1:4646"),
+            Err(NomadError::Config(_))
+        ));
+        assert!(matches!(parse_addr("ftp://x"), Err(NomadError::Config(_))));
+        let url = parse_addr("http://user:pw@host:1/prefix/").expect("url");
+        assert_eq!(shown_addr(&url), "http://host:1/prefix");
+    }
+
+    #[test]
+    fn urls_encode_segments_and_keep_a_prefix() {
+        let config = NomadConfig::new("http://127.0.0.1:4646/proxy/");
+        let client = NomadClient::new(&config).expect("client");
+        let url = client
+            .url(&["job", "example/dispatch-1-2", "plan"])
+            .expect("url");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:4646/proxy/v1/job/example%2Fdispatch-1-2/plan"
+        );
+    }
+
+    #[test]
+    fn scope_falls_back_to_defaults() {
+        let config = NomadConfig {
+            namespace: Some("apps".into()),
+            region: Some("eu".into()),
+            ..NomadConfig::default()
+        };
+        let client = NomadClient::new(&config).expect("client");
+        assert_eq!(
+            client.scope_query(&Scope::default()),
+            vec![("namespace", "apps".into()), ("region", "eu".into())]
+        );
+        assert_eq!(
+            client.scope_query(&Scope::all_namespaces().with_region("us")),
+            vec![("namespace", "*".into()), ("region", "us".into())]
+        );
+        let plain = NomadClient::new(&NomadConfig::default()).expect("client");
+        assert!(plain.scope_query(&Scope::default()).is_empty());
+    }
+
+    #[test]
+    fn blocking_timeout_adds_wait_and_jitter() {
+        let b = Blocking::new(7, Duration::from_secs(16));
+        assert_eq!(
+            b.request_timeout(Duration::from_secs(30)),
+            Duration::from_secs(47)
+        );
+    }
+
+    #[test]
+    fn client_debug_hides_the_token() {
+        let config = NomadConfig {
+            token: Some(Token::new("very-secret-value")),
+            ..NomadConfig::default()
+        };
+        let client = NomadClient::new(&config).expect("client");
+        assert!(!format!("{client:?}").contains("very-secret-value"));
+    }
+
+    #[test]
+    fn bad_token_characters_do_not_leak() {
+        let config = NomadConfig {
+            token: Some(Token::new("bad\ntoken-xyz")),
+            ..NomadConfig::default()
+        };
+        let error = NomadClient::new(&config).expect_err("must fail");
+        assert!(matches!(error, NomadError::Config(_)));
+        assert!(!format!("{error} {error:?}").contains("token-xyz"));
+    }
+
+    #[test]
+    fn index_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(header_index(&headers), 0);
+        headers.insert(INDEX_HEADER, HeaderValue::from_static("42"));
+        assert_eq!(header_index(&headers), 42);
+        headers.insert(INDEX_HEADER, HeaderValue::from_static("x"));
+        assert_eq!(header_index(&headers), 0);
+    }
+
+    const TOKEN: &str = "s3cr3t-7f0c2a9e-operator-token";
+
+    /// Serves one raw HTTP answer on loopback; returns the address.
+    fn serve_raw(status_line: &'static str, body: String) -> anyhow::Result<String> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let Ok((mut tcp, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf);
+            let answer = format!(
+                "HTTP/1.1 {status_line}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tcp.write_all(answer.as_bytes());
+        });
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// A client with the test token.
+    fn token_client(addr: String) -> anyhow::Result<NomadClient> {
+        Ok(NomadClient::new(&NomadConfig {
+            token: Some(Token::new(TOKEN)),
+            ..NomadConfig::new(addr)
+        })?)
+    }
+
+    /// Runs `future` on a fresh runtime.
+    fn run<F: std::future::Future>(future: F) -> anyhow::Result<F::Output> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(runtime.block_on(future))
+    }
+
+    #[test]
+    fn decode_errors_do_not_leak_the_token() -> anyhow::Result<()> {
+        // 200 with a body that is not the expected JSON and that echoes the token.
+        let body = format!("[{{\"ID\": \"x\", \"Priority\": \"{TOKEN}\"}}]");
+        let nomad = token_client(serve_raw("200 OK", body)?)?;
+        let error = run(nomad.list_jobs(&Scope::default(), None, None))?.expect_err("not a list");
+        assert!(matches!(error, NomadError::Decode(_)), "{error:?}");
+        assert_eq!(error.category(), "decode");
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(TOKEN), "{shown}");
+        assert!(
+            shown.contains("<redacted>"),
+            "the echo was exercised: {shown}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn error_bodies_do_not_leak_the_token() -> anyhow::Result<()> {
+        let body = format!("ACL token {TOKEN} is not allowed to do that");
+        let nomad = token_client(serve_raw("400 Bad Request", body)?)?;
+        let error = run(nomad.read_job(&Scope::default(), "x"))?.expect_err("400");
+        assert!(matches!(error, NomadError::BadRequest(_)), "{error:?}");
+        let shown = format!("{error} {error:?}");
+        assert!(
+            !shown.contains(TOKEN) && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn refused_connections_name_the_address() -> anyhow::Result<()> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = format!("http://{}", listener.local_addr()?);
+        drop(listener);
+        let nomad = token_client(addr.clone())?;
+        let error = run(nomad.list_jobs(&Scope::default(), None, None))?.expect_err("refused");
+        let NomadError::Transport(message) = &error else {
+            anyhow::bail!("expected Transport, got {error:?}");
+        };
+        assert!(
+            message.starts_with(&format!(
+                "cannot connect to Nomad at {addr}: error sending request"
+            )),
+            "{message}"
+        );
+        assert!(message.contains("onnection refused"), "{message}");
+        assert!(!format!("{error} {error:?}").contains(TOKEN));
+        Ok(())
+    }
+}

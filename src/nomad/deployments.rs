@@ -1,0 +1,47 @@
+//! Deployment endpoints: list, and a job's latest deployment and all its deployments.
+
+use super::client::{Blocking, Call, Indexed, NomadClient, Scope};
+use super::error::NomadError;
+use super::jobs::Nullable;
+use super::types::Deployment;
+
+impl NomadClient {
+    /// `GET /v1/deployments`: the deployments of the scope (namespace `"*"` = all),
+    /// optionally by ID prefix, optionally as a blocking query.
+    pub async fn list_deployments(
+        &self,
+        scope: &Scope,
+        prefix: Option<&str>,
+        blocking: Option<Blocking>,
+    ) -> Result<Indexed<Vec<Deployment>>, NomadError> {
+        let call = Call::get(scope, &["deployments"])
+            .prefix(prefix)
+            .blocking(blocking);
+        self.execute::<Nullable<Vec<Deployment>>>(call)
+            .await
+            .map(|r| r.map(Nullable::into_inner))
+    }
+
+    /// `GET /v1/job/:id/deployment`: the job's latest deployment; `None` when it has
+    /// none (Nomad answers `200 null`).
+    pub async fn job_deployment(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Option<Deployment>, NomadError> {
+        let call = Call::get(scope, &["job", id, "deployment"]);
+        Ok(self.execute::<Option<Deployment>>(call).await?.value)
+    }
+
+    /// `GET /v1/job/:id/deployments`: all of the job's deployments (`[]` for an unknown
+    /// job).
+    pub async fn job_deployments(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<Vec<Deployment>, NomadError> {
+        let call = Call::get(scope, &["job", id, "deployments"]);
+        let answer = self.execute::<Nullable<Vec<Deployment>>>(call).await?;
+        Ok(answer.value.into_inner())
+    }
+}

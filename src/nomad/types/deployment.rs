@@ -1,0 +1,90 @@
+//! Deployments: the rollout of one job version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::nullable;
+
+/// One deployment (`GET /v1/deployments`, `/v1/job/:id/deployment(s)`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct Deployment {
+    /// Deployment ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Job ID.
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    /// The job version this deployment rolls out.
+    pub job_version: u64,
+    /// The job's `ModifyIndex` when the deployment was created.
+    pub job_modify_index: u64,
+    /// The job's `JobModifyIndex` (spec index) this deployment rolls out.
+    pub job_spec_modify_index: u64,
+    /// The job's `CreateIndex`.
+    pub job_create_index: u64,
+    /// `running`, `paused`, `failed`, `successful`, `cancelled` (and newer:
+    /// `pending`, `blocked`, `initializing`, `unblocking`).
+    pub status: String,
+    /// Status detail, e.g. `Failed due to progress deadline - rolling back to job version 2`.
+    pub status_description: String,
+    /// Progress per task group.
+    #[serde(deserialize_with = "nullable")]
+    pub task_groups: BTreeMap<String, DeploymentState>,
+    /// Raft index at creation.
+    pub create_index: u64,
+    /// Raft index of the last change.
+    pub modify_index: u64,
+}
+
+impl Deployment {
+    /// True while the deployment may still change (`running`, `paused`, `pending`,
+    /// `blocked`, `initializing`, `unblocking`).
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "running" | "paused" | "pending" | "blocked" | "initializing" | "unblocking"
+        )
+    }
+
+    /// The version Nomad's own `auto_revert` is rolling back to, read from a status
+    /// description ending in `- rolling back to job version N`.
+    pub fn auto_revert_version(&self) -> Option<u64> {
+        let (_, tail) = self
+            .status_description
+            .rsplit_once("rolling back to job version")?;
+        tail.trim().parse().ok()
+    }
+}
+
+/// Progress of one task group in a deployment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct DeploymentState {
+    /// Nomad re-registers the last stable version when this deployment fails.
+    pub auto_revert: bool,
+    /// Canaries are promoted automatically once healthy.
+    pub auto_promote: bool,
+    /// Canaries were promoted.
+    pub promoted: bool,
+    /// Canaries wanted.
+    pub desired_canaries: u64,
+    /// Allocations wanted.
+    pub desired_total: u64,
+    /// Allocation IDs of the canaries placed.
+    #[serde(deserialize_with = "nullable")]
+    pub placed_canaries: Vec<String>,
+    /// Allocations placed.
+    pub placed_allocs: u64,
+    /// Allocations healthy.
+    pub healthy_allocs: u64,
+    /// Allocations unhealthy.
+    pub unhealthy_allocs: u64,
+    /// Progress deadline, nanoseconds (0 = none).
+    pub progress_deadline: i64,
+    /// Time by which progress must be made (RFC 3339).
+    pub require_progress_by: String,
+}

@@ -1,0 +1,216 @@
+//! `POST /v1/job/:id/plan`: the diff against the server's job and the scheduler's dry run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::nullable;
+
+/// Answer of a plan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct JobPlanResponse {
+    /// The server job's `JobModifyIndex` (0 if the job is new): the check-and-set value
+    /// for the register that follows.
+    pub job_modify_index: u64,
+    /// Diff between the submitted and the server's job (when `Diff: true` was asked).
+    #[serde(deserialize_with = "nullable")]
+    pub diff: Option<JobDiff>,
+    /// What the scheduler would do per task group.
+    #[serde(deserialize_with = "nullable")]
+    pub annotations: Option<PlanAnnotations>,
+    /// Placement failures per task group.
+    #[serde(rename = "FailedTGAllocs", deserialize_with = "nullable")]
+    pub failed_tg_allocs: BTreeMap<String, AllocationMetric>,
+    /// Warnings about the submitted job.
+    pub warnings: String,
+    /// Next launch of a periodic job (RFC 3339; the zero time otherwise).
+    pub next_periodic_launch: String,
+}
+
+impl JobPlanResponse {
+    /// The top-level diff type, or `None` when Nomad sent no diff.
+    pub fn diff_type(&self) -> Option<DiffType> {
+        self.diff.as_ref().map(|d| d.r#type)
+    }
+}
+
+/// A diff type. Decide on the top-level one only: sub-objects may say `None` inside an
+/// `Edited` job.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DiffType {
+    /// No difference.
+    #[default]
+    None,
+    /// Only in the submitted job.
+    Added,
+    /// Only in the server's job.
+    Deleted,
+    /// In both, different.
+    Edited,
+}
+
+/// Top-level job diff. Its `Type` is required: a diff without one fails to decode rather
+/// than reading as "no change".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JobDiff {
+    /// Kind of change of the whole job.
+    #[serde(rename = "Type")]
+    pub r#type: DiffType,
+    /// Job ID.
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    /// Changed scalar fields.
+    #[serde(default, deserialize_with = "nullable")]
+    pub fields: Vec<FieldDiff>,
+    /// Changed nested objects.
+    #[serde(default, deserialize_with = "nullable")]
+    pub objects: Vec<ObjectDiff>,
+    /// Per task group diffs.
+    #[serde(default, deserialize_with = "nullable")]
+    pub task_groups: Vec<TaskGroupDiff>,
+}
+
+/// Diff of one scalar field.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct FieldDiff {
+    /// Kind of change.
+    #[serde(rename = "Type")]
+    pub r#type: DiffType,
+    /// Field name.
+    pub name: String,
+    /// Server value.
+    pub old: String,
+    /// Submitted value.
+    pub new: String,
+    /// Notes such as `forces create/destroy update`.
+    #[serde(deserialize_with = "nullable")]
+    pub annotations: Vec<String>,
+}
+
+/// Diff of a nested object.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ObjectDiff {
+    /// Kind of change.
+    #[serde(rename = "Type")]
+    pub r#type: DiffType,
+    /// Object name.
+    pub name: String,
+    /// Changed fields.
+    #[serde(deserialize_with = "nullable")]
+    pub fields: Vec<FieldDiff>,
+    /// Changed nested objects.
+    #[serde(deserialize_with = "nullable")]
+    pub objects: Vec<ObjectDiff>,
+}
+
+/// Diff of one task group.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct TaskGroupDiff {
+    /// Kind of change.
+    #[serde(rename = "Type")]
+    pub r#type: DiffType,
+    /// Task group name.
+    pub name: String,
+    /// Changed fields.
+    #[serde(deserialize_with = "nullable")]
+    pub fields: Vec<FieldDiff>,
+    /// Changed nested objects.
+    #[serde(deserialize_with = "nullable")]
+    pub objects: Vec<ObjectDiff>,
+    /// Per task diffs.
+    #[serde(deserialize_with = "nullable")]
+    pub tasks: Vec<TaskDiff>,
+    /// Scheduler actions by kind (`create`, `destroy`, `in-place update`...).
+    #[serde(deserialize_with = "nullable")]
+    pub updates: BTreeMap<String, u64>,
+}
+
+/// Diff of one task.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct TaskDiff {
+    /// Kind of change.
+    #[serde(rename = "Type")]
+    pub r#type: DiffType,
+    /// Task name.
+    pub name: String,
+    /// Changed fields.
+    #[serde(deserialize_with = "nullable")]
+    pub fields: Vec<FieldDiff>,
+    /// Changed nested objects.
+    #[serde(deserialize_with = "nullable")]
+    pub objects: Vec<ObjectDiff>,
+    /// Notes such as `forces create`.
+    #[serde(deserialize_with = "nullable")]
+    pub annotations: Vec<String>,
+}
+
+/// The scheduler's intended actions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct PlanAnnotations {
+    /// Intended actions per task group.
+    #[serde(rename = "DesiredTGUpdates", deserialize_with = "nullable")]
+    pub desired_tg_updates: BTreeMap<String, DesiredUpdates>,
+}
+
+/// Counts of intended scheduler actions for one task group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct DesiredUpdates {
+    /// Allocations left alone.
+    pub ignore: u64,
+    /// New allocations.
+    pub place: u64,
+    /// Allocations moved off draining nodes.
+    pub migrate: u64,
+    /// Allocations stopped.
+    pub stop: u64,
+    /// Allocations updated in place.
+    pub in_place_update: u64,
+    /// Allocations replaced.
+    pub destructive_update: u64,
+    /// Canaries placed.
+    pub canary: u64,
+    /// Allocations preempted.
+    pub preemptions: u64,
+}
+
+/// Why a task group could not be (fully) placed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct AllocationMetric {
+    /// Nodes looked at.
+    pub nodes_evaluated: u64,
+    /// Nodes filtered out by constraints.
+    pub nodes_filtered: u64,
+    /// Nodes available per datacenter.
+    #[serde(deserialize_with = "nullable")]
+    pub nodes_available: BTreeMap<String, u64>,
+    /// Nodes filtered per class.
+    #[serde(deserialize_with = "nullable")]
+    pub class_filtered: BTreeMap<String, u64>,
+    /// Nodes filtered per constraint.
+    #[serde(deserialize_with = "nullable")]
+    pub constraint_filtered: BTreeMap<String, u64>,
+    /// Nodes out of resources.
+    pub nodes_exhausted: u64,
+    /// Nodes out of resources per class.
+    #[serde(deserialize_with = "nullable")]
+    pub class_exhausted: BTreeMap<String, u64>,
+    /// Nodes out of resources per dimension (`cpu exhausted`, `memory exhausted`...).
+    #[serde(deserialize_with = "nullable")]
+    pub dimension_exhausted: BTreeMap<String, u64>,
+    /// Quotas exhausted.
+    #[serde(deserialize_with = "nullable")]
+    pub quota_exhausted: Vec<String>,
+    /// Further failures folded into this one.
+    pub coalesced_failures: u64,
+    /// Time spent placing, nanoseconds.
+    pub allocation_time: i64,
+}

@@ -1,0 +1,64 @@
+//! The control API under `/_sim/` (no token, not logged): request log, faults,
+//! allocation client-status overrides and stats.
+
+use axum::body::Bytes;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::http::{json_resp, text};
+use crate::{Fault, SimError, Simulator};
+
+/// Handles one control request.
+pub(crate) fn handle(sim: &Simulator, method: &str, path: &str, body: Bytes) -> Response {
+    match (method, path) {
+        ("GET", "/_sim/requests") => json_resp(&json!(sim.requests()), None, false),
+        ("DELETE", "/_sim/requests") => {
+            sim.clear_requests();
+            json_resp(&json!({}), None, false)
+        }
+        ("GET", "/_sim/faults") => {
+            let faults = sim.inner.faults_snapshot();
+            json_resp(&Value::Array(faults), None, false)
+        }
+        ("POST" | "PUT", "/_sim/faults") => match serde_json::from_slice::<Fault>(&body) {
+            Ok(f) => json_resp(&json!({"ID": sim.add_fault(f)}), None, false),
+            Err(e) => text(400, format!("invalid fault: {e}")),
+        },
+        ("DELETE", "/_sim/faults") => {
+            sim.clear_faults();
+            json_resp(&json!({}), None, false)
+        }
+        ("GET", "/_sim/stats") => {
+            let (jobs, allocs, index) = sim.counts();
+            json_resp(
+                &json!({"OpenConnections": sim.open_connections(), "Jobs": jobs, "Allocations": allocs, "Index": index}),
+                None,
+                false,
+            )
+        }
+        ("POST" | "PUT", p)
+            if p.starts_with("/_sim/allocations/") && p.ends_with("/client-status") =>
+        {
+            let id = p
+                .trim_start_matches("/_sim/allocations/")
+                .trim_end_matches("/client-status");
+            let status = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+                v.get("ClientStatus")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
+            let Some(status) = status else {
+                return text(400, "body must be {\"ClientStatus\": \"...\"}");
+            };
+            match sim.set_alloc_client_status(id, &status) {
+                Ok(()) => json_resp(&json!({}), None, false),
+                Err(e @ SimError::AllocNotFound(_)) => text(404, e.to_string()),
+                Err(e) => text(400, e.to_string()),
+            }
+        }
+        _ => text(
+            404,
+            format!("nomad-sim: unknown control endpoint {method} {path}"),
+        ),
+    }
+}

@@ -1,0 +1,425 @@
+//! Job write operations with Nomad 1.1's semantics and error texts: register
+//! (with check-and-set), deregister/purge, revert, stability, plan, dispatch,
+//! periodic force and evaluate.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::canonical::{Obj, b, s};
+use crate::plan_diff::{annotate, job_diff};
+use crate::state::{JobEntry, JobKey, JobVersion, State, TRACKED_VERSIONS, Table};
+use crate::util::{new_uuid, now_ns};
+
+/// An error answered to an API client: status code + text/plain body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ApiError {
+    /// 400
+    BadRequest(String),
+    /// 403
+    Forbidden(String),
+    /// 404
+    NotFound(String),
+    /// 405
+    MethodNotAllowed,
+    /// 500
+    Server(String),
+    /// 501
+    NotImplemented(String),
+}
+
+/// Result of a write that creates an evaluation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteResult {
+    pub eval_id: String,
+    pub eval_create_index: u64,
+    pub job_modify_index: u64,
+    pub index: u64,
+}
+
+/// Prefix Nomad puts on check-and-set register failures.
+const ENFORCE_PREFIX: &str = "Enforcing job modify index";
+
+impl State {
+    /// Registers a canonical, validated job spec. `enforce` is the check-and-set
+    /// `JobModifyIndex` (`Some(0)`: must not exist).
+    pub(crate) fn register_spec(
+        &mut self,
+        spec: Arc<Obj>,
+        enforce: Option<u64>,
+        triggered_by: &str,
+    ) -> Result<WriteResult, ApiError> {
+        let key: JobKey = (
+            s(&spec, "Namespace").unwrap_or("default").to_string(),
+            s(&spec, "ID").unwrap_or_default().to_string(),
+        );
+        let existing = self.jobs.get(&key);
+        if let Some(jmi) = enforce {
+            match existing {
+                Some(_) if jmi == 0 => {
+                    return Err(ApiError::Server(format!(
+                        "{ENFORCE_PREFIX} 0: job already exists"
+                    )));
+                }
+                Some(e) if e.job_modify_index != jmi => {
+                    return Err(ApiError::Server(format!(
+                        "{ENFORCE_PREFIX} {jmi}: job exists with conflicting job modify index: {}",
+                        e.job_modify_index
+                    )));
+                }
+                None if jmi != 0 => {
+                    return Err(ApiError::Server(format!(
+                        "{ENFORCE_PREFIX} {jmi}: job does not exist"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let changed = existing.is_none_or(|e| *e.spec != *spec);
+        let idx = self.bump();
+        if changed {
+            self.write_version(&key, spec, idx);
+        }
+        let (jmi, is_parent) = match self.jobs.get(&key) {
+            Some(j) => (j.job_modify_index, j.is_parent()),
+            None => (idx, false),
+        };
+        let mut res = WriteResult {
+            job_modify_index: jmi,
+            index: idx,
+            ..Default::default()
+        };
+        if !is_parent {
+            res.eval_id = self.create_eval(&key, triggered_by, jmi, idx, true);
+            res.eval_create_index = idx;
+        }
+        self.refresh_job(&key, idx);
+        Ok(res)
+    }
+
+    fn write_version(&mut self, key: &JobKey, spec: Arc<Obj>, idx: u64) {
+        let now = now_ns();
+        if let Some(e) = self.jobs.get_mut(key) {
+            let status = e.status.clone();
+            if let Some(cur) = e.versions.iter_mut().rev().find(|v| v.version == e.version) {
+                cur.status = status.clone();
+            }
+            e.spec = spec.clone();
+            e.version += 1;
+            e.submit_time = now;
+            e.modify_index = idx;
+            e.job_modify_index = idx;
+            e.versions.push(JobVersion {
+                spec,
+                version: e.version,
+                stable: false,
+                submit_time: now,
+                create_index: e.create_index,
+                modify_index: idx,
+                job_modify_index: idx,
+                status,
+            });
+            while e.versions.len() > TRACKED_VERSIONS {
+                e.versions.remove(0);
+            }
+        } else {
+            self.jobs.insert(
+                key.clone(),
+                JobEntry {
+                    spec: spec.clone(),
+                    version: 0,
+                    submit_time: now,
+                    status: "pending".into(),
+                    status_description: String::new(),
+                    create_index: idx,
+                    modify_index: idx,
+                    job_modify_index: idx,
+                    versions: vec![JobVersion {
+                        spec,
+                        version: 0,
+                        stable: false,
+                        submit_time: now,
+                        create_index: idx,
+                        modify_index: idx,
+                        job_modify_index: idx,
+                        status: "pending".into(),
+                    }],
+                    summary: BTreeMap::new(),
+                    children: Default::default(),
+                    summary_create_index: idx,
+                    summary_modify_index: idx,
+                },
+            );
+            self.touch(Table::Summary, idx);
+        }
+        self.touch(Table::Jobs, idx);
+    }
+
+    /// `DELETE /v1/job/:id` (stop as a new version, or purge).
+    pub(crate) fn deregister(&mut self, key: &JobKey, purge: bool) -> WriteResult {
+        let idx = self.bump();
+        if self.jobs.contains_key(key) {
+            if purge {
+                self.jobs.remove(key);
+                self.touch(Table::Jobs, idx);
+                self.touch(Table::Summary, idx);
+            } else if let Some(j) = self.jobs.get(key)
+                && !j.stopped()
+            {
+                let mut spec = (*j.spec).clone();
+                spec.insert("Stop".into(), json!(true));
+                self.write_version(key, Arc::new(spec), idx);
+            }
+        }
+        let eval_id = self.create_eval(key, "job-deregister", idx, idx, true);
+        self.refresh_job(key, idx);
+        WriteResult {
+            eval_id,
+            eval_create_index: idx,
+            job_modify_index: idx,
+            index: idx,
+        }
+    }
+
+    /// `POST /v1/job/:id/revert`.
+    pub(crate) fn revert(
+        &mut self,
+        key: &JobKey,
+        version: u64,
+        enforce_prior: Option<u64>,
+    ) -> Result<WriteResult, ApiError> {
+        let Some(cur) = self.jobs.get(key) else {
+            return Err(ApiError::Server(format!("job {:?} not found", key.1)));
+        };
+        if version == cur.version {
+            return Err(ApiError::Server("can't revert to current version".into()));
+        }
+        let Some(target) = cur.versions.iter().find(|v| v.version == version) else {
+            return Err(ApiError::Server(format!(
+                "job {:?} in namespace {:?} at version {} not found",
+                key.1, key.0, version
+            )));
+        };
+        let mut enforce = None;
+        if let Some(prior) = enforce_prior {
+            if cur.version != prior {
+                return Err(ApiError::Server(format!(
+                    "Current job has version {}; enforcing version {}",
+                    cur.version, prior
+                )));
+            }
+            enforce = Some(cur.job_modify_index);
+        }
+        let spec = target.spec.clone();
+        self.register_spec(spec, enforce, "job-register")
+    }
+
+    /// `POST /v1/job/:id/stable`.
+    pub(crate) fn stable(
+        &mut self,
+        key: &JobKey,
+        version: u64,
+        stable: bool,
+    ) -> Result<u64, ApiError> {
+        let exists = self
+            .jobs
+            .get(key)
+            .is_some_and(|j| j.versions.iter().any(|v| v.version == version));
+        if !exists {
+            return Err(ApiError::Server(format!(
+                "job {:?} at version {} not found",
+                key.1, version
+            )));
+        }
+        let idx = self.bump();
+        self.set_stable(key, version, stable, idx);
+        Ok(idx)
+    }
+
+    /// `POST /v1/job/:id/plan`: never writes.
+    pub(crate) fn plan(&self, key: &JobKey, new_spec: &Obj, want_diff: bool) -> Value {
+        let existing = self.jobs.get(key);
+        let old = existing.map(|j| j.spec.as_ref());
+        let changed = old.is_none_or(|o| o != new_spec);
+        let updates = self.plan_updates(key, new_spec, changed);
+        let diff = if want_diff {
+            let mut d = job_diff(old, new_spec, true);
+            annotate(&mut d, &updates);
+            d
+        } else {
+            Value::Null
+        };
+        json!({
+            "Index": existing.map(|j| j.job_modify_index).unwrap_or(0),
+            "JobModifyIndex": existing.map(|j| j.job_modify_index).unwrap_or(0),
+            "Diff": diff,
+            "Annotations": {"DesiredTGUpdates": updates, "PreemptedAllocs": null},
+            "FailedTGAllocs": null,
+            "CreatedEvals": null,
+            "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
+            "Warnings": ""
+        })
+    }
+
+    /// `POST /v1/job/:id/dispatch`.
+    pub(crate) fn dispatch(
+        &mut self,
+        key: &JobKey,
+        payload: Option<String>,
+        meta: BTreeMap<String, String>,
+    ) -> Result<Value, ApiError> {
+        let Some(parent) = self.jobs.get(key) else {
+            return Err(ApiError::Server("parameterized job not found".into()));
+        };
+        let Some(pj) = parent
+            .spec
+            .get("ParameterizedJob")
+            .and_then(Value::as_object)
+            .cloned()
+        else {
+            return Err(ApiError::Server(format!(
+                "Specified job {:?} is not a parameterized job",
+                key.1
+            )));
+        };
+        if parent.stopped() {
+            return Err(ApiError::Server(format!(
+                "Specified job {:?} is stopped",
+                key.1
+            )));
+        }
+        let payload = payload.filter(|p| !p.is_empty());
+        match (s(&pj, "Payload").unwrap_or("optional"), &payload) {
+            ("required", None) => {
+                return Err(ApiError::Server(
+                    "Payload is not provided but required by parameterized job".into(),
+                ));
+            }
+            ("forbidden", Some(_)) => {
+                return Err(ApiError::Server(
+                    "Payload provided but forbidden by parameterized job".into(),
+                ));
+            }
+            _ => {}
+        }
+        let list = |k: &str| -> Vec<String> {
+            pj.get(k)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        };
+        let required = list("MetaRequired");
+        let optional = list("MetaOptional");
+        let missing: Vec<&String> = required.iter().filter(|k| !meta.contains_key(*k)).collect();
+        if !missing.is_empty() {
+            return Err(ApiError::Server(format!(
+                "Dispatch did not provide required meta keys: {missing:?}"
+            )));
+        }
+        let unpermitted: Vec<&String> = meta
+            .keys()
+            .filter(|k| !required.contains(k) && !optional.contains(k))
+            .collect();
+        if !unpermitted.is_empty() {
+            return Err(ApiError::Server(format!(
+                "Dispatch provided meta keys not allowed by parameterized job: {unpermitted:?}"
+            )));
+        }
+        let mut child = (*parent.spec).clone();
+        let child_id = format!(
+            "{}/dispatch-{}-{}",
+            key.1,
+            now_ns() / 1_000_000_000,
+            &new_uuid()[..8]
+        );
+        child.insert("ID".into(), json!(child_id));
+        child.insert("Name".into(), json!(child_id));
+        child.insert("ParentID".into(), json!(key.1));
+        child.insert("Dispatched".into(), json!(true));
+        child.insert(
+            "Payload".into(),
+            payload.map(Value::String).unwrap_or(Value::Null),
+        );
+        let mut m = child
+            .get("Meta")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in meta {
+            m.insert(k, json!(v));
+        }
+        if !m.is_empty() {
+            child.insert("Meta".into(), Value::Object(m));
+        }
+        let res = self.register_spec(Arc::new(child), None, "job-register")?;
+        let ci = self
+            .jobs
+            .get(&(key.0.clone(), child_id.clone()))
+            .map(|j| j.create_index)
+            .unwrap_or(res.index);
+        Ok(json!({
+            "Index": res.index, "JobCreateIndex": ci, "EvalCreateIndex": res.eval_create_index,
+            "EvalID": res.eval_id, "DispatchedJobID": child_id
+        }))
+    }
+
+    /// `POST /v1/job/:id/periodic/force`.
+    pub(crate) fn periodic_force(&mut self, key: &JobKey) -> Result<Value, ApiError> {
+        let Some(parent) = self.jobs.get(key) else {
+            return Err(ApiError::Server(format!("job {:?} not found", key.1)));
+        };
+        let periodic = parent
+            .spec
+            .get("Periodic")
+            .and_then(Value::as_object)
+            .is_some_and(|p| b(p, "Enabled"));
+        if !periodic {
+            return Err(ApiError::Server(
+                "can't force launch non-periodic job".into(),
+            ));
+        }
+        let mut child = (*parent.spec).clone();
+        let child_id = format!("{}/periodic-{}", key.1, now_ns() / 1_000_000_000);
+        let child_id = if self.jobs.contains_key(&(key.0.clone(), child_id.clone())) {
+            format!("{child_id}-{}", &new_uuid()[..4])
+        } else {
+            child_id
+        };
+        child.insert("ID".into(), json!(child_id));
+        child.insert("Name".into(), json!(child_id));
+        child.insert("ParentID".into(), json!(key.1));
+        child.insert("Periodic".into(), Value::Null);
+        let res = self.register_spec(Arc::new(child), None, "periodic-job")?;
+        Ok(
+            json!({"EvalID": res.eval_id, "EvalCreateIndex": res.eval_create_index, "Index": res.index}),
+        )
+    }
+
+    /// `POST /v1/job/:id/evaluate`.
+    pub(crate) fn evaluate(&mut self, key: &JobKey) -> Result<WriteResult, ApiError> {
+        let Some(j) = self.jobs.get(key) else {
+            return Err(ApiError::Server("job not found".into()));
+        };
+        if j.spec.get("Periodic").is_some_and(Value::is_object) {
+            return Err(ApiError::Server("can't evaluate periodic job".into()));
+        }
+        if j.spec.get("ParameterizedJob").is_some_and(Value::is_object) && !b(&j.spec, "Dispatched")
+        {
+            return Err(ApiError::Server("can't evaluate parameterized job".into()));
+        }
+        let jmi = j.job_modify_index;
+        let idx = self.bump();
+        let eval_id = self.create_eval(key, "job-register", jmi, idx, true);
+        self.refresh_job(key, idx);
+        Ok(WriteResult {
+            eval_id,
+            eval_create_index: idx,
+            job_modify_index: jmi,
+            index: idx,
+        })
+    }
+}

@@ -1,0 +1,50 @@
+//! `nomad-sim`: serve the Nomad API simulator on a TCP address.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use nomad_sim::{SimConfig, Simulator};
+
+/// In-memory simulator of the HashiCorp Nomad HTTP API (Nomad 1.1 behaviour).
+///
+/// Serves /v1 (jobs, plan, versions, revert, deployments, allocations,
+/// evaluations, blocking queries, HCL parse) and a control API under /_sim
+/// (request log, fault injection, allocation client-status overrides, stats).
+#[derive(Parser, Debug)]
+#[command(name = "nomad-sim", version)]
+struct Args {
+    /// Address to listen on, e.g. 127.0.0.1:4646 (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:4646")]
+    listen: SocketAddr,
+    /// Require this ACL token in X-Nomad-Token on every /v1 request.
+    #[arg(long, env = "NOMAD_SIM_ACL_TOKEN", hide_env_values = true)]
+    acl_token: Option<String>,
+    /// Run simulated time this many times faster (deadlines, delays, run times).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+        eprintln!("--time-scale must be a positive number");
+        std::process::exit(2);
+    }
+    let sim = Simulator::new(SimConfig {
+        acl_token: args.acl_token,
+        time_scale: args.time_scale,
+    });
+    let server = sim.serve(args.listen).await?;
+    tracing::info!(addr = %server.addr, "nomad-sim listening");
+    println!("nomad-sim listening on {}", server.url());
+    let _ = tokio::signal::ctrl_c().await;
+    server.shutdown().await;
+    Ok(())
+}
