@@ -1,6 +1,9 @@
 //! nomad-operator: a Kubernetes operator that makes a `NomadJob` custom resource the
 //! source of truth for a HashiCorp Nomad job.
 
+pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod metrics;
 pub mod nomad;
+pub mod telemetry;

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nomad_operator::controller::{RunArgs, run};
+use nomad_operator::metrics::Metrics;
 
 /// Kubernetes operator that makes a NomadJob custom resource the source of truth for a
 /// HashiCorp Nomad job.
@@ -15,6 +17,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the controller: reconcile NomadJob objects with Nomad.
+    ///
+    /// Kubernetes credentials come from KUBECONFIG or the in-cluster service account;
+    /// Nomad's from the usual NOMAD_* variables or the --nomad-* flags.
+    Run(Box<RunArgs>),
     /// Print the NomadJob CustomResourceDefinition as YAML (what crds/nomadjob.yaml holds).
     ///
     /// Example: nomad-operator crd | kubectl apply -f -
@@ -34,5 +41,55 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Run(args) => {
+            nomad_operator::telemetry::init(args.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("error: starting the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(async move {
+                let kube = match kube::Client::try_default().await {
+                    Ok(client) => client,
+                    Err(e) => {
+                        tracing::error!("cannot configure the Kubernetes client: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let ctx = match run::context(kube, &args, Metrics::default()) {
+                    Ok(ctx) => ctx,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                run::run_controller(ctx, &args, shutdown_signal()).await;
+                ExitCode::SUCCESS
+            })
+        }
     }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -1,0 +1,153 @@
+//! What every reconcile shares: clients, settings, the Event recorder, per-object
+//! back-off, and the map from Nomad jobs to the objects that own them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::crd::NomadJob;
+use crate::metrics::Metrics;
+use crate::nomad::NomadClient;
+
+use super::render::Defaults;
+
+/// Shared state of the controller.
+pub struct Context {
+    /// Kubernetes client.
+    pub kube: Client,
+    /// Nomad client.
+    pub nomad: NomadClient,
+    /// Publishes Kubernetes Events about `NomadJob`s.
+    pub recorder: Recorder,
+    /// Nomad namespace and region for jobs that do not name theirs.
+    pub defaults: Defaults,
+    /// How often an object is re-planned when nothing happens (drift detection).
+    pub resync: Duration,
+    /// Per-object exponential back-off after errors.
+    pub backoff: Backoff,
+    /// Which object owns which Nomad job, for turning Nomad changes into reconciles.
+    pub jobs: Arc<JobIndex>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+}
+
+/// Exponential back-off per object: `base * 2^failures`, capped; reset on success.
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    failures: Mutex<HashMap<ObjectRef<NomadJob>, u32>>,
+}
+
+impl Backoff {
+    /// A back-off starting at `base` and never longer than `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Self {
+            base,
+            cap,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Records a failure of `obj` and returns how long to wait before retrying.
+    pub fn next_delay(&self, obj: &ObjectRef<NomadJob>) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(obj.clone()).or_insert(0);
+        let delay = self
+            .base
+            .saturating_mul(2u32.saturating_pow(*n))
+            .min(self.cap);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    /// Forgets the failures of `obj` after a successful reconcile.
+    pub fn reset(&self, obj: &ObjectRef<NomadJob>) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(obj);
+    }
+}
+
+/// A Nomad job's identity: (Nomad namespace, job ID).
+pub type NomadJobKey = (String, String);
+
+/// Which `NomadJob` manages which Nomad job; filled as objects are reconciled.
+#[derive(Default)]
+pub struct JobIndex {
+    owners: Mutex<HashMap<NomadJobKey, ObjectRef<NomadJob>>>,
+}
+
+impl JobIndex {
+    /// Records that `obj` manages `key`.
+    pub fn insert(&self, key: NomadJobKey, obj: ObjectRef<NomadJob>) {
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, obj);
+    }
+
+    /// Forgets `key` if `obj` manages it.
+    pub fn remove(&self, key: &NomadJobKey, obj: &ObjectRef<NomadJob>) {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        if owners.get(key) == Some(obj) {
+            owners.remove(key);
+        }
+    }
+
+    /// The object managing `key`, if known.
+    pub fn owner(&self, key: &NomadJobKey) -> Option<ObjectRef<NomadJob>> {
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// How many jobs are known.
+    pub fn len(&self) -> usize {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// True when no job is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        let a = ObjectRef::new("a").within("ns");
+        let b = ObjectRef::new("b").within("ns");
+        let delays: Vec<u64> = (0..5).map(|_| backoff.next_delay(&a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5]);
+        assert_eq!(
+            backoff.next_delay(&b).as_secs(),
+            1,
+            "objects back off independently"
+        );
+        backoff.reset(&a);
+        assert_eq!(backoff.next_delay(&a).as_secs(), 1);
+    }
+
+    #[test]
+    fn job_index_forgets_only_its_own_owner() {
+        let index = JobIndex::default();
+        let key = ("default".to_string(), "web".to_string());
+        let a = ObjectRef::new("a").within("ns");
+        index.insert(key.clone(), a.clone());
+        index.remove(&key, &ObjectRef::new("b").within("ns"));
+        assert_eq!(index.owner(&key), Some(a.clone()));
+        index.remove(&key, &a);
+        assert!(index.is_empty());
+    }
+}

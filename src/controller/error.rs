@@ -1,0 +1,42 @@
+//! Errors of a reconcile, with the category used as Event reason and metric label.
+
+use crate::nomad::NomadError;
+
+/// What stopped a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Nomad call failed.
+    #[error("Nomad: {0}")]
+    Nomad(#[from] NomadError),
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The object lacks a namespace or a name.
+    #[error("the object has no namespace or name")]
+    MissingObjectKey,
+    /// Someone else kept changing the job between plan and register.
+    #[error(
+        "the Nomad job kept changing between plan and register (check-and-set failed {0} times); will re-plan"
+    )]
+    CasExhausted(u32),
+    /// Adding or removing the finalizer failed, or the cleanup failed.
+    #[error("{0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A stable snake_case label, used as metric label and in logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Nomad(e) => e.category(),
+            Self::Kube(_) => "kubernetes",
+            Self::MissingObjectKey => "invalid_object",
+            Self::CasExhausted(_) => "conflict",
+            Self::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),
+                _ => "kubernetes",
+            },
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Who owns a Nomad job: this object, another `NomadJob`, or nobody the operator knows
+//! (pure).
+
+use serde_json::Value;
+
+use super::render::{META_OWNER_NAME, META_OWNER_NAMESPACE};
+
+/// The relation between a `NomadJob` and the Nomad job with its ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// There is no such job in Nomad.
+    Absent,
+    /// The job was registered for this object (same namespace and name).
+    Ours,
+    /// The job belongs to another `NomadJob`.
+    OwnedBy {
+        /// Namespace of the other object.
+        namespace: String,
+        /// Name of the other object.
+        name: String,
+    },
+    /// The job was created outside the operator.
+    Foreign,
+}
+
+impl Ownership {
+    /// A message for the `Conflict` condition and Event, or `None` when the job may be
+    /// written.
+    pub fn conflict_message(&self, job_id: &str) -> Option<String> {
+        match self {
+            Self::Absent | Self::Ours => None,
+            Self::OwnedBy { namespace, name } => Some(format!(
+                "Nomad job {job_id:?} belongs to NomadJob {namespace}/{name}; it is left untouched. Give this object another spec.jobID, or delete one of the two"
+            )),
+            Self::Foreign => Some(format!(
+                "Nomad job {job_id:?} exists but was not created by nomad-operator; it is left untouched. Choose another spec.jobID, or stop and purge the existing job in Nomad to let the operator create it"
+            )),
+        }
+    }
+}
+
+/// Classifies the existing Nomad job (if any) relative to the object `namespace/name`.
+pub fn ownership(existing: Option<&Value>, namespace: &str, name: &str) -> Ownership {
+    let Some(job) = existing else {
+        return Ownership::Absent;
+    };
+    let meta = job.get("Meta");
+    let get = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str);
+    match (get(META_OWNER_NAMESPACE), get(META_OWNER_NAME)) {
+        (Some(ns), Some(n)) if ns == namespace && n == name => Ownership::Ours,
+        (Some(ns), Some(n)) => Ownership::OwnedBy {
+            namespace: ns.to_string(),
+            name: n.to_string(),
+        },
+        _ => Ownership::Foreign,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies_by_owner_meta() {
+        assert_eq!(ownership(None, "a", "web"), Ownership::Absent);
+        let ours = json!({"Meta": {META_OWNER_NAMESPACE: "a", META_OWNER_NAME: "web", "x": "y"}});
+        assert_eq!(ownership(Some(&ours), "a", "web"), Ownership::Ours);
+        assert_eq!(
+            ownership(Some(&ours), "b", "web"),
+            Ownership::OwnedBy {
+                namespace: "a".into(),
+                name: "web".into()
+            }
+        );
+        assert_eq!(
+            ownership(Some(&json!({"Meta": null})), "a", "web"),
+            Ownership::Foreign
+        );
+        assert_eq!(
+            ownership(Some(&json!({"ID": "web"})), "a", "web"),
+            Ownership::Foreign
+        );
+    }
+
+    #[test]
+    fn conflict_messages_say_what_to_do() {
+        assert_eq!(Ownership::Ours.conflict_message("web"), None);
+        let other = Ownership::OwnedBy {
+            namespace: "a".into(),
+            name: "x".into(),
+        };
+        assert!(
+            other
+                .conflict_message("web")
+                .unwrap_or_default()
+                .contains("NomadJob a/x")
+        );
+        assert!(
+            Ownership::Foreign
+                .conflict_message("web")
+                .unwrap_or_default()
+                .contains("not created by nomad-operator")
+        );
+    }
+}

@@ -1,0 +1,758 @@
+//! The reconcile of one `NomadJob`: a pipeline of named steps.
+//!
+//! `validate and render -> ownership guard -> follow the failed deployment (revert) ->
+//! plan -> register with check-and-set -> mirror Nomad's view -> write status`.
+//! Decisions are the pure functions of [`super::decide`] and [`super::status`]; the steps
+//! here only gather inputs and carry out what those decide.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+use tracing::{debug, info, warn};
+
+use crate::crd::{
+    DeletionPolicy, FINALIZER, NomadJob, NomadJobStatus, RevertStatus, condition, reason,
+};
+use crate::nomad::{NomadError, Scope};
+
+use super::context::Context;
+use super::decide::{
+    FailureResponse, PlanAction, Readiness, deployment_of, failed_deployment, failure_response,
+    plan_action, readiness, short_id,
+};
+use super::error::Error;
+use super::ownership::ownership;
+use super::render::{DesiredJob, render};
+use super::status::{
+    NomadView, Truth, find_condition, mirror, plan_status, set_condition, set_readiness,
+};
+
+/// Field manager of the operator's server-side applies.
+pub const FIELD_MANAGER: &str = "nomad-operator";
+
+/// How often a check-and-set conflict is answered by re-planning within one reconcile.
+const CAS_ATTEMPTS: u32 = 3;
+
+/// Reconciles one object (the controller's entry point).
+pub async fn reconcile(obj: Arc<NomadJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = obj.namespace().ok_or(Error::MissingObjectKey)?;
+    let obj_ref = ObjectRef::from_obj(&*obj);
+    let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(obj, &ctx).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(inner)
+        | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
+        other => Error::Finalizer(Box::new(other)),
+    });
+    if result.is_ok() {
+        ctx.backoff.reset(&obj_ref);
+    }
+    ctx.metrics.observe_reconcile(
+        started.elapsed(),
+        result.as_ref().err().map(Error::category),
+    );
+    result
+}
+
+/// What the controller does after a failed reconcile: back off exponentially per object.
+pub fn error_policy(obj: Arc<NomadJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.next_delay(&ObjectRef::from_obj(&*obj));
+    warn!(
+        object = %ObjectRef::from_obj(&*obj),
+        category = error.category(),
+        retry_in = ?delay,
+        "reconcile failed: {error}"
+    );
+    Action::requeue(delay)
+}
+
+/// The `Apply` branch: bring Nomad to the spec and mirror Nomad into the status.
+async fn apply(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let generation = obj.metadata.generation;
+    let previous = obj.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+
+    if obj.spec.suspend {
+        set_condition(
+            &mut status.conditions,
+            condition::RECONCILING,
+            Truth::False,
+            reason::SUSPENDED,
+            "spec.suspend is true: the operator makes no Nomad calls for this object",
+            generation,
+            &now,
+        );
+        finish(&obj, ctx, &previous, &status).await?;
+        return Ok(Action::await_change());
+    }
+
+    let desired = match render(&obj, &ctx.defaults) {
+        Ok(desired) => desired,
+        Err(invalid) => {
+            let message = format!("invalid spec: {invalid}");
+            set_readiness(
+                &mut status.conditions,
+                &Readiness::Stalled {
+                    reason: reason::INVALID_SPEC,
+                    message,
+                },
+                generation,
+                &now,
+            );
+            finish(&obj, ctx, &previous, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    ctx.jobs.insert(
+        (desired.namespace.clone(), desired.id.clone()),
+        ObjectRef::from_obj(&*obj),
+    );
+    status.job_id = Some(desired.id.clone());
+    status.job_namespace = Some(desired.namespace.clone());
+
+    let scope = Scope {
+        namespace: Some(desired.namespace.clone()),
+        region: desired.region.clone(),
+    };
+    let outcome = sync(&obj, ctx, &desired, &scope, &mut status, &now).await;
+    match outcome {
+        Ok(action) => {
+            finish(&obj, ctx, &previous, &status).await?;
+            Ok(action)
+        }
+        Err(Error::Nomad(NomadError::BadRequest(message))) => {
+            let message =
+                format!("Nomad rejected the job: {message}. Fix spec.job and apply again");
+            set_readiness(
+                &mut status.conditions,
+                &Readiness::Stalled {
+                    reason: reason::NOMAD_REJECTED,
+                    message,
+                },
+                generation,
+                &now,
+            );
+            finish(&obj, ctx, &previous, &status).await?;
+            Ok(Action::await_change())
+        }
+        Err(error) => {
+            let readiness = match &error {
+                Error::Nomad(NomadError::PermissionDenied(m)) => Readiness::Stalled {
+                    reason: reason::PERMISSION_DENIED,
+                    message: format!(
+                        "Nomad refused the operator's token: {m}. Check the token's ACL policy"
+                    ),
+                },
+                other => Readiness::Progressing {
+                    reason: reason::NOMAD_UNAVAILABLE,
+                    message: format!("{other}; retrying with back-off"),
+                },
+            };
+            set_readiness(&mut status.conditions, &readiness, generation, &now);
+            // The error is what the caller must see; a failed status write is only logged.
+            if let Err(write_error) = finish(&obj, ctx, &previous, &status).await {
+                warn!(object = %ObjectRef::from_obj(&*obj), "writing status failed: {write_error}");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The Nomad part of a reconcile: ownership, failure handling, plan and register, mirror.
+async fn sync(
+    obj: &NomadJob,
+    ctx: &Context,
+    desired: &DesiredJob,
+    scope: &Scope,
+    status: &mut NomadJobStatus,
+    now: &Time,
+) -> Result<Action, Error> {
+    let generation = obj.metadata.generation;
+    let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let mut job = read_job(ctx, scope, &desired.id).await?;
+
+    if let Some(message) = ownership(job.as_ref(), &namespace, &name).conflict_message(&desired.id)
+    {
+        mirror(status, &NomadView::default());
+        status.plan = None;
+        set_readiness(
+            &mut status.conditions,
+            &Readiness::Stalled {
+                reason: reason::CONFLICT,
+                message,
+            },
+            generation,
+            now,
+        );
+        return Ok(Action::requeue(ctx.resync));
+    }
+
+    let mut deployments = match &job {
+        Some(_) => ctx.nomad.job_deployments(scope, &desired.id).await?,
+        None => Vec::new(),
+    };
+
+    // A failed deployment of the version registered for this spec: answer it once.
+    let applied_this_spec = status.last_applied_digest.as_deref() == Some(desired.digest.as_str());
+    let already_failed = status.failed_digest.as_deref() == Some(desired.digest.as_str());
+    if let (Some(current), Some(applied), true, false) = (
+        &job,
+        status.applied_version,
+        applied_this_spec,
+        already_failed,
+    ) && let Some(failed) = failed_deployment(&deployments, applied).cloned()
+    {
+        let reverted =
+            respond_to_failure(obj, ctx, desired, scope, status, current, &failed, now).await?;
+        if reverted {
+            job = read_job(ctx, scope, &desired.id).await?;
+            deployments = ctx.nomad.job_deployments(scope, &desired.id).await?;
+        }
+    }
+
+    let holding_failed = status.failed_digest.as_deref() == Some(desired.digest.as_str());
+    let mut drift_reported = false;
+    if !holding_failed {
+        let (action, registered_job) =
+            plan_and_register(obj, ctx, desired, scope, status, job.take()).await?;
+        job = registered_job;
+        if action.registers() {
+            deployments = ctx.nomad.job_deployments(scope, &desired.id).await?;
+        }
+        drift_reported = action == PlanAction::ReportDrift;
+        update_drift_condition(status, action, generation, now);
+    }
+
+    let view = observe(ctx, scope, &desired.id, job, deployments).await?;
+    mirror(status, &view);
+    let readiness = match (&view.job, status.applied_version) {
+        _ if holding_failed => failed_spec_readiness(status, &view, obj.spec.revert_on_failure),
+        (Some(job), Some(applied)) if !drift_reported => readiness(job, applied, &view.deployments),
+        (Some(_), _) if drift_reported => Readiness::Stalled {
+            reason: reason::DRIFT_DETECTED,
+            message: "the job in Nomad differs from the spec; driftPolicy is Report, so it is left as it is".into(),
+        },
+        _ => Readiness::Progressing { reason: reason::REGISTERED, message: "waiting for the job to appear in Nomad".into() },
+    };
+    set_readiness(&mut status.conditions, &readiness, generation, now);
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// Plans the desired job and registers it with check-and-set when the plan says so.
+/// A check-and-set conflict means someone else changed the job: re-read, re-check
+/// ownership and re-plan, a few times at most.
+async fn plan_and_register(
+    obj: &NomadJob,
+    ctx: &Context,
+    desired: &DesiredJob,
+    scope: &Scope,
+    status: &mut NomadJobStatus,
+    mut job: Option<Value>,
+) -> Result<(PlanAction, Option<Value>), Error> {
+    let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    for attempt in 0..CAS_ATTEMPTS {
+        if attempt > 0 {
+            job = read_job(ctx, scope, &desired.id).await?;
+            if let Some(message) =
+                ownership(job.as_ref(), &namespace, &name).conflict_message(&desired.id)
+            {
+                return Err(Error::Nomad(NomadError::Conflict(message)));
+            }
+        }
+        let plan = ctx
+            .nomad
+            .plan_job(scope, &desired.id, &desired.job, true)
+            .await?;
+        status.plan = Some(plan_status(&plan));
+        let diff = plan
+            .diff
+            .as_ref()
+            .map(|d| d.r#type)
+            .unwrap_or(crate::nomad::DiffType::None);
+        let action = plan_action(
+            diff,
+            job.is_some(),
+            &desired.digest,
+            status,
+            obj.spec.drift_policy,
+        );
+        debug!(object = %ObjectRef::from_obj(obj), ?diff, ?action, "planned");
+        if !action.registers() {
+            if action == PlanAction::InSync {
+                let version = job
+                    .as_ref()
+                    .and_then(|j| j.get("Version"))
+                    .and_then(Value::as_u64);
+                if status.last_applied_digest.as_deref() != Some(desired.digest.as_str())
+                    || status.applied_version.is_none()
+                {
+                    status.applied_version = version;
+                }
+                status.last_applied_digest = Some(desired.digest.clone());
+            }
+            if action == PlanAction::ReportDrift
+                && find_condition(&status.conditions, condition::DRIFTED)
+                    .is_none_or(|c| c.status != "True")
+            {
+                publish(ctx, obj, EventType::Warning, reason::DRIFT_DETECTED, "the job in Nomad differs from the spec; driftPolicy is Report, so it is left as it is".into()).await;
+            }
+            return Ok((action, job));
+        }
+        match ctx
+            .nomad
+            .register_job(scope, &desired.job, Some(plan.job_modify_index))
+            .await
+        {
+            Ok(response) => {
+                ctx.metrics.registers.inc();
+                let registered = read_job(ctx, scope, &desired.id).await?;
+                let version = registered
+                    .as_ref()
+                    .and_then(|j| j.get("Version"))
+                    .and_then(Value::as_u64);
+                status.applied_version = version;
+                status.last_applied_digest = Some(desired.digest.clone());
+                let version_text = version.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+                let (reason, note) = match action {
+                    PlanAction::CorrectDrift => (
+                        reason::DRIFT_CORRECTED,
+                        format!(
+                            "the job was changed in Nomad; re-registered the spec as version {version_text}"
+                        ),
+                    ),
+                    _ => (
+                        reason::REGISTERED,
+                        format!(
+                            "registered version {version_text} (evaluation {})",
+                            short_id(&response.eval_id)
+                        ),
+                    ),
+                };
+                info!(object = %ObjectRef::from_obj(obj), job = %desired.id, version = %version_text, "{note}");
+                publish(ctx, obj, EventType::Normal, reason, note).await;
+                return Ok((action, registered));
+            }
+            Err(NomadError::Conflict(message)) => {
+                info!(object = %ObjectRef::from_obj(obj), job = %desired.id, "check-and-set conflict, re-planning: {message}");
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    publish(
+        ctx,
+        obj,
+        EventType::Warning,
+        reason::CONFLICT,
+        format!("the Nomad job kept changing between plan and register ({CAS_ATTEMPTS} check-and-set conflicts)"),
+    )
+    .await;
+    Err(Error::CasExhausted(CAS_ATTEMPTS))
+}
+
+/// Records a failed deployment of the applied spec, and reverts when the policy says so.
+/// Returns whether the job changed (a revert by the operator).
+#[allow(clippy::too_many_arguments)]
+async fn respond_to_failure(
+    obj: &NomadJob,
+    ctx: &Context,
+    desired: &DesiredJob,
+    scope: &Scope,
+    status: &mut NomadJobStatus,
+    job: &Value,
+    failed: &crate::nomad::Deployment,
+    now: &Time,
+) -> Result<bool, Error> {
+    let current = job
+        .get("Version")
+        .and_then(Value::as_u64)
+        .unwrap_or_default();
+    let nomad_reverted = super::decide::auto_revert_target(&failed.status_description).is_some();
+    let versions = if obj.spec.revert_on_failure && !nomad_reverted {
+        ctx.nomad.job_versions(scope, &desired.id).await?
+    } else {
+        Vec::new()
+    };
+    let mut response = failure_response(failed, current, &versions, obj.spec.revert_on_failure);
+    publish(
+        ctx,
+        obj,
+        EventType::Warning,
+        reason::DEPLOYMENT_FAILED,
+        format!(
+            "deployment {} of version {} failed: {}",
+            short_id(&failed.id),
+            failed.job_version,
+            failed.status_description
+        ),
+    )
+    .await;
+    let mut reverted = false;
+    if let FailureResponse::Revert {
+        to_version,
+        current_version,
+    } = response
+    {
+        match ctx
+            .nomad
+            .revert_job(scope, &desired.id, to_version, Some(current_version))
+            .await
+        {
+            Ok(_) => {
+                ctx.metrics.reverts.inc();
+                reverted = true;
+            }
+            Err(NomadError::Conflict(message)) => {
+                info!(object = %ObjectRef::from_obj(obj), "not reverting, the job changed meanwhile: {message}");
+                response = FailureResponse::RecordOnly;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    match (&response, response.actor()) {
+        (
+            FailureResponse::RevertedByNomad { to_version }
+            | FailureResponse::Revert { to_version, .. },
+            Some(by),
+        ) => {
+            status.last_revert = Some(RevertStatus {
+                from_version: failed.job_version,
+                to_version: *to_version,
+                reason: failed.status_description.clone(),
+                time: now.clone(),
+                by,
+            });
+            let who = if by == crate::crd::RevertActor::Nomad {
+                "Nomad's auto-revert"
+            } else {
+                "the operator"
+            };
+            publish(
+                ctx,
+                obj,
+                EventType::Normal,
+                reason::REVERTED,
+                format!(
+                    "{who} reverted the job from version {} to stable version {to_version}",
+                    failed.job_version
+                ),
+            )
+            .await;
+        }
+        (FailureResponse::NoStableVersion, _) => {
+            publish(
+                ctx,
+                obj,
+                EventType::Warning,
+                reason::NO_STABLE_VERSION,
+                format!(
+                    "version {} failed and the job has no stable version to revert to",
+                    failed.job_version
+                ),
+            )
+            .await;
+        }
+        _ => {}
+    }
+    status.failed_digest = Some(desired.digest.clone());
+    Ok(reverted)
+}
+
+/// Readiness while the current spec is the one that failed.
+fn failed_spec_readiness(
+    status: &NomadJobStatus,
+    view: &NomadView,
+    revert_on_failure: bool,
+) -> Readiness {
+    let applied = status.applied_version.unwrap_or_default();
+    let description = deployment_of(&view.deployments, applied)
+        .map(|d| d.status_description.clone())
+        .unwrap_or_else(|| "deployment failed".into());
+    let revert = status
+        .last_revert
+        .as_ref()
+        .filter(|r| r.from_version == applied);
+    let (reason, what) = match revert {
+        Some(r) => (
+            reason::REVERTED,
+            format!(
+                "; reverted to stable version {} by {:?}",
+                r.to_version, r.by
+            )
+            .to_lowercase(),
+        ),
+        None if revert_on_failure => (
+            reason::NO_STABLE_VERSION,
+            "; there was no stable version to revert to".into(),
+        ),
+        None => (
+            reason::DEPLOYMENT_FAILED,
+            "; spec.revertOnFailure is false, nothing was reverted".into(),
+        ),
+    };
+    Readiness::Stalled {
+        reason,
+        message: format!(
+            "version {applied} of this spec failed: {description}{what}. It is not registered again until the spec or the annotation nomadoperator.dev/retry changes"
+        ),
+    }
+}
+
+/// Sets or clears the `Drifted` condition after a plan.
+fn update_drift_condition(
+    status: &mut NomadJobStatus,
+    action: PlanAction,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let drifted = find_condition(&status.conditions, condition::DRIFTED).is_some();
+    match action {
+        PlanAction::ReportDrift => set_condition(
+            &mut status.conditions,
+            condition::DRIFTED,
+            Truth::True,
+            reason::DRIFT_DETECTED,
+            "the job in Nomad differs from the spec the operator applied",
+            generation,
+            now,
+        ),
+        PlanAction::CorrectDrift => set_condition(
+            &mut status.conditions,
+            condition::DRIFTED,
+            Truth::False,
+            reason::DRIFT_CORRECTED,
+            "the job was changed in Nomad and the spec was registered again",
+            generation,
+            now,
+        ),
+        _ if drifted => set_condition(
+            &mut status.conditions,
+            condition::DRIFTED,
+            Truth::False,
+            reason::IN_SYNC,
+            "the job in Nomad matches the spec",
+            generation,
+            now,
+        ),
+        _ => {}
+    }
+}
+
+/// Reads what the status mirrors: summary and allocations (job and deployments are
+/// already at hand).
+async fn observe(
+    ctx: &Context,
+    scope: &Scope,
+    id: &str,
+    job: Option<Value>,
+    deployments: Vec<crate::nomad::Deployment>,
+) -> Result<NomadView, Error> {
+    if job.is_none() {
+        return Ok(NomadView::default());
+    }
+    let summary = match ctx.nomad.job_summary(scope, id).await {
+        Ok(summary) => Some(summary),
+        Err(NomadError::NotFound(_)) => None,
+        Err(other) => return Err(other.into()),
+    };
+    let allocations = ctx
+        .nomad
+        .job_allocations(scope, id, false, None)
+        .await?
+        .value;
+    Ok(NomadView {
+        job,
+        deployments,
+        summary,
+        allocations,
+    })
+}
+
+/// `GET /v1/job/:id`, with "not found" as `None`.
+async fn read_job(ctx: &Context, scope: &Scope, id: &str) -> Result<Option<Value>, Error> {
+    match ctx.nomad.read_job(scope, id).await {
+        Ok(job) => Ok(Some(job)),
+        Err(NomadError::NotFound(_)) => Ok(None),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Writes the status when it changed, and publishes an Event when the `Ready`
+/// condition's reason changed to one a person should hear about.
+async fn finish(
+    obj: &NomadJob,
+    ctx: &Context,
+    previous: &NomadJobStatus,
+    status: &NomadJobStatus,
+) -> Result<(), Error> {
+    announce_transition(obj, ctx, previous, status).await;
+    if previous == status {
+        return Ok(());
+    }
+    let namespace = obj.namespace().ok_or(Error::MissingObjectKey)?;
+    let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "nomadoperator.dev/v1alpha1",
+        "kind": "NomadJob",
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    ctx.metrics.status_writes.inc();
+    Ok(())
+}
+
+/// Reasons of the `Ready` condition that warrant a Warning Event when they appear.
+const WARNING_REASONS: [&str; 5] = [
+    reason::INVALID_SPEC,
+    reason::CONFLICT,
+    reason::NOMAD_UNAVAILABLE,
+    reason::PERMISSION_DENIED,
+    reason::NOMAD_REJECTED,
+];
+
+async fn announce_transition(
+    obj: &NomadJob,
+    ctx: &Context,
+    previous: &NomadJobStatus,
+    status: &NomadJobStatus,
+) {
+    let Some(ready) = find_condition(&status.conditions, condition::READY) else {
+        return;
+    };
+    let before = find_condition(&previous.conditions, condition::READY);
+    if before.is_some_and(|b| b.reason == ready.reason && b.status == ready.status) {
+        return;
+    }
+    if WARNING_REASONS.contains(&ready.reason.as_str()) {
+        publish(
+            ctx,
+            obj,
+            EventType::Warning,
+            &ready.reason,
+            ready.message.clone(),
+        )
+        .await;
+    } else if ready.status == "True" {
+        publish(
+            ctx,
+            obj,
+            EventType::Normal,
+            &ready.reason,
+            ready.message.clone(),
+        )
+        .await;
+    }
+}
+
+/// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+pub(crate) async fn publish(
+    ctx: &Context,
+    obj: &NomadJob,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        warn!(object = %ObjectRef::from_obj(obj), "publishing Event {reason} failed: {e}");
+    }
+}
+
+/// The `Cleanup` branch: apply `spec.deletionPolicy` to the job this object manages.
+/// It relies on the status (what was registered), so an invalid spec never blocks it.
+async fn cleanup(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
+    let status = obj.status.clone().unwrap_or_default();
+    let obj_ref = ObjectRef::from_obj(&*obj);
+    let Some(id) = status.job_id.clone() else {
+        return Ok(Action::await_change());
+    };
+    let namespace = status
+        .job_namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let region = render(&obj, &ctx.defaults)
+        .ok()
+        .and_then(|d| d.region)
+        .or_else(|| ctx.defaults.region.clone());
+    ctx.jobs.remove(&(namespace.clone(), id.clone()), &obj_ref);
+    if obj.spec.suspend || obj.spec.deletion_policy == DeletionPolicy::Orphan {
+        let why = if obj.spec.suspend {
+            "the object is suspended"
+        } else {
+            "deletionPolicy is Orphan"
+        };
+        publish(
+            ctx,
+            &obj,
+            EventType::Normal,
+            reason::DELETED,
+            format!("left Nomad job {id:?} running: {why}"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let scope = Scope {
+        namespace: Some(namespace),
+        region,
+    };
+    let job = read_job(ctx, &scope, &id).await?;
+    let owner_ns = obj.namespace().unwrap_or_default();
+    if ownership(job.as_ref(), &owner_ns, &obj.name_any()) != super::ownership::Ownership::Ours {
+        // Gone already, or not ours to remove: nothing to do.
+        return Ok(Action::await_change());
+    }
+    let purge = obj.spec.deletion_policy == DeletionPolicy::Purge;
+    let stopped = job
+        .as_ref()
+        .and_then(|j| j.get("Stop"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if stopped && !purge {
+        return Ok(Action::await_change());
+    }
+    match ctx.nomad.deregister_job(&scope, &id, purge).await {
+        Ok(_) | Err(NomadError::NotFound(_)) => {}
+        Err(other) => return Err(other.into()),
+    }
+    let what = if purge {
+        "purged"
+    } else {
+        "deregistered (stopped)"
+    };
+    publish(
+        ctx,
+        &obj,
+        EventType::Normal,
+        reason::DELETED,
+        format!("{what} Nomad job {id:?}"),
+    )
+    .await;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,197 @@
+//! `nomad-operator run`: its settings and the wiring of the controller.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::crd::{FINALIZER, NomadJob, RETRY_ANNOTATION};
+use crate::metrics::Metrics;
+use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
+
+use super::context::{Backoff, Context, JobIndex};
+use super::nomad_watch::{self, WatchConfig};
+use super::reconcile::{error_policy, reconcile};
+use super::render::Defaults;
+
+/// Settings of `nomad-operator run` (flags with environment fallbacks).
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunArgs {
+    /// How to reach Nomad.
+    #[command(flatten)]
+    pub nomad: NomadConfig,
+
+    /// Kubernetes namespace to watch; repeat, or separate with commas, for several.
+    /// Default: all namespaces.
+    #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// How many objects are reconciled at once.
+    #[arg(long, env = "RECONCILE_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
+    /// How often each object is re-planned when nothing happens (drift detection).
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+
+    /// First retry delay after an error; it doubles per failure up to --max-backoff.
+    #[arg(long, env = "ERROR_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub error_backoff: Duration,
+
+    /// Longest retry delay after repeated errors.
+    #[arg(long, env = "MAX_BACKOFF", default_value = "5m", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+
+    /// How long one blocking query on Nomad's lists may wait.
+    #[arg(long, env = "NOMAD_WATCH_WAIT", default_value = "5m", value_parser = parse_duration)]
+    pub nomad_watch_wait: Duration,
+
+    /// Do not watch Nomad for changes; rely on the resync interval only.
+    #[arg(long, env = "NO_NOMAD_WATCH")]
+    pub no_nomad_watch: bool,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The Nomad client settings are unusable.
+    #[error("Nomad client: {0}")]
+    Nomad(#[from] NomadError),
+    /// No Kubernetes client could be configured.
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Builds the shared context from the settings.
+pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Context>, StartError> {
+    let nomad = NomadClient::new(&args.nomad)?;
+    let instance = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok());
+    let recorder = Recorder::new(
+        kube.clone(),
+        Reporter {
+            controller: "nomad-operator".into(),
+            instance,
+        },
+    );
+    Ok(Arc::new(Context {
+        kube,
+        nomad,
+        recorder,
+        defaults: Defaults {
+            namespace: args.nomad.namespace.clone(),
+            region: args.nomad.region.clone(),
+        },
+        resync: args.resync_interval,
+        backoff: Backoff::new(args.error_backoff, args.max_backoff),
+        jobs: Arc::new(JobIndex::default()),
+        metrics,
+    }))
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run_controller(
+    ctx: Arc<Context>,
+    args: &RunArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (trigger_tx, trigger_rx) = mpsc::unbounded::<ObjectRef<NomadJob>>();
+    let watchers = if args.no_nomad_watch {
+        Vec::new()
+    } else {
+        let config = WatchConfig {
+            wait: args.nomad_watch_wait,
+            ..WatchConfig::default()
+        };
+        nomad_watch::spawn(ctx.nomad.clone(), ctx.jobs.clone(), trigger_tx, config)
+    };
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+
+    let namespaces: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    // One trigger stream per controller: route Nomad-driven triggers by namespace.
+    let mut routes = std::collections::HashMap::new();
+    let mut controllers = Vec::new();
+    for namespace in namespaces {
+        let (tx, rx) = mpsc::unbounded();
+        routes.insert(namespace.clone(), tx);
+        let api: Api<NomadJob> = match &namespace {
+            Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
+            None => Api::all(ctx.kube.clone()),
+        };
+        info!(
+            namespace = namespace.as_deref().unwrap_or("*"),
+            "watching NomadJobs"
+        );
+        let (reader, writer) = reflector::store();
+        let objects = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+            .predicate_filter(trigger_fingerprint, Default::default());
+        let controller = Controller::for_stream(objects, reader)
+            .with_config(ControllerConfig::default().concurrency(args.concurrency))
+            .reconcile_on(rx)
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!("controller: {e}");
+                }
+            });
+        controllers.push(controller);
+    }
+    let router = tokio::spawn(route_triggers(trigger_rx, routes));
+    futures::future::join_all(controllers).await;
+    router.abort();
+    for watcher in watchers {
+        watcher.abort();
+    }
+    info!("controller stopped");
+}
+
+async fn route_triggers(
+    mut triggers: mpsc::UnboundedReceiver<ObjectRef<NomadJob>>,
+    routes: std::collections::HashMap<Option<String>, mpsc::UnboundedSender<ObjectRef<NomadJob>>>,
+) {
+    while let Some(obj) = triggers.next().await {
+        let route = routes.get(&None).or_else(|| routes.get(&obj.namespace));
+        if let Some(tx) = route
+            && tx.unbounded_send(obj).is_err()
+        {
+            warn!("a controller stopped taking triggers");
+        }
+    }
+}
+
+/// What of an object makes it worth a reconcile: its generation (the spec), the retry
+/// annotation, deletion and finalizers. Status writes change none of these, so the
+/// operator's own status updates do not wake it.
+fn trigger_fingerprint(obj: &NomadJob) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut hasher);
+    obj.annotations().get(RETRY_ANNOTATION).hash(&mut hasher);
+    obj.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    obj.finalizers()
+        .iter()
+        .any(|f| f == FINALIZER)
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}

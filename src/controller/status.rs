@@ -1,0 +1,550 @@
+//! Building the `NomadJob` status from Nomad's view, and its conditions (pure).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde_json::Value;
+
+use crate::crd::{
+    AllocationStatus, DeploymentGroupStatus, DeploymentStatus, DesiredUpdates, NomadJobStatus,
+    PlanStatus, TaskGroupSummary, TaskStatus, condition,
+};
+use crate::nomad::{AllocationListStub, Deployment, DiffType, JobPlanResponse, JobSummary};
+
+use super::decide::{Readiness, latest_deployment};
+
+/// How many allocations `status.allocations` holds at most (newest first).
+pub const MAX_ALLOCATIONS: usize = 10;
+
+/// Nomad's view of the job, as read during a reconcile.
+#[derive(Clone, Debug, Default)]
+pub struct NomadView {
+    /// The job (`GET /v1/job/:id`), `None` when it does not exist.
+    pub job: Option<Value>,
+    /// Its deployments, any order.
+    pub deployments: Vec<Deployment>,
+    /// Its summary.
+    pub summary: Option<JobSummary>,
+    /// Its allocations, any order.
+    pub allocations: Vec<AllocationListStub>,
+}
+
+/// Copies Nomad's view of the job into `status`.
+pub fn mirror(status: &mut NomadJobStatus, view: &NomadView) {
+    let job = view.job.as_ref();
+    let u64_field = |key: &str| job.and_then(|j| j.get(key)).and_then(Value::as_u64);
+    status.job_version = u64_field("Version");
+    status.job_modify_index = u64_field("JobModifyIndex");
+    status.job_status = job
+        .and_then(|j| j.get("Status"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    status.deployment = latest_deployment(&view.deployments).map(deployment_status);
+    status.summary = view
+        .summary
+        .as_ref()
+        .map(summary_status)
+        .unwrap_or_default();
+    let mut allocs: Vec<&AllocationListStub> = view.allocations.iter().collect();
+    allocs.sort_by(|a, b| {
+        b.create_index
+            .cmp(&a.create_index)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    status.allocations = allocs
+        .into_iter()
+        .take(MAX_ALLOCATIONS)
+        .map(allocation_status)
+        .collect();
+}
+
+/// The plan's top-level diff type and desired updates.
+pub fn plan_status(plan: &JobPlanResponse) -> PlanStatus {
+    let diff_type = plan
+        .diff
+        .as_ref()
+        .map(|d| d.r#type)
+        .unwrap_or(DiffType::None);
+    let desired_updates = plan
+        .annotations
+        .as_ref()
+        .map(|a| {
+            a.desired_tg_updates
+                .iter()
+                .map(|(group, u)| {
+                    let updates = DesiredUpdates {
+                        place: u.place,
+                        stop: u.stop,
+                        in_place_update: u.in_place_update,
+                        destructive_update: u.destructive_update,
+                        ignore: u.ignore,
+                        migrate: u.migrate,
+                        canary: u.canary,
+                    };
+                    (group.clone(), updates)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    PlanStatus {
+        diff_type: format!("{diff_type:?}"),
+        desired_updates,
+    }
+}
+
+fn deployment_status(d: &Deployment) -> DeploymentStatus {
+    DeploymentStatus {
+        id: d.id.clone(),
+        job_version: d.job_version,
+        status: d.status.clone(),
+        status_description: d.status_description.clone(),
+        task_groups: d
+            .task_groups
+            .iter()
+            .map(|(name, g)| {
+                let group = DeploymentGroupStatus {
+                    desired_total: g.desired_total,
+                    placed: g.placed_allocs,
+                    healthy: g.healthy_allocs,
+                    unhealthy: g.unhealthy_allocs,
+                    desired_canaries: g.desired_canaries,
+                    placed_canaries: g.placed_canaries.len() as u64,
+                    promoted: g.promoted,
+                };
+                (name.clone(), group)
+            })
+            .collect(),
+    }
+}
+
+fn summary_status(s: &JobSummary) -> BTreeMap<String, TaskGroupSummary> {
+    s.summary
+        .iter()
+        .map(|(group, c)| {
+            let counts = TaskGroupSummary {
+                queued: c.queued,
+                starting: c.starting,
+                running: c.running,
+                complete: c.complete,
+                failed: c.failed,
+                lost: c.lost,
+            };
+            (group.clone(), counts)
+        })
+        .collect()
+}
+
+fn allocation_status(a: &AllocationListStub) -> AllocationStatus {
+    AllocationStatus {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        node_id: a.node_id.clone(),
+        task_group: a.task_group.clone(),
+        job_version: a.job_version,
+        client_status: a.client_status.clone(),
+        desired_status: a.desired_status.clone(),
+        healthy: a.deployment_status.as_ref().and_then(|d| d.healthy),
+        tasks: a
+            .task_states
+            .iter()
+            .map(|(name, t)| {
+                let last_event = t.events.iter().max_by_key(|e| e.time).map(|e| {
+                    let detail = if e.display_message.is_empty() {
+                        &e.message
+                    } else {
+                        &e.display_message
+                    };
+                    if detail.is_empty() {
+                        e.r#type.clone()
+                    } else {
+                        format!("{}: {detail}", e.r#type)
+                    }
+                });
+                let task = TaskStatus {
+                    state: t.state.clone(),
+                    failed: t.failed,
+                    restarts: t.restarts,
+                    last_event,
+                };
+                (name.clone(), task)
+            })
+            .collect(),
+    }
+}
+
+/// A condition's status value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Truth {
+    /// `True`.
+    True,
+    /// `False`.
+    False,
+    /// `Unknown`.
+    Unknown,
+}
+
+impl Truth {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+/// Sets condition `type_` (with a non-empty message: Kubernetes requires one), keeping its `lastTransitionTime` when its status is unchanged.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    truth: Truth,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = truth.as_str();
+    let transition = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: transition,
+        observed_generation: generation,
+    });
+    conditions.sort_by_key(|c| condition_rank(&c.type_));
+}
+
+/// Removes condition `type_`.
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
+}
+
+fn condition_rank(type_: &str) -> usize {
+    [
+        condition::READY,
+        condition::RECONCILING,
+        condition::STALLED,
+        condition::DRIFTED,
+    ]
+    .iter()
+    .position(|t| *t == type_)
+    .unwrap_or(usize::MAX)
+}
+
+/// Sets `Ready`, `Reconciling` and `Stalled` for `readiness` (kstatus: at most one of
+/// `Reconciling` and `Stalled` is true, and `Ready` is true only when neither is).
+pub fn set_readiness(
+    conditions: &mut Vec<Condition>,
+    readiness: &Readiness,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    use crate::crd::reason;
+    match readiness {
+        Readiness::Ready(message) => {
+            set_condition(
+                conditions,
+                condition::READY,
+                Truth::True,
+                reason::SUCCEEDED,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                condition::RECONCILING,
+                Truth::False,
+                reason::SUCCEEDED,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                condition::STALLED,
+                Truth::False,
+                reason::SUCCEEDED,
+                message,
+                generation,
+                now,
+            );
+        }
+        Readiness::Progressing { reason, message } => {
+            set_condition(
+                conditions,
+                condition::READY,
+                Truth::False,
+                reason,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                condition::RECONCILING,
+                Truth::True,
+                reason,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                condition::STALLED,
+                Truth::False,
+                reason,
+                message,
+                generation,
+                now,
+            );
+        }
+        Readiness::Stalled { reason, message } => {
+            set_condition(
+                conditions,
+                condition::READY,
+                Truth::False,
+                reason,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                condition::RECONCILING,
+                Truth::False,
+                reason,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                condition::STALLED,
+                Truth::True,
+                reason,
+                message,
+                generation,
+                now,
+            );
+        }
+    }
+}
+
+/// The condition `type_`, if set.
+pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nomad::{AllocDeploymentStatus, TaskEvent, TaskState};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(seconds: i64) -> Time {
+        Time(Timestamp::from_second(seconds).expect("timestamp"))
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_the_status_changes() {
+        let mut conditions = Vec::new();
+        set_condition(
+            &mut conditions,
+            "Ready",
+            Truth::False,
+            "Deploying",
+            "a",
+            Some(1),
+            &at(10),
+        );
+        set_condition(
+            &mut conditions,
+            "Ready",
+            Truth::False,
+            "Deploying",
+            "b",
+            Some(2),
+            &at(20),
+        );
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(conditions[0].last_transition_time, at(10));
+        assert_eq!(
+            (
+                conditions[0].message.as_str(),
+                conditions[0].observed_generation
+            ),
+            ("b", Some(2))
+        );
+        set_condition(
+            &mut conditions,
+            "Ready",
+            Truth::True,
+            "Succeeded",
+            "c",
+            Some(2),
+            &at(30),
+        );
+        assert_eq!(conditions[0].last_transition_time, at(30));
+    }
+
+    #[test]
+    fn readiness_sets_kstatus_conditions_consistently() {
+        let mut conditions = Vec::new();
+        let stalled = Readiness::Stalled {
+            reason: "InvalidSpec",
+            message: "spec.job: bad".into(),
+        };
+        set_readiness(&mut conditions, &stalled, Some(3), &at(1));
+        let get = |c: &[Condition], t: &str| {
+            find_condition(c, t)
+                .map(|c| c.status.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            (
+                get(&conditions, "Ready"),
+                get(&conditions, "Reconciling"),
+                get(&conditions, "Stalled")
+            ),
+            ("False".into(), "False".into(), "True".into())
+        );
+        assert_eq!(
+            conditions
+                .iter()
+                .map(|c| c.type_.as_str())
+                .collect::<Vec<_>>(),
+            ["Ready", "Reconciling", "Stalled"]
+        );
+        set_readiness(
+            &mut conditions,
+            &Readiness::Ready("ok".into()),
+            Some(3),
+            &at(2),
+        );
+        assert_eq!(get(&conditions, "Ready"), "True");
+        assert_eq!(get(&conditions, "Stalled"), "False");
+    }
+
+    #[test]
+    fn mirror_copies_job_deployment_summary_and_newest_allocations() {
+        let job = serde_json::json!({"Version": 4, "JobModifyIndex": 77, "Status": "running"});
+        let mut deployment = Deployment {
+            id: "d1".into(),
+            job_version: 4,
+            status: "running".into(),
+            create_index: 9,
+            ..Default::default()
+        };
+        deployment.task_groups.insert(
+            "web".into(),
+            crate::nomad::DeploymentState {
+                desired_total: 3,
+                placed_allocs: 2,
+                healthy_allocs: 1,
+                placed_canaries: vec!["a".into()],
+                ..Default::default()
+            },
+        );
+        let older = Deployment {
+            id: "d0".into(),
+            job_version: 3,
+            status: "successful".into(),
+            create_index: 5,
+            ..Default::default()
+        };
+        let mut summary = JobSummary::default();
+        summary.summary.insert(
+            "web".into(),
+            crate::nomad::TaskGroupSummary {
+                running: 2,
+                failed: 1,
+                ..Default::default()
+            },
+        );
+        let allocations: Vec<AllocationListStub> = (0..15)
+            .map(|i| {
+                let mut a = AllocationListStub {
+                    id: format!("alloc-{i}"),
+                    name: format!("web.web[{i}]"),
+                    create_index: i,
+                    client_status: "running".into(),
+                    deployment_status: Some(AllocDeploymentStatus {
+                        healthy: Some(true),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                a.task_states.insert(
+                    "server".into(),
+                    TaskState {
+                        state: "dead".into(),
+                        failed: true,
+                        restarts: 2,
+                        events: vec![
+                            TaskEvent {
+                                r#type: "Started".into(),
+                                time: 1,
+                                ..Default::default()
+                            },
+                            TaskEvent {
+                                r#type: "Terminated".into(),
+                                time: 2,
+                                display_message: "Exit Code: 1".into(),
+                                ..Default::default()
+                            },
+                        ],
+                        ..Default::default()
+                    },
+                );
+                a
+            })
+            .collect();
+        let view = NomadView {
+            job: Some(job),
+            deployments: vec![older, deployment],
+            summary: Some(summary),
+            allocations,
+        };
+        let mut status = NomadJobStatus::default();
+        mirror(&mut status, &view);
+        assert_eq!(
+            (status.job_version, status.job_modify_index),
+            (Some(4), Some(77))
+        );
+        assert_eq!(status.job_status.as_deref(), Some("running"));
+        let d = status.deployment.clone().expect("deployment");
+        assert_eq!((d.id.as_str(), d.job_version), ("d1", 4));
+        assert_eq!(
+            d.task_groups["web"],
+            DeploymentGroupStatus {
+                desired_total: 3,
+                placed: 2,
+                healthy: 1,
+                placed_canaries: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(status.summary["web"].running, 2);
+        assert_eq!(status.allocations.len(), MAX_ALLOCATIONS);
+        assert_eq!(status.allocations[0].id, "alloc-14", "newest first");
+        let task = &status.allocations[0].tasks["server"];
+        assert_eq!(task.last_event.as_deref(), Some("Terminated: Exit Code: 1"));
+        assert_eq!((task.failed, task.restarts), (true, 2));
+        assert_eq!(status.allocations[0].healthy, Some(true));
+
+        mirror(&mut status, &NomadView::default());
+        assert_eq!(
+            (status.job_version, status.deployment.as_ref()),
+            (None, None)
+        );
+        assert!(status.allocations.is_empty() && status.summary.is_empty());
+    }
+}

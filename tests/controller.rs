@@ -1,0 +1,566 @@
+//! The controller end to end: the real `run` code path against a real kube-apiserver and
+//! the Nomad simulator. Each test has its own namespace, simulator and operator.
+
+mod support;
+
+use nomad_operator::crd::RevertActor;
+use nomad_operator::nomad::Scope;
+use serde_json::{Value, json};
+use support::operator::{Harness, TOKEN, condition, service_job, wait_until};
+
+const WEB: &str = "/v1/job/web";
+
+fn ready(obj: &nomad_operator::crd::NomadJob) -> bool {
+    condition(obj, "Ready").is_some_and(|c| c.status == "True")
+        && obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation
+}
+
+#[tokio::test]
+async fn create_registers_once_and_becomes_ready_and_resyncs_write_nothing() {
+    let h = Harness::start("create", &[]).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(2, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    let obj = h.wait_for("web", "Ready=True", ready).await;
+
+    let status = obj.status.clone().expect("status");
+    assert_eq!(status.job_id.as_deref(), Some("web"));
+    assert_eq!(status.job_version, Some(0));
+    assert_eq!(status.job_status.as_deref(), Some("running"));
+    let deployment = status.deployment.clone().expect("deployment");
+    assert_eq!(
+        (deployment.status.as_str(), deployment.job_version),
+        ("successful", 0)
+    );
+    assert_eq!(deployment.task_groups["web"].healthy, 2);
+    assert_eq!(status.summary["web"].running, 2);
+    assert_eq!(status.allocations.len(), 2);
+    assert!(
+        status
+            .allocations
+            .iter()
+            .all(|a| a.client_status == "running" && a.healthy == Some(true))
+    );
+    assert_eq!(status.allocations[0].tasks["server"].state, "running");
+    assert!(condition(&obj, "Stalled").is_some_and(|c| c.status == "False"));
+    assert!(
+        h.wait_event("web", "Registered")
+            .await
+            .contains("registered version 0")
+    );
+
+    // The job carries its owner in Meta, and the token went to Nomad, never to status.
+    let job = h.nomad_job("web").await.expect("job in Nomad");
+    assert_eq!(job["Meta"]["nomadoperator.dev/owner-name"], "web");
+    assert!(!serde_json::to_string(&obj).expect("json").contains(TOKEN));
+    assert_eq!(h.count("POST", WEB), 1, "one register");
+
+    // Once the next plan shows nothing to do, the status is settled.
+    let obj = h
+        .wait_for("web", "plan None", |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.plan.as_ref())
+                .is_some_and(|p| p.diff_type == "None")
+        })
+        .await;
+
+    // Several resyncs (2 s each) and an identical re-apply: plans, but no register, no
+    // new version, no new evaluation, and no status write.
+    let evaluations = h
+        .nomad
+        .job_evaluations(&Scope::default(), "web")
+        .await
+        .expect("evals")
+        .len();
+    let plans = h.count("POST", "/v1/job/web/plan");
+    h.apply(
+        "web",
+        json!({"job": service_job(2, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    h.wait_requests("POST", "/v1/job/web/plan", plans + 3).await;
+    let after = h.api().get("web").await.expect("get");
+    assert_eq!(
+        h.count("POST", WEB),
+        1,
+        "no register on resync or identical re-apply"
+    );
+    assert_eq!(h.nomad_versions("web").await.len(), 1, "no new version");
+    let evaluations_after = h
+        .nomad
+        .job_evaluations(&Scope::default(), "web")
+        .await
+        .expect("evals")
+        .len();
+    assert_eq!(evaluations_after, evaluations, "no new evaluation");
+    assert_eq!(
+        after.metadata.resource_version, obj.metadata.resource_version,
+        "no status write at rest"
+    );
+}
+
+#[tokio::test]
+async fn spec_change_registers_a_new_version_and_re_plans_on_check_and_set_conflict() {
+    let h = Harness::start("update", &[]).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    h.wait_for("web", "Ready", ready).await;
+    assert_eq!(h.count("POST", WEB), 1);
+
+    // Someone else's write lands between the operator's plan and its register: Nomad
+    // answers the check-and-set with its 500 text. The operator re-plans and registers.
+    h.sim.add_fault(nomad_sim::Fault {
+        method: Some("POST".into()),
+        path: WEB.into(),
+        status: Some(500),
+        body: Some("job exists with conflicting job modify index: 1".into()),
+        times: Some(1),
+        ..Default::default()
+    });
+    let plans = h.count("POST", "/v1/job/web/plan");
+    h.apply(
+        "web",
+        json!({"job": service_job(2, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    let obj = h
+        .wait_for("web", "version 1 ready", |o| {
+            ready(o) && o.status.as_ref().and_then(|s| s.job_version) == Some(1)
+        })
+        .await;
+    assert_eq!(
+        h.count("POST", WEB),
+        3,
+        "initial register, the conflicting one, the re-planned one"
+    );
+    assert!(
+        h.count("POST", "/v1/job/web/plan") >= plans + 2,
+        "re-planned after the conflict"
+    );
+    assert_eq!(
+        obj.status.as_ref().map(|s| s.summary["web"].running),
+        Some(2)
+    );
+    let versions = h.nomad_versions("web").await;
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["TaskGroups"][0]["Count"], 2);
+    assert_eq!(versions[1]["Stable"], true);
+}
+
+#[tokio::test]
+async fn failed_deployment_is_reverted_once_and_the_spec_is_not_registered_again() {
+    let h = Harness::start("revert", &[]).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    h.wait_for("web", "Ready", ready).await;
+
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/false", &[], false)}),
+    )
+    .await;
+    let obj = h
+        .wait_condition("web", "Stalled", "True", Some("Reverted"))
+        .await;
+    let status = obj.status.clone().expect("status");
+    let revert = status.last_revert.clone().expect("lastRevert");
+    assert_eq!(
+        (revert.from_version, revert.to_version, revert.by),
+        (1, 0, RevertActor::Operator)
+    );
+    assert!(
+        revert.reason.starts_with("Failed due to"),
+        "{}",
+        revert.reason
+    );
+    assert_eq!(status.failed_digest, status.last_applied_digest);
+    assert!(condition(&obj, "Ready").is_some_and(|c| c.status == "False"));
+    let message = condition(&obj, "Stalled")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("nomadoperator.dev/retry"), "{message}");
+    assert!(
+        h.wait_event("web", "DeploymentFailed")
+            .await
+            .contains("version 1 failed")
+    );
+    assert!(
+        h.wait_event("web", "Reverted")
+            .await
+            .contains("from version 1 to stable version 0")
+    );
+    assert_eq!(h.count("POST", "/v1/job/web/revert"), 1);
+
+    // Nomad runs the reverted copy of version 0 as version 2.
+    let job = h.nomad_job("web").await.expect("job");
+    assert_eq!(job["Version"], 2);
+    assert_eq!(
+        job["TaskGroups"][0]["Tasks"][0]["Config"]["command"],
+        "/bin/sleep"
+    );
+
+    // Several resync periods later: no register loop, no second revert.
+    let reads = h.count("GET", WEB);
+    h.wait_requests("GET", WEB, reads + 4).await;
+    assert_eq!(
+        h.count("POST", WEB),
+        2,
+        "the failed spec is not registered again"
+    );
+    assert_eq!(h.count("POST", "/v1/job/web/revert"), 1);
+
+    // Changing the retry annotation registers the spec again.
+    h.apply_with(
+        "web",
+        json!({"job": service_job(1, "/bin/false", &[], false)}),
+        json!({"annotations": {"nomadoperator.dev/retry": "1"}}),
+    )
+    .await;
+    wait_until("a register after the retry annotation", || async {
+        h.count("POST", WEB) == 3
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nomad_auto_revert_is_recorded_and_not_repeated() {
+    let h = Harness::start("autorevert", &[]).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], true)}),
+    )
+    .await;
+    h.wait_for("web", "Ready", ready).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/false", &[], true)}),
+    )
+    .await;
+    let obj = h
+        .wait_for("web", "lastRevert by Nomad", |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.last_revert.as_ref())
+                .is_some()
+        })
+        .await;
+    let revert = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_revert.clone())
+        .expect("lastRevert");
+    assert_eq!(
+        (revert.from_version, revert.to_version, revert.by),
+        (1, 0, RevertActor::Nomad)
+    );
+    assert!(
+        revert.reason.contains("rolling back to job version 0"),
+        "{}",
+        revert.reason
+    );
+    let reads = h.count("GET", WEB);
+    h.wait_requests("GET", WEB, reads + 3).await;
+    assert_eq!(
+        h.count("POST", "/v1/job/web/revert"),
+        0,
+        "the operator does not revert again"
+    );
+    assert_eq!(h.count("POST", WEB), 2);
+    assert!(
+        h.wait_event("web", "Reverted")
+            .await
+            .contains("Nomad's auto-revert")
+    );
+}
+
+/// Changes the job in Nomad behind the operator's back (keeping its ownership Meta).
+async fn change_out_of_band(h: &Harness) {
+    let mut job = h.nomad_job("web").await.expect("job");
+    job["Priority"] = json!(80);
+    h.nomad
+        .register_job(&Scope::default(), &job, None)
+        .await
+        .expect("out-of-band register");
+}
+
+#[tokio::test]
+async fn drift_is_corrected_by_default() {
+    let h = Harness::start("drift-fix", &[]).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    h.wait_for("web", "Ready", ready).await;
+    change_out_of_band(&h).await;
+    let note = h.wait_event("web", "DriftCorrected").await;
+    assert!(note.contains("re-registered"), "{note}");
+    wait_until("priority restored", || async {
+        h.nomad_job("web")
+            .await
+            .is_some_and(|j| j["Priority"] == json!(50))
+    })
+    .await;
+    h.wait_condition("web", "Drifted", "False", Some("DriftCorrected"))
+        .await;
+}
+
+#[tokio::test]
+async fn drift_is_only_reported_with_policy_report() {
+    let h = Harness::start("drift-report", &[]).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "driftPolicy": "Report"}),
+    )
+    .await;
+    h.wait_for("web", "Ready", ready).await;
+    change_out_of_band(&h).await;
+    h.wait_condition("web", "Drifted", "True", Some("DriftDetected"))
+        .await;
+    let plans = h.count("POST", "/v1/job/web/plan");
+    h.wait_requests("POST", "/v1/job/web/plan", plans + 2).await;
+    assert_eq!(
+        h.count("POST", WEB),
+        2,
+        "the operator's register and the out-of-band one only"
+    );
+    assert_eq!(
+        h.nomad_job("web").await.map(|j| j["Priority"].clone()),
+        Some(json!(80))
+    );
+    h.wait_event("web", "DriftDetected").await;
+}
+
+#[tokio::test]
+async fn deletion_policies_deregister_purge_or_orphan() {
+    let h = Harness::start("delete", &[]).await;
+    for (name, policy) in [
+        ("stop", "Deregister"),
+        ("purge", "Purge"),
+        ("keep", "Orphan"),
+    ] {
+        h.apply(name, json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "deletionPolicy": policy}))
+            .await;
+    }
+    for name in ["stop", "purge", "keep"] {
+        h.wait_for(name, "Ready", ready).await;
+        h.delete_and_wait(name).await;
+    }
+    let stopped = h.nomad_job("stop").await.expect("deregistered job is kept");
+    assert_eq!(
+        (stopped["Stop"].clone(), stopped["Status"].clone()),
+        (json!(true), json!("dead"))
+    );
+    assert!(h.nomad_job("purge").await.is_none(), "purged");
+    assert_eq!(h.count("DELETE", "/v1/job/keep"), 0);
+    assert_eq!(
+        h.nomad_job("keep").await.map(|j| j["Stop"].clone()),
+        Some(json!(false))
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_stalls_without_calling_nomad_and_never_blocks_deletion() {
+    let h = Harness::start("invalid", &[]).await;
+    let mut job = service_job(1, "/bin/sleep", &[], false);
+    job["ID"] = json!("something-else");
+    h.apply("web", json!({"job": job})).await;
+    let obj = h
+        .wait_condition("web", "Stalled", "True", Some("InvalidSpec"))
+        .await;
+    let message = condition(&obj, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("spec.job.ID") && message.contains("something-else"),
+        "{message}"
+    );
+    assert!(
+        h.wait_event("web", "InvalidSpec")
+            .await
+            .contains("spec.job.ID")
+    );
+    assert_eq!(
+        h.count_prefix("/v1/job/"),
+        0,
+        "no Nomad call for an invalid spec"
+    );
+    h.delete_and_wait("web").await;
+    assert_eq!(h.count_prefix("/v1/job/"), 0);
+}
+
+#[tokio::test]
+async fn nomad_down_is_reported_and_recovered_from() {
+    let h = Harness::start("down", &[]).await;
+    h.sim.add_fault(nomad_sim::Fault {
+        path: "*".into(),
+        drop_connection: true,
+        ..Default::default()
+    });
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    let obj = h
+        .wait_condition("web", "Ready", "False", Some("NomadUnavailable"))
+        .await;
+    let message = condition(&obj, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("retrying"), "{message}");
+    assert!(!message.contains(TOKEN));
+    assert!(h.wait_event("web", "NomadUnavailable").await.len() > 10);
+    h.sim.clear_faults();
+    h.wait_for("web", "Ready after Nomad returns", ready).await;
+}
+
+#[tokio::test]
+async fn two_objects_claiming_one_job_and_a_foreign_job_are_conflicts() {
+    let h = Harness::start("conflict", &[]).await;
+    h.apply(
+        "first",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "jobID": "shared"}),
+    )
+    .await;
+    h.wait_for("first", "Ready", ready).await;
+    h.apply(
+        "second",
+        json!({"job": service_job(3, "/bin/sleep", &["3600"], false), "jobID": "shared"}),
+    )
+    .await;
+    let obj = h
+        .wait_condition("second", "Stalled", "True", Some("Conflict"))
+        .await;
+    let message = condition(&obj, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("NomadJob {}/first", h.ns.name)),
+        "{message}"
+    );
+    assert!(h.wait_event("second", "Conflict").await.contains("shared"));
+
+    // A job created outside the operator.
+    let mut foreign = service_job(1, "/bin/sleep", &["3600"], false);
+    foreign["ID"] = json!("legacy");
+    h.nomad
+        .register_job(&Scope::default(), &foreign, None)
+        .await
+        .expect("foreign job");
+    h.apply(
+        "legacy",
+        json!({"job": service_job(2, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    let obj = h
+        .wait_condition("legacy", "Stalled", "True", Some("Conflict"))
+        .await;
+    let message = condition(&obj, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("not created by nomad-operator"),
+        "{message}"
+    );
+
+    assert_eq!(
+        h.count("POST", "/v1/job/shared"),
+        1,
+        "only the first object registered"
+    );
+    assert_eq!(h.nomad_versions("shared").await.len(), 1);
+    assert_eq!(
+        h.count("POST", "/v1/job/legacy"),
+        1,
+        "only the out-of-band register"
+    );
+    assert_eq!(
+        h.nomad_job("shared")
+            .await
+            .map(|j| j["TaskGroups"][0]["Count"].clone()),
+        Some(json!(1))
+    );
+}
+
+#[tokio::test]
+async fn suspended_objects_make_no_nomad_calls() {
+    let h = Harness::start("suspend", &[]).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "suspend": true}),
+    )
+    .await;
+    h.wait_condition("web", "Reconciling", "False", Some("Suspended"))
+        .await;
+    assert_eq!(h.count_prefix("/v1/job/"), 0);
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "suspend": false}),
+    )
+    .await;
+    h.wait_for("web", "Ready once resumed", ready).await;
+}
+
+#[tokio::test]
+async fn allocation_changes_in_nomad_reach_the_status_without_polling() {
+    // A resync far away: only the Nomad watchers can bring the change.
+    let h = Harness::start("allocs", &["--resync-interval", "1h"]).await;
+    h.apply(
+        "web",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    let obj = h.wait_for("web", "Ready", ready).await;
+    let alloc = obj
+        .status
+        .as_ref()
+        .map(|s| s.allocations[0].id.clone())
+        .expect("allocation");
+    h.sim
+        .set_alloc_client_status(&alloc, "lost")
+        .expect("change allocation");
+    let obj = h
+        .wait_for("web", "allocation lost in status", |o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.allocations
+                    .iter()
+                    .any(|a| a.id == alloc && a.client_status == "lost")
+            })
+        })
+        .await;
+    let summary = obj
+        .status
+        .as_ref()
+        .map(|s| s.summary["web"].clone())
+        .expect("summary");
+    assert_eq!(summary.lost, 1);
+}
+
+#[tokio::test]
+async fn batch_jobs_are_ready_without_a_deployment() {
+    let h = Harness::start("batch", &[]).await;
+    let job: Value = json!({
+        "Type": "batch",
+        "Datacenters": ["dc1"],
+        "TaskGroups": [{"Name": "once", "Count": 1, "Tasks": [{"Name": "run", "Driver": "raw_exec", "Config": {"command": "/bin/true"}}]}]
+    });
+    h.apply("report", json!({"job": job})).await;
+    let obj = h.wait_for("report", "Ready", ready).await;
+    assert!(obj.status.as_ref().is_some_and(|s| s.deployment.is_none()));
+    h.wait_for("report", "job dead after completion", |o| {
+        o.status.as_ref().is_some_and(|s| {
+            s.job_status.as_deref() == Some("dead") && s.summary["once"].complete == 1
+        })
+    })
+    .await;
+}
