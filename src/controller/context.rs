@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::runtime::events::Recorder;
@@ -33,6 +33,42 @@ pub struct Context {
     pub jobs: Arc<JobIndex>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// When each object was last planned.
+    pub plans: PlanClock,
+}
+
+/// When each object was last planned, so that a reconcile woken by Nomad need not plan
+/// again while the job's spec index has not moved, yet every object is re-planned at
+/// least once per resync interval.
+#[derive(Default)]
+pub struct PlanClock {
+    last: Mutex<HashMap<ObjectRef<NomadJob>, Instant>>,
+}
+
+impl PlanClock {
+    /// Records that `obj` was planned now.
+    pub fn planned(&self, obj: &ObjectRef<NomadJob>) {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(obj.clone(), Instant::now());
+    }
+
+    /// True when `obj` was not planned within `interval` (or never).
+    pub fn due(&self, obj: &ObjectRef<NomadJob>, interval: Duration) -> bool {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        // A little slack, so that the resync itself always counts as due.
+        last.get(obj)
+            .is_none_or(|at| at.elapsed() >= interval.mul_f64(0.9))
+    }
+
+    /// Forgets `obj`.
+    pub fn forget(&self, obj: &ObjectRef<NomadJob>) {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(obj);
+    }
 }
 
 /// Exponential back-off per object: `base * 2^failures`, capped; reset on success.
@@ -137,6 +173,18 @@ mod tests {
         );
         backoff.reset(&a);
         assert_eq!(backoff.next_delay(&a).as_secs(), 1);
+    }
+
+    #[test]
+    fn plan_clock_is_due_once_per_interval() {
+        let clock = PlanClock::default();
+        let a = ObjectRef::new("a").within("ns");
+        assert!(clock.due(&a, Duration::from_secs(60)), "never planned");
+        clock.planned(&a);
+        assert!(!clock.due(&a, Duration::from_secs(60)));
+        assert!(clock.due(&a, Duration::ZERO));
+        clock.forget(&a);
+        assert!(clock.due(&a, Duration::from_secs(60)));
     }
 
     #[test]

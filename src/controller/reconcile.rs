@@ -228,17 +228,23 @@ async fn sync(
     }
 
     let holding_failed = status.failed_digest.as_deref() == Some(desired.digest.as_str());
-    let mut drift_reported = false;
-    if !holding_failed {
+    let obj_ref = ObjectRef::from_obj(obj);
+    let plan_due = ctx.plans.due(&obj_ref, ctx.resync);
+    let drift_reported = if !holding_failed
+        && needs_plan(status, &desired.digest, job.as_ref(), plan_due)
+    {
         let (action, registered_job) =
             plan_and_register(obj, ctx, desired, scope, status, job.take()).await?;
+        ctx.plans.planned(&obj_ref);
         job = registered_job;
         if action.registers() {
             deployments = ctx.nomad.job_deployments(scope, &desired.id).await?;
         }
-        drift_reported = action == PlanAction::ReportDrift;
         update_drift_condition(status, action, generation, now);
-    }
+        action == PlanAction::ReportDrift
+    } else {
+        find_condition(&status.conditions, condition::DRIFTED).is_some_and(|c| c.status == "True")
+    };
 
     let view = observe(ctx, scope, &desired.id, job, deployments).await?;
     mirror(status, &view);
@@ -253,6 +259,17 @@ async fn sync(
     };
     set_readiness(&mut status.conditions, &readiness, generation, now);
     Ok(Action::requeue(ctx.resync))
+}
+
+/// Whether this reconcile must plan: the spec is not known to be applied, the job's
+/// spec index moved since the operator last saw it (someone changed the job), or the
+/// resync interval passed since the last plan (`plan_due`).
+fn needs_plan(status: &NomadJobStatus, digest: &str, job: Option<&Value>, plan_due: bool) -> bool {
+    let applied = status.last_applied_digest.as_deref() == Some(digest);
+    let index = job
+        .and_then(|j| j.get("JobModifyIndex"))
+        .and_then(Value::as_u64);
+    plan_due || !applied || index.is_none() || index != status.job_modify_index
 }
 
 /// Plans the desired job and registers it with check-and-set when the plan says so.
@@ -702,6 +719,7 @@ async fn cleanup(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
         .and_then(|d| d.region)
         .or_else(|| ctx.defaults.region.clone());
     ctx.jobs.remove(&(namespace.clone(), id.clone()), &obj_ref);
+    ctx.plans.forget(&obj_ref);
     if obj.spec.suspend || obj.spec.deletion_policy == DeletionPolicy::Orphan {
         let why = if obj.spec.suspend {
             "the object is suspended"
@@ -755,4 +773,31 @@ async fn cleanup(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn plans_only_when_the_spec_or_the_job_index_moved_or_the_resync_is_due() {
+        let status = NomadJobStatus {
+            last_applied_digest: Some("d1".into()),
+            job_modify_index: Some(7),
+            ..Default::default()
+        };
+        let job = json!({"JobModifyIndex": 7});
+        assert!(
+            !needs_plan(&status, "d1", Some(&job), false),
+            "nothing moved"
+        );
+        assert!(needs_plan(&status, "d1", Some(&job), true), "resync due");
+        assert!(needs_plan(&status, "d2", Some(&job), false), "spec changed");
+        assert!(
+            needs_plan(&status, "d1", Some(&json!({"JobModifyIndex": 9})), false),
+            "job changed in Nomad"
+        );
+        assert!(needs_plan(&status, "d1", None, false), "job gone");
+    }
 }

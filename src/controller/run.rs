@@ -17,7 +17,7 @@ use crate::crd::{FINALIZER, NomadJob, RETRY_ANNOTATION};
 use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
-use super::context::{Backoff, Context, JobIndex};
+use super::context::{Backoff, Context, JobIndex, PlanClock};
 use super::nomad_watch::{self, WatchConfig};
 use super::reconcile::{error_policy, reconcile};
 use super::render::Defaults;
@@ -99,6 +99,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         backoff: Backoff::new(args.error_backoff, args.max_backoff),
         jobs: Arc::new(JobIndex::default()),
         metrics,
+        plans: PlanClock::default(),
     }))
 }
 
