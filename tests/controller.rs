@@ -426,7 +426,8 @@ async fn nomad_down_is_reported_and_recovered_from() {
 
 #[tokio::test]
 async fn two_objects_claiming_one_job_and_a_foreign_job_are_conflicts() {
-    let h = Harness::start("conflict", &[]).await;
+    // A resync far away: the owner must get its Nomad events through the watchers.
+    let h = Harness::start("conflict", &["--resync-interval", "1h"]).await;
     h.apply(
         "first",
         json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "jobID": "shared"}),
@@ -473,6 +474,24 @@ async fn two_objects_claiming_one_job_and_a_foreign_job_are_conflicts() {
         "{message}"
     );
 
+    // The owner still follows Nomad's events: an allocation change reaches its status.
+    let first = h.api().get("first").await.expect("first");
+    let alloc = first
+        .status
+        .as_ref()
+        .map(|s| s.allocations[0].id.clone())
+        .expect("allocation");
+    h.sim
+        .set_alloc_client_status(&alloc, "lost")
+        .expect("change allocation");
+    h.wait_for("first", "allocation lost", |o| {
+        o.status.as_ref().is_some_and(|s| {
+            s.allocations
+                .iter()
+                .any(|a| a.id == alloc && a.client_status == "lost")
+        })
+    })
+    .await;
     assert_eq!(
         h.count("POST", "/v1/job/shared"),
         1,
@@ -563,4 +582,83 @@ async fn batch_jobs_are_ready_without_a_deployment() {
         })
     })
     .await;
+}
+
+/// Applies an example manifest from `examples/` into the harness namespace with kubectl.
+fn kubectl_apply(h: &Harness, file: &str) {
+    let path = format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let out = support::envtest::kubectl(&["apply", "-n", &h.ns.name, "-f", &path]);
+    assert!(
+        out.status.success(),
+        "kubectl apply {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_examples_do_what_their_comments_say() {
+    let h = Harness::start("examples", &[]).await;
+    kubectl_apply(&h, "web.yaml");
+    let obj = h.wait_for("web", "Ready", ready).await;
+    assert_eq!(obj.status.as_ref().map(|s| s.allocations.len()), Some(2));
+
+    kubectl_apply(&h, "web-bad-release.yaml");
+    let obj = h
+        .wait_condition("web", "Stalled", "True", Some("Reverted"))
+        .await;
+    let revert = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_revert.clone())
+        .expect("lastRevert");
+    assert_eq!(
+        (revert.from_version, revert.to_version, revert.by),
+        (1, 0, RevertActor::Operator)
+    );
+
+    kubectl_apply(&h, "report-batch.yaml");
+    h.wait_for("nightly-report", "Ready and dead", |o| {
+        ready(o)
+            && o.status.as_ref().is_some_and(|s| {
+                s.deployment.is_none()
+                    && s.job_status.as_deref() == Some("dead")
+                    && s.summary["once"].complete == 1
+            })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_broken_object_does_not_stop_the_others() {
+    let h = Harness::start("isolation", &[]).await;
+    let mut broken = service_job(1, "/bin/sleep", &["3600"], false);
+    broken["TaskGroups"][0]["Tasks"] = json!([]);
+    h.apply("broken", json!({"job": broken})).await;
+    // A job Nomad itself rejects, and a job whose Nomad calls fail.
+    h.apply(
+        "rejected",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "jobID": "rejected"}),
+    )
+    .await;
+    h.sim.add_fault(nomad_sim::Fault {
+        path: "/v1/job/rejected*".into(),
+        status: Some(500),
+        body: Some("1 error occurred:\n\t* Task group web validation failed\n\n".into()),
+        ..Default::default()
+    });
+    h.apply(
+        "healthy",
+        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+    )
+    .await;
+    h.wait_for("healthy", "Ready", ready).await;
+    h.wait_condition("broken", "Stalled", "True", Some("InvalidSpec"))
+        .await;
+    let obj = h
+        .wait_condition("rejected", "Stalled", "True", Some("NomadRejected"))
+        .await;
+    let message = condition(&obj, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("validation failed"), "{message}");
 }

@@ -120,10 +120,6 @@ async fn apply(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    ctx.jobs.insert(
-        (desired.namespace.clone(), desired.id.clone()),
-        ObjectRef::from_obj(&*obj),
-    );
     status.job_id = Some(desired.id.clone());
     status.job_namespace = Some(desired.namespace.clone());
 
@@ -203,6 +199,12 @@ async fn sync(
         );
         return Ok(Action::requeue(ctx.resync));
     }
+
+    // Only the owner receives the job's Nomad events.
+    ctx.jobs.insert(
+        (desired.namespace.clone(), desired.id.clone()),
+        ObjectRef::from_obj(obj),
+    );
 
     let mut deployments = match &job {
         Some(_) => ctx.nomad.job_deployments(scope, &desired.id).await?,
