@@ -6,14 +6,9 @@ mod support;
 use nomad_operator::crd::RevertActor;
 use nomad_operator::nomad::Scope;
 use serde_json::{Value, json};
-use support::operator::{Harness, TOKEN, condition, service_job, wait_until};
+use support::operator::{Harness, TOKEN, condition, ready, service_job, wait_until};
 
 const WEB: &str = "/v1/job/web";
-
-fn ready(obj: &nomad_operator::crd::NomadJob) -> bool {
-    condition(obj, "Ready").is_some_and(|c| c.status == "True")
-        && obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation
-}
 
 #[tokio::test]
 async fn create_registers_once_and_becomes_ready_and_resyncs_write_nothing() {
@@ -105,12 +100,11 @@ async fn create_registers_once_and_becomes_ready_and_resyncs_write_nothing() {
 #[tokio::test]
 async fn spec_change_registers_a_new_version_and_re_plans_on_check_and_set_conflict() {
     let h = Harness::start("update", &[]).await;
-    h.apply(
+    h.apply_ready(
         "web",
         json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
     )
     .await;
-    h.wait_for("web", "Ready", ready).await;
     assert_eq!(h.count("POST", WEB), 1);
 
     // Someone else's write lands between the operator's plan and its register: Nomad
@@ -156,12 +150,11 @@ async fn spec_change_registers_a_new_version_and_re_plans_on_check_and_set_confl
 #[tokio::test]
 async fn failed_deployment_is_reverted_once_and_the_spec_is_not_registered_again() {
     let h = Harness::start("revert", &[]).await;
-    h.apply(
+    h.apply_ready(
         "web",
         json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
     )
     .await;
-    h.wait_for("web", "Ready", ready).await;
 
     h.apply(
         "web",
@@ -234,12 +227,11 @@ async fn failed_deployment_is_reverted_once_and_the_spec_is_not_registered_again
 #[tokio::test]
 async fn nomad_auto_revert_is_recorded_and_not_repeated() {
     let h = Harness::start("autorevert", &[]).await;
-    h.apply(
+    h.apply_ready(
         "web",
         json!({"job": service_job(1, "/bin/sleep", &["3600"], true)}),
     )
     .await;
-    h.wait_for("web", "Ready", ready).await;
     h.apply(
         "web",
         json!({"job": service_job(1, "/bin/false", &[], true)}),
@@ -295,12 +287,11 @@ async fn change_out_of_band(h: &Harness) {
 #[tokio::test]
 async fn drift_is_corrected_by_default() {
     let h = Harness::start("drift-fix", &[]).await;
-    h.apply(
+    h.apply_ready(
         "web",
         json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
     )
     .await;
-    h.wait_for("web", "Ready", ready).await;
     change_out_of_band(&h).await;
     let note = h.wait_event("web", "DriftCorrected").await;
     assert!(note.contains("re-registered"), "{note}");
@@ -646,12 +637,11 @@ async fn one_broken_object_does_not_stop_the_others() {
         body: Some("1 error occurred:\n\t* Task group web validation failed\n\n".into()),
         ..Default::default()
     });
-    h.apply(
+    h.apply_ready(
         "healthy",
         json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
     )
     .await;
-    h.wait_for("healthy", "Ready", ready).await;
     h.wait_condition("broken", "Stalled", "True", Some("InvalidSpec"))
         .await;
     let obj = h

@@ -246,95 +246,18 @@ pub fn set_readiness(
     generation: Option<i64>,
     now: &Time,
 ) {
-    use crate::crd::reason;
-    match readiness {
-        Readiness::Ready(message) => {
-            set_condition(
-                conditions,
-                condition::READY,
-                Truth::True,
-                reason::SUCCEEDED,
-                message,
-                generation,
-                now,
-            );
-            set_condition(
-                conditions,
-                condition::RECONCILING,
-                Truth::False,
-                reason::SUCCEEDED,
-                message,
-                generation,
-                now,
-            );
-            set_condition(
-                conditions,
-                condition::STALLED,
-                Truth::False,
-                reason::SUCCEEDED,
-                message,
-                generation,
-                now,
-            );
-        }
-        Readiness::Progressing { reason, message } => {
-            set_condition(
-                conditions,
-                condition::READY,
-                Truth::False,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            set_condition(
-                conditions,
-                condition::RECONCILING,
-                Truth::True,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            set_condition(
-                conditions,
-                condition::STALLED,
-                Truth::False,
-                reason,
-                message,
-                generation,
-                now,
-            );
-        }
-        Readiness::Stalled { reason, message } => {
-            set_condition(
-                conditions,
-                condition::READY,
-                Truth::False,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            set_condition(
-                conditions,
-                condition::RECONCILING,
-                Truth::False,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            set_condition(
-                conditions,
-                condition::STALLED,
-                Truth::True,
-                reason,
-                message,
-                generation,
-                now,
-            );
-        }
+    use Truth::{False, True};
+    let (reason, message, [ready, reconciling, stalled]) = match readiness {
+        Readiness::Ready(message) => (crate::crd::reason::SUCCEEDED, message, [True, False, False]),
+        Readiness::Progressing { reason, message } => (*reason, message, [False, True, False]),
+        Readiness::Stalled { reason, message } => (*reason, message, [False, False, True]),
+    };
+    for (type_, truth) in [
+        (condition::READY, ready),
+        (condition::RECONCILING, reconciling),
+        (condition::STALLED, stalled),
+    ] {
+        set_condition(conditions, type_, truth, reason, message, generation, now);
     }
 }
 

@@ -127,6 +127,12 @@ impl Harness {
             .expect("apply NomadJob")
     }
 
+    /// Applies `name` with `spec` and waits until it is `Ready` for its generation.
+    pub async fn apply_ready(&self, name: &str, spec: Value) -> NomadJob {
+        self.apply(name, spec).await;
+        self.wait_for(name, "Ready", ready).await
+    }
+
     /// Deletes `name` and waits until it is gone (the finalizer ran).
     pub async fn delete_and_wait(&self, name: &str) {
         self.api()
@@ -266,6 +272,12 @@ pub fn nomad_client(url: &str) -> NomadClient {
     let mut config = NomadConfig::new(url);
     config.token = Some(Token::new(TOKEN));
     NomadClient::new(&config).expect("nomad client")
+}
+
+/// True when `obj` is `Ready=True` for its current generation.
+pub fn ready(obj: &NomadJob) -> bool {
+    condition(obj, "Ready").is_some_and(|c| c.status == "True")
+        && obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation
 }
 
 /// The condition `type_` of `obj`.
