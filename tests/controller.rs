@@ -15,7 +15,7 @@ async fn create_registers_once_and_becomes_ready_and_resyncs_write_nothing() {
     let h = Harness::start("create", &[]).await;
     h.apply(
         "web",
-        json!({"job": service_job(2, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(2, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     let obj = h.wait_for("web", "Ready=True", ready).await;
@@ -73,7 +73,7 @@ async fn create_registers_once_and_becomes_ready_and_resyncs_write_nothing() {
     let plans = h.count("POST", "/v1/job/web/plan");
     h.apply(
         "web",
-        json!({"job": service_job(2, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(2, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     h.wait_requests("POST", "/v1/job/web/plan", plans + 3).await;
@@ -102,7 +102,7 @@ async fn spec_change_registers_a_new_version_and_re_plans_on_check_and_set_confl
     let h = Harness::start("update", &[]).await;
     h.apply_ready(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     assert_eq!(h.count("POST", WEB), 1);
@@ -120,7 +120,7 @@ async fn spec_change_registers_a_new_version_and_re_plans_on_check_and_set_confl
     let plans = h.count("POST", "/v1/job/web/plan");
     h.apply(
         "web",
-        json!({"job": service_job(2, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(2, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     let obj = h
@@ -152,7 +152,7 @@ async fn failed_deployment_is_reverted_once_and_the_spec_is_not_registered_again
     let h = Harness::start("revert", &[]).await;
     h.apply_ready(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
 
@@ -229,7 +229,7 @@ async fn nomad_auto_revert_is_recorded_and_not_repeated() {
     let h = Harness::start("autorevert", &[]).await;
     h.apply_ready(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], true)}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], true)}),
     )
     .await;
     h.apply(
@@ -289,7 +289,7 @@ async fn drift_is_corrected_by_default() {
     let h = Harness::start("drift-fix", &[]).await;
     h.apply_ready(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     change_out_of_band(&h).await;
@@ -310,7 +310,7 @@ async fn drift_is_only_reported_with_policy_report() {
     let h = Harness::start("drift-report", &[]).await;
     h.apply(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "driftPolicy": "Report"}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false), "driftPolicy": "Report"}),
     )
     .await;
     h.wait_for("web", "Ready", ready).await;
@@ -339,7 +339,7 @@ async fn deletion_policies_deregister_purge_or_orphan() {
         ("purge", "Purge"),
         ("keep", "Orphan"),
     ] {
-        h.apply(name, json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "deletionPolicy": policy}))
+        h.apply(name, json!({"job": service_job(1, "/bin/sleep", &["1000000"], false), "deletionPolicy": policy}))
             .await;
     }
     for name in ["stop", "purge", "keep"] {
@@ -399,7 +399,7 @@ async fn nomad_down_is_reported_and_recovered_from() {
     });
     h.apply(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     let obj = h
@@ -421,13 +421,13 @@ async fn two_objects_claiming_one_job_and_a_foreign_job_are_conflicts() {
     let h = Harness::start("conflict", &["--resync-interval", "1h"]).await;
     h.apply(
         "first",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "jobID": "shared"}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false), "jobID": "shared"}),
     )
     .await;
     h.wait_for("first", "Ready", ready).await;
     h.apply(
         "second",
-        json!({"job": service_job(3, "/bin/sleep", &["3600"], false), "jobID": "shared"}),
+        json!({"job": service_job(3, "/bin/sleep", &["1000000"], false), "jobID": "shared"}),
     )
     .await;
     let obj = h
@@ -443,7 +443,7 @@ async fn two_objects_claiming_one_job_and_a_foreign_job_are_conflicts() {
     assert!(h.wait_event("second", "Conflict").await.contains("shared"));
 
     // A job created outside the operator.
-    let mut foreign = service_job(1, "/bin/sleep", &["3600"], false);
+    let mut foreign = service_job(1, "/bin/sleep", &["1000000"], false);
     foreign["ID"] = json!("legacy");
     h.nomad
         .register_job(&Scope::default(), &foreign, None)
@@ -451,7 +451,7 @@ async fn two_objects_claiming_one_job_and_a_foreign_job_are_conflicts() {
         .expect("foreign job");
     h.apply(
         "legacy",
-        json!({"job": service_job(2, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(2, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     let obj = h
@@ -507,7 +507,7 @@ async fn suspended_objects_make_no_nomad_calls() {
     let h = Harness::start("suspend", &[]).await;
     h.apply(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "suspend": true}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false), "suspend": true}),
     )
     .await;
     h.wait_condition("web", "Reconciling", "False", Some("Suspended"))
@@ -515,7 +515,7 @@ async fn suspended_objects_make_no_nomad_calls() {
     assert_eq!(h.count_prefix("/v1/job/"), 0);
     h.apply(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "suspend": false}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false), "suspend": false}),
     )
     .await;
     h.wait_for("web", "Ready once resumed", ready).await;
@@ -527,7 +527,7 @@ async fn allocation_changes_in_nomad_reach_the_status_without_polling() {
     let h = Harness::start("allocs", &["--resync-interval", "1h"]).await;
     h.apply(
         "web",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     let obj = h.wait_for("web", "Ready", ready).await;
@@ -622,13 +622,13 @@ async fn the_examples_do_what_their_comments_say() {
 #[tokio::test]
 async fn one_broken_object_does_not_stop_the_others() {
     let h = Harness::start("isolation", &[]).await;
-    let mut broken = service_job(1, "/bin/sleep", &["3600"], false);
+    let mut broken = service_job(1, "/bin/sleep", &["1000000"], false);
     broken["TaskGroups"][0]["Tasks"] = json!([]);
     h.apply("broken", json!({"job": broken})).await;
     // A job Nomad itself rejects, and a job whose Nomad calls fail.
     h.apply(
         "rejected",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false), "jobID": "rejected"}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false), "jobID": "rejected"}),
     )
     .await;
     h.sim.add_fault(nomad_sim::Fault {
@@ -639,7 +639,7 @@ async fn one_broken_object_does_not_stop_the_others() {
     });
     h.apply_ready(
         "healthy",
-        json!({"job": service_job(1, "/bin/sleep", &["3600"], false)}),
+        json!({"job": service_job(1, "/bin/sleep", &["1000000"], false)}),
     )
     .await;
     h.wait_condition("broken", "Stalled", "True", Some("InvalidSpec"))

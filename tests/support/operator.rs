@@ -309,7 +309,8 @@ where
 }
 
 /// A service job: `count` copies of `command` with `args`, and an update strategy whose
-/// times (scaled down 100x by the simulator) keep deployments short.
+/// times, scaled down 100x by the simulator, keep deployments short yet leave a healthy
+/// deployment seconds of slack on a loaded machine (progress deadline 5m -> 3 s).
 pub fn service_job(count: u32, command: &str, args: &[&str], auto_revert: bool) -> Value {
     json!({
         "Datacenters": ["dc1"],
@@ -320,8 +321,8 @@ pub fn service_job(count: u32, command: &str, args: &[&str], auto_revert: bool) 
             "Update": {
                 "MaxParallel": 1,
                 "MinHealthyTime": 1_000_000_000u64,
-                "HealthyDeadline": 20_000_000_000u64,
-                "ProgressDeadline": 60_000_000_000u64,
+                "HealthyDeadline": 120_000_000_000u64,
+                "ProgressDeadline": 300_000_000_000u64,
                 "AutoRevert": auto_revert
             },
             "Tasks": [{"Name": "server", "Driver": "raw_exec", "Config": {"command": command, "args": args}}]

@@ -59,6 +59,8 @@ async fn main() {
             u
         }
     };
+    // See the rustls dev-dependency in Cargo.toml: reqwest may need a crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency as usize)
         .build()

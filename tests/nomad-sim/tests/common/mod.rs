@@ -44,7 +44,7 @@ pub async fn start(time_scale: f64, token: Option<&str>) -> Sim {
     Sim {
         sim,
         server,
-        http: reqwest::Client::new(),
+        http: http_client(),
         base,
         token: token.map(str::to_string),
     }
@@ -154,4 +154,11 @@ pub fn service_job(id: &str, command: &str, args: &[&str], count: u64, update: V
         group["Update"] = update;
     }
     json!({"ID": id, "Datacenters": ["dc1"], "Type": "service", "TaskGroups": [group]})
+}
+
+/// A plain-http client. reqwest may be built with `rustls-no-provider` in a workspace
+/// build, so the ring provider is installed first (a second install is a no-op).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
