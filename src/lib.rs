@@ -1,9 +1,12 @@
 //! nomad-operator: a Kubernetes operator that makes a `NomadJob` custom resource the
 //! source of truth for a HashiCorp Nomad job.
 
+pub mod admin;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod leader;
 pub mod metrics;
 pub mod nomad;
+pub mod operator;
 pub mod telemetry;

@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use nomad_operator::controller::{RunArgs, run};
-use nomad_operator::metrics::Metrics;
+use nomad_operator::operator::RunCommand;
 
 /// Kubernetes operator that makes a NomadJob custom resource the source of truth for a
 /// HashiCorp Nomad job.
@@ -21,7 +20,7 @@ enum Command {
     ///
     /// Kubernetes credentials come from KUBECONFIG or the in-cluster service account;
     /// Nomad's from the usual NOMAD_* variables or the --nomad-* flags.
-    Run(Box<RunArgs>),
+    Run(Box<RunCommand>),
     /// Print the NomadJob CustomResourceDefinition as YAML (what crds/nomadjob.yaml holds).
     ///
     /// Example: nomad-operator crd | kubectl apply -f -
@@ -41,8 +40,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run(args) => {
-            nomad_operator::telemetry::init(args.log_format);
+        Command::Run(cmd) => {
+            nomad_operator::telemetry::init(cmd.run.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(e) => {
@@ -50,24 +49,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(async move {
-                let kube = match kube::Client::try_default().await {
-                    Ok(client) => client,
-                    Err(e) => {
-                        tracing::error!("cannot configure the Kubernetes client: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                let ctx = match run::context(kube, &args, Metrics::default()) {
-                    Ok(ctx) => ctx,
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                run::run_controller(ctx, &args, shutdown_signal()).await;
-                ExitCode::SUCCESS
-            })
+            runtime.block_on(nomad_operator::operator::run(*cmd, shutdown_signal()))
         }
     }
 }
@@ -92,4 +74,14 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

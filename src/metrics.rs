@@ -54,6 +54,8 @@ pub struct Metrics {
     pub nomad_calls: Family<NomadCallLabels, Counter>,
     /// `NomadJob` objects by the status of their `Ready` condition.
     pub objects: Family<ReadyLabels, Gauge>,
+    /// The last `Ready` status seen per object, behind the objects gauge.
+    ready_states: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Default for Metrics {
@@ -121,6 +123,7 @@ impl Default for Metrics {
             leader,
             nomad_calls,
             objects,
+            ready_states: Default::default(),
         }
     }
 }
@@ -153,18 +156,29 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the objects gauge from counts of `Ready` = True, False and Unknown.
-    pub fn set_objects(&self, ready_true: i64, ready_false: i64, unknown: i64) {
-        for (ready, n) in [
-            ("True", ready_true),
-            ("False", ready_false),
-            ("Unknown", unknown),
-        ] {
+    /// Records the `Ready` status (`True`, `False`, `Unknown`) of object `key` after a
+    /// reconcile, or forgets the object (`None`) when it is gone; keeps the objects
+    /// gauge equal to the counts over all known objects, without listing them.
+    pub fn record_ready(&self, key: &str, ready: Option<&str>) {
+        let mut states = self.ready_states.lock().unwrap_or_else(|p| p.into_inner());
+        let before = match ready {
+            Some(state) => states.insert(key.to_string(), state.to_string()),
+            None => states.remove(key),
+        };
+        if before.as_deref() == ready {
+            return;
+        }
+        if let Some(old) = before {
+            self.objects
+                .get_or_create(&ReadyLabels { ready: old })
+                .dec();
+        }
+        if let Some(new) = ready {
             self.objects
                 .get_or_create(&ReadyLabels {
-                    ready: ready.to_string(),
+                    ready: new.to_string(),
                 })
-                .set(n);
+                .inc();
         }
     }
 
@@ -174,5 +188,39 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge(m: &Metrics, ready: &str) -> i64 {
+        m.objects
+            .get_or_create(&ReadyLabels {
+                ready: ready.into(),
+            })
+            .get()
+    }
+
+    #[test]
+    fn the_objects_gauge_follows_recorded_ready_states() {
+        let m = Metrics::default();
+        m.record_ready("ns/a", Some("Unknown"));
+        m.record_ready("ns/b", Some("False"));
+        m.record_ready("ns/a", Some("True"));
+        m.record_ready("ns/a", Some("True"));
+        assert_eq!(
+            (gauge(&m, "True"), gauge(&m, "False"), gauge(&m, "Unknown")),
+            (1, 1, 0)
+        );
+        m.record_ready("ns/b", None);
+        assert_eq!(gauge(&m, "False"), 0);
+        assert!(
+            m.render()
+                .contains("nomad_operator_objects{ready=\"True\"} 1"),
+            "{}",
+            m.render()
+        );
     }
 }

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tests/envtest/envtest.sh install
+# Real Helm for the chart tests (tests/helm/helm_tool.py): helm-sdkpy bundles Helm's library.
+python3 -c 'import helm_sdkpy' 2>/dev/null ||
+  python3 -m pip install --quiet --ignore-requires-python helm-sdkpy
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

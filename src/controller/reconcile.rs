@@ -621,6 +621,10 @@ async fn finish(
     status: &NomadJobStatus,
 ) -> Result<(), Error> {
     announce_transition(obj, ctx, previous, status).await;
+    let ready = find_condition(&status.conditions, condition::READY)
+        .map_or("Unknown", |c| c.status.as_str());
+    ctx.metrics
+        .record_ready(&ObjectRef::from_obj(obj).to_string(), Some(ready));
     if previous == status {
         return Ok(());
     }
@@ -709,6 +713,8 @@ pub(crate) async fn publish(
 async fn cleanup(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
     let status = obj.status.clone().unwrap_or_default();
     let obj_ref = ObjectRef::from_obj(&*obj);
+    ctx.plans.forget(&obj_ref);
+    ctx.metrics.record_ready(&obj_ref.to_string(), None);
     let Some(id) = status.job_id.clone() else {
         return Ok(Action::await_change());
     };
@@ -721,7 +727,7 @@ async fn cleanup(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
         .and_then(|d| d.region)
         .or_else(|| ctx.defaults.region.clone());
     ctx.jobs.remove(&(namespace.clone(), id.clone()), &obj_ref);
-    ctx.plans.forget(&obj_ref);
+
     if obj.spec.suspend || obj.spec.deletion_policy == DeletionPolicy::Orphan {
         let why = if obj.spec.suspend {
             "the object is suspended"

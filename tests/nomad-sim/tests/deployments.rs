@@ -155,6 +155,9 @@ async fn rolling_update_respects_max_parallel_and_cancels_old_deployment() {
     // A new version mid-rollout cancels the running deployment.
     s.register(service_job("roll", "/bin/sleep", &["3000"], 3, json!(null)))
         .await;
+    // Wait until version 2 has its deployment: an evaluation runs against the current
+    // job, so a version replaced before its evaluation ran never gets one (as in Nomad).
+    s.wait_deployment("roll", 2, "running").await;
     s.register(service_job("roll", "/bin/sleep", &["4000"], 3, json!(null)))
         .await;
     let d = s.wait_deployment("roll", 2, "cancelled").await;

@@ -1,0 +1,268 @@
+//! RBAC proven, not assumed: the operator runs against the real apiserver as the chart's
+//! ServiceAccount (impersonated), reconciles a `NomadJob` to Ready with the Nomad
+//! simulator, takes its leader-election Lease, and is refused what it should not have.
+
+#[path = "helm/helm.rs"]
+mod helm;
+mod support;
+
+use std::time::Duration;
+
+use clap::Parser;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use nomad_operator::controller::run::{self, RunArgs};
+use nomad_operator::crd::NomadJob;
+use nomad_operator::leader::LeaseLock;
+use nomad_operator::metrics::Metrics;
+use nomad_sim::{SimConfig, Simulator};
+use serde_json::json;
+use support::envtest::{TestNamespace, kubectl, plane, unique_suffix};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+/// A client with the admin credentials that impersonates `user`.
+async fn client_as(user: &str, groups: Vec<String>) -> Client {
+    let kubeconfig = Kubeconfig::read_from(&plane().kubeconfig).expect("read kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    config.auth_info.impersonate = Some(user.to_string());
+    config.auth_info.impersonate_groups = Some(groups);
+    Client::try_from(config).expect("client")
+}
+
+fn can_i(verb: &str, resource: &str, namespace: &str, user: &str) -> bool {
+    let out = kubectl(&[
+        "auth", "can-i", verb, resource, "-n", namespace, "--as", user,
+    ]);
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        answer == "yes" || answer == "no",
+        "kubectl auth can-i: {answer:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answer == "yes"
+}
+
+fn is_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> bool {
+    matches!(result, Err(kube::Error::Api(ref status)) if status.code == 403)
+}
+
+#[tokio::test]
+async fn operator_works_with_the_charts_rbac_and_nothing_more() {
+    nomad_operator::telemetry::init(nomad_operator::telemetry::LogFormat::Text);
+    let ns = TestNamespace::new("rbac").await;
+    let other = format!("rbac-other-{}", unique_suffix());
+    let namespace = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(other.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(ns.client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create other namespace");
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("not-yours".into()),
+            ..Default::default()
+        },
+        string_data: Some([("token".to_string(), "hush".to_string())].into()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(ns.client.clone(), &other)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+
+    // The chart, watching only the test's namespace (namespaced Role + RoleBinding).
+    let release = format!("rbac-{}", unique_suffix());
+    helm::install(
+        &plane().kubeconfig,
+        &ns.name,
+        &release,
+        &json!({"watchNamespaces": [ns.name]}),
+    );
+    let sa = format!("{release}-nomad-operator");
+    let user = format!("system:serviceaccount:{}:{sa}", ns.name);
+    let groups = vec![
+        "system:serviceaccounts".to_string(),
+        format!("system:serviceaccounts:{}", ns.name),
+        "system:authenticated".to_string(),
+    ];
+    let as_operator = client_as(&user, groups).await;
+
+    // Leader election as the ServiceAccount: its own Lease only.
+    let mut lock = LeaseLock::new(
+        as_operator.clone(),
+        &ns.name,
+        &sa,
+        "rbac-test",
+        Duration::from_secs(15),
+    );
+    assert!(
+        lock.try_acquire_or_renew()
+            .await
+            .expect("take the Lease as the ServiceAccount")
+    );
+    assert!(lock.try_acquire_or_renew().await.expect("renew the Lease"));
+    let mut foreign = LeaseLock::new(
+        as_operator.clone(),
+        &ns.name,
+        "someone-elses-lease",
+        "rbac-test",
+        Duration::from_secs(15),
+    );
+    assert!(
+        is_forbidden(foreign.try_acquire_or_renew().await),
+        "a Lease of another name must be refused"
+    );
+
+    // The operator, in-process, as the ServiceAccount, with the simulator.
+    let sim = Simulator::new(SimConfig {
+        acl_token: None,
+        time_scale: 100.0,
+    });
+    let server = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve simulator");
+    let url = server.url();
+    let args = Cli::try_parse_from([
+        "run",
+        "--nomad-addr",
+        &url,
+        "--namespace",
+        &ns.name,
+        "--resync-interval",
+        "2s",
+    ])
+    .expect("flags")
+    .args;
+    let ctx = run::context(as_operator.clone(), &args, Metrics::default()).expect("context");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            run::run_controller(ctx, &args, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        }
+    });
+
+    let api: Api<NomadJob> = ns.api();
+    let body = json!({
+        "apiVersion": "nomadoperator.dev/v1alpha1", "kind": "NomadJob", "metadata": {"name": "web"},
+        "spec": {"job": {
+            "Datacenters": ["dc1"], "Type": "service",
+            "TaskGroups": [{"Name": "web", "Count": 2,
+                "Update": {"MaxParallel": 1, "MinHealthyTime": 10_000_000_000u64, "HealthyDeadline": 300_000_000_000u64, "ProgressDeadline": 600_000_000_000u64},
+                "Tasks": [{"Name": "server", "Driver": "raw_exec", "Config": {"command": "/bin/sleep", "args": ["3600"]},
+                    "Resources": {"CPU": 100, "MemoryMB": 64}}]}]}}
+    });
+    api.patch(
+        "web",
+        &PatchParams::apply("rbac-test").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .expect("apply NomadJob");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let obj = api.get("web").await.expect("get");
+        let ready = obj
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone());
+        if ready.as_deref() == Some("True") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not Ready as the ServiceAccount; status: {:#?}",
+            obj.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The finalizer went on (a patch of nomadjobs) and Events were published.
+    let obj = api.get("web").await.expect("get");
+    assert!(
+        !obj.metadata.finalizers.unwrap_or_default().is_empty(),
+        "finalizer added"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = Api::<Event>::namespaced(ns.client.clone(), &ns.name)
+            .list(&ListParams::default())
+            .await
+            .expect("events");
+        if events
+            .items
+            .iter()
+            .any(|e| e.reporting_controller.as_deref() == Some("nomad-operator"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Event from the operator"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        ctx.metrics.status_writes.get() > 0,
+        "status written as the ServiceAccount"
+    );
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(30), operator).await;
+
+    // What it must not do.
+    assert!(
+        can_i("patch", "nomadjobs", &ns.name, &user),
+        "sanity: it may patch NomadJobs in its namespace"
+    );
+    assert!(!can_i("get", "secrets", &other, &user));
+    assert!(!can_i("get", "secrets", &ns.name, &user));
+    assert!(
+        !can_i("list", "nomadjobs", &other, &user),
+        "watchNamespaces: no access elsewhere"
+    );
+    assert!(!can_i("delete", "nomadjobs", &ns.name, &user));
+    assert!(!can_i("update", "nomadjobs", &ns.name, &user));
+    assert!(!can_i("create", "pods", &ns.name, &user));
+    assert!(!can_i("delete", "leases", &ns.name, &user));
+    assert!(is_forbidden(
+        Api::<Secret>::namespaced(as_operator.clone(), &other)
+            .get("not-yours")
+            .await
+    ));
+    assert!(is_forbidden(
+        Api::<Secret>::namespaced(as_operator.clone(), &ns.name)
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(is_forbidden(
+        Api::<NomadJob>::namespaced(as_operator.clone(), &other)
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(is_forbidden(
+        Api::<NomadJob>::all(as_operator.clone())
+            .list(&ListParams::default())
+            .await
+    ));
+    drop(server);
+}
