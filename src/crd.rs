@@ -356,8 +356,6 @@ pub mod reason {
     pub const IN_SYNC: &str = "InSync";
     /// `spec.suspend` is true.
     pub const SUSPENDED: &str = "Suspended";
-    /// The failed spec is not registered again until it or the retry annotation changes.
-    pub const WAITING_FOR_CHANGE: &str = "WaitingForChange";
     /// The job was deregistered, purged or orphaned on delete.
     pub const DELETED: &str = "Deleted";
     /// The job is stopped in Nomad.
