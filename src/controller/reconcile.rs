@@ -237,10 +237,15 @@ async fn sync(
     {
         let (action, registered_job) =
             plan_and_register(obj, ctx, desired, scope, status, job.take()).await?;
-        ctx.plans.planned(&obj_ref);
         job = registered_job;
         if action.registers() {
+            // Plan again on the next reconcile, while the rollout is being mirrored
+            // anyway: `status.plan` then settles to `None` before the object is at rest
+            // instead of changing at the first resync.
+            ctx.plans.forget(&obj_ref);
             deployments = ctx.nomad.job_deployments(scope, &desired.id).await?;
+        } else {
+            ctx.plans.planned(&obj_ref);
         }
         update_drift_condition(status, action, generation, now);
         action == PlanAction::ReportDrift
