@@ -1,0 +1,979 @@
+//! `nomad-bench`: scale, latency and cost at rest of nomad-operator, side by side with
+//! the sequential plan + check-and-set register loop a GitOps script would run.
+//!
+//! Run it with `tests/bench/run.sh` (builds the operator and this binary in release mode,
+//! then runs this with the arguments given). For each size N it starts a fresh Nomad
+//! simulator (in-process) and a fresh operator (a separate release-built process) on the
+//! benchmark's own envtest control plane, creates N `NomadJob`s, and measures:
+//!
+//! 1. converge time: first create until every object is Ready (deployment successful);
+//! 2. calls per job: Nomad requests by endpoint (simulator log), Kubernetes writes per
+//!    object (watch: resourceVersion changes; and the operator's status-write counter);
+//! 3. status lag (at `--lag-at`): allocation client status flipped in the simulator until
+//!    the owning object's status shows it;
+//! 4. at rest (`--rest-seconds`, at least one resync): Nomad writes, status writes, open
+//!    connections to Nomad, operator CPU seconds;
+//! 5. the operator's peak RSS;
+//! 6. the script baseline against the same simulator, and the ratio.
+
+mod operator;
+mod plane;
+mod script;
+mod stats;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::events::v1::Event;
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use nomad_operator::crd::NomadJob;
+use nomad_sim::{SimConfig, Simulator};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::operator::{Operator, OperatorSpec, metric_sum};
+use crate::stats::{Summary, secs};
+use crate::watch::Tracker;
+
+/// Benchmark nomad-operator against the Nomad simulator on a local control plane.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "nomad-bench")]
+struct Args {
+    /// Numbers of NomadJobs to benchmark, one fresh operator and simulator each.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    sizes: Vec<usize>,
+    /// Length of the at-rest window, seconds (should exceed --resync-interval).
+    #[arg(long, default_value_t = 300)]
+    rest_seconds: u64,
+    /// Pause between converge and the at-rest window, seconds.
+    #[arg(long, default_value_t = 10)]
+    settle_seconds: u64,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench-results/latest.json")]
+    out: PathBuf,
+    /// The operator's --concurrency.
+    #[arg(long, default_value_t = 32)]
+    concurrency: u16,
+    /// The operator's --resync-interval.
+    #[arg(long, default_value = "2m")]
+    resync_interval: String,
+    /// The simulator's time scale (job update times are divided by it).
+    #[arg(long, default_value_t = 10.0)]
+    time_scale: f64,
+    /// Size at which status lag is measured.
+    #[arg(long, default_value_t = 1000)]
+    lag_at: usize,
+    /// Status-lag samples (each one allocation flip).
+    #[arg(long, default_value_t = 300)]
+    lag_samples: usize,
+    /// Object creates in flight.
+    #[arg(long, default_value_t = 64)]
+    create_concurrency: usize,
+    /// Longest wait for one size to converge, seconds.
+    #[arg(long, default_value_t = 1800)]
+    converge_timeout: u64,
+    /// Skip the script baseline.
+    #[arg(long)]
+    no_script: bool,
+    /// The operator binary (default: `nomad-operator` beside this binary).
+    #[arg(long)]
+    operator_bin: Option<PathBuf>,
+    /// Working directory for the control plane and logs (default: target/nomad-bench).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            result = bench(args) => result,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        }
+    })
+}
+
+/// Everything the benchmark writes to JSON.
+#[derive(Serialize)]
+struct Report {
+    machine: Machine,
+    settings: Settings,
+    results: Vec<SizeResult>,
+    targets: Vec<Target>,
+    table: String,
+}
+
+#[derive(Serialize, Clone)]
+struct Settings {
+    concurrency: u16,
+    resync_interval: String,
+    time_scale: f64,
+    rest_seconds: u64,
+    settle_seconds: u64,
+    lag_at: usize,
+    lag_samples: usize,
+    create_concurrency: usize,
+    job: Value,
+    kube_writes_source: &'static str,
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let repo = repo_root();
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| repo.join("target/nomad-bench"));
+    let binary = match &args.operator_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no binary directory")?
+            .join("nomad-operator"),
+    };
+    if !binary.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release --bin nomad-operator` (tests/bench/run.sh does)",
+            binary.display()
+        );
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let run_dir = work.join(format!("run-{stamp}"));
+    std::fs::create_dir_all(&run_dir)?;
+    eprintln!("bench: starting the control plane in {}", run_dir.display());
+    let plane = plane::ControlPlane::start(&repo, &run_dir.join("envtest"))?;
+    let client = plane.client().await?;
+    plane::install_crds(&client, &repo).await?;
+
+    let machine = Machine::probe(&repo);
+    let settings = Settings {
+        concurrency: args.concurrency,
+        resync_interval: args.resync_interval.clone(),
+        time_scale: args.time_scale,
+        rest_seconds: args.rest_seconds,
+        settle_seconds: args.settle_seconds,
+        lag_at: args.lag_at,
+        lag_samples: args.lag_samples,
+        create_concurrency: args.create_concurrency,
+        job: job_spec(),
+        kube_writes_source: "watch on NomadJobs: resourceVersion changes after create (finalizer + status); cross-checked with the operator's nomad_operator_status_writes counter; Events counted separately",
+    };
+    let mut results = Vec::new();
+    for &n in &args.sizes {
+        eprintln!("bench: N = {n}");
+        let result = bench_size(&args, &plane, &client, &binary, &run_dir, n).await?;
+        eprintln!("{}", serde_json::to_string(&result)?);
+        results.push(result);
+        // Write what we have after each size: a long run that dies still leaves figures.
+        write_report(&args, &machine, &settings, &results)?;
+    }
+    let report = write_report(&args, &machine, &settings, &results)?;
+    println!("\n{}", report.table);
+    println!("Targets:");
+    for t in &report.targets {
+        println!(
+            "  [{}] {}: {}",
+            if t.met { "met" } else { "NOT MET" },
+            t.target,
+            t.measured
+        );
+    }
+    println!(
+        "\nmachine: {} ({} CPUs, {:.1} GiB), kernel {}, commit {}",
+        machine.cpu_model, machine.cpus, machine.memory_gib, machine.kernel, machine.commit
+    );
+    println!("JSON: {}", args.out.display());
+    drop(plane);
+    Ok(())
+}
+
+fn write_report(
+    args: &Args,
+    machine: &Machine,
+    settings: &Settings,
+    results: &[SizeResult],
+) -> anyhow::Result<Report> {
+    let report = Report {
+        machine: machine.clone(),
+        settings: settings.clone(),
+        results: results.to_vec(),
+        targets: targets(results),
+        table: render_table(results),
+    };
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    Ok(report)
+}
+
+/// The job every object (and the script) deploys: one service allocation whose update
+/// strategy the simulator's time scale makes short, and no rescheduling (so that a
+/// status-lag flip to `failed` changes nothing else).
+fn job_spec() -> Value {
+    json!({
+        "Datacenters": ["dc1"],
+        "Type": "service",
+        "TaskGroups": [{
+            "Name": "web",
+            "Count": 1,
+            "Update": {
+                "MaxParallel": 1,
+                "MinHealthyTime": 1_000_000_000u64,
+                "HealthyDeadline": 20_000_000_000u64,
+                "ProgressDeadline": 60_000_000_000u64,
+                "AutoRevert": false
+            },
+            "ReschedulePolicy": {"Attempts": 0, "Interval": 0, "Unlimited": false},
+            "Tasks": [{
+                "Name": "server",
+                "Driver": "raw_exec",
+                "Config": {"command": "/bin/sleep", "args": ["infinity"]},
+                "Resources": {"CPU": 100, "MemoryMB": 64}
+            }]
+        }]
+    })
+}
+
+/// Figures of one size.
+#[derive(Serialize, Clone, Default)]
+struct SizeResult {
+    n: usize,
+    concurrency: u16,
+    operator_log: String,
+    converged: bool,
+    ready: usize,
+    /// First create until the last object became Ready.
+    converge_seconds: Option<f64>,
+    /// First create until the last create returned.
+    create_seconds: f64,
+    nomad_calls: Calls,
+    kube_writes: KubeWrites,
+    status_lag: Option<Lag>,
+    rest: Option<Rest>,
+    memory: Memory,
+    script: Option<script::ScriptResult>,
+    /// Script converge time / operator converge time.
+    speedup_vs_script: Option<f64>,
+}
+
+#[derive(Serialize, Clone, Default)]
+struct Calls {
+    total: u64,
+    per_job: f64,
+    writes_per_job: f64,
+    by_endpoint: BTreeMap<String, EndpointCalls>,
+    /// The operator's own nomad_operator_nomad_api_calls_total (cross-check).
+    operator_metric_total: f64,
+}
+
+#[derive(Serialize, Clone, Default)]
+struct EndpointCalls {
+    count: u64,
+    per_job: f64,
+}
+
+#[derive(Serialize, Clone, Default)]
+struct KubeWrites {
+    /// resourceVersion changes seen by the watch after creation, all objects.
+    watch_total: u64,
+    watch_per_object: f64,
+    /// nomad_operator_status_writes_total.
+    status_writes_metric: f64,
+    status_writes_per_object: f64,
+    /// Event objects in the namespace (each one at least one more write).
+    events: usize,
+}
+
+#[derive(Serialize, Clone, Default)]
+struct Lag {
+    flips: Summary,
+    timeouts: usize,
+    parallel_spacing_ms: u64,
+}
+
+#[derive(Serialize, Clone, Default)]
+struct Rest {
+    seconds: f64,
+    nomad_requests: u64,
+    nomad_writes: u64,
+    nomad_by_endpoint: BTreeMap<String, u64>,
+    status_writes_watch: u64,
+    status_writes_metric: f64,
+    reconciles: f64,
+    open_connections_min: usize,
+    open_connections_median: usize,
+    open_connections_max: usize,
+    cpu_seconds: f64,
+}
+
+#[derive(Serialize, Clone, Default)]
+struct Memory {
+    peak_rss_mib: f64,
+    rss_after_converge_mib: f64,
+    rss_end_mib: f64,
+}
+
+/// The simulator's request log, drained into endpoint counts (the log keeps at most
+/// 200,000 records, so it is emptied every second).
+#[derive(Clone)]
+struct RequestLog {
+    sim: Simulator,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl RequestLog {
+    fn new(sim: Simulator) -> Self {
+        sim.clear_requests();
+        let log = Self {
+            sim,
+            counts: Arc::default(),
+        };
+        tokio::spawn({
+            let log = log.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    log.drain();
+                }
+            }
+        });
+        log
+    }
+
+    fn drain(&self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let records = self.sim.requests();
+        self.sim.clear_requests();
+        stats::count_endpoints(
+            &mut counts,
+            records
+                .iter()
+                .map(|r| (r.method.as_str(), r.path.as_str(), r.query.as_str())),
+        );
+    }
+
+    /// The counts since the last take.
+    fn take(&self) -> BTreeMap<String, u64> {
+        self.drain();
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+async fn bench_size(
+    args: &Args,
+    plane: &plane::ControlPlane,
+    client: &Client,
+    binary: &Path,
+    run_dir: &Path,
+    n: usize,
+) -> anyhow::Result<SizeResult> {
+    let namespace = format!("bench-{n}");
+    plane::create_namespace(client, &namespace).await?;
+    let sim = Simulator::new(SimConfig {
+        acl_token: None,
+        time_scale: args.time_scale,
+    });
+    let server = sim.serve("127.0.0.1:0".parse().context("address")?).await?;
+    let nomad_addr = server.url();
+    let log = RequestLog::new(sim.clone());
+    let tracker = Tracker::start(client.clone(), &namespace);
+    let operator_log = run_dir.join(format!("operator-{n}.log"));
+    let operator = Operator::start(OperatorSpec {
+        binary,
+        kubeconfig: &plane.kubeconfig,
+        nomad_addr: &nomad_addr,
+        namespace: &namespace,
+        concurrency: args.concurrency,
+        resync: &args.resync_interval,
+        log: operator_log.clone(),
+    })
+    .await?;
+    eprintln!(
+        "bench: operator pid {} (log {})",
+        operator.pid(),
+        operator_log.display()
+    );
+    let _ = log.take(); // start-up: the watchers' first lists
+    let metrics_before = operator.metrics().await.unwrap_or_default();
+
+    // 1. Converge.
+    let api: Api<NomadJob> = Api::namespaced(client.clone(), &namespace);
+    let started = Instant::now();
+    let creates = futures::stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let obj: NomadJob = serde_json::from_value(json!({
+                    "apiVersion": "nomadoperator.dev/v1alpha1",
+                    "kind": "NomadJob",
+                    "metadata": {"name": format!("job-{i:05}")},
+                    "spec": {"deletionPolicy": "Purge", "job": job_spec()},
+                }))?;
+                let mut attempt = 0;
+                loop {
+                    match api.create(&PostParams::default(), &obj).await {
+                        Ok(_) => return anyhow::Ok(()),
+                        Err(e) if attempt < 5 => {
+                            attempt += 1;
+                            eprintln!("bench: create job-{i:05} failed, retrying: {e}");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(args.create_concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    let create_seconds = started.elapsed().as_secs_f64();
+    if let Some(Err(e)) = creates.into_iter().find(Result::is_err) {
+        return Err(e.context("creating NomadJobs"));
+    }
+    eprintln!("bench: {n} objects created in {create_seconds:.1} s");
+    let deadline = started + Duration::from_secs(args.converge_timeout);
+    let mut ticks = tracker.ticks();
+    let mut last_report = Instant::now();
+    loop {
+        let ready = tracker.state().ready;
+        if ready >= n || Instant::now() > deadline {
+            break;
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "bench: {ready}/{n} ready after {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), ticks.changed()).await;
+    }
+    let (ready, last_ready_at, watch_writes) = {
+        let s = tracker.state();
+        (s.ready, s.last_ready_at, s.writes)
+    };
+    let converged = ready >= n;
+    let converge_seconds = last_ready_at
+        .filter(|_| converged)
+        .map(|t| t.duration_since(started).as_secs_f64());
+    eprintln!(
+        "bench: converged={converged} ready={ready}/{n} in {}",
+        secs(converge_seconds)
+    );
+    // Let trailing reconciles of the converge finish before counting its calls.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let converge_calls = log.take();
+    let metrics = operator.metrics().await.unwrap_or_default();
+    let events = Api::<Event>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or_default();
+    let nf = n.max(1) as f64;
+    let total: u64 = converge_calls.values().sum();
+    let writes: u64 = converge_calls
+        .iter()
+        .filter(|(k, _)| stats::is_write(k))
+        .map(|(_, v)| v)
+        .sum();
+    let status_writes_metric = metric_sum(&metrics, "nomad_operator_status_writes_total")
+        - metric_sum(&metrics_before, "nomad_operator_status_writes_total");
+    let mut result = SizeResult {
+        n,
+        concurrency: args.concurrency,
+        operator_log: operator_log.display().to_string(),
+        converged,
+        ready,
+        converge_seconds,
+        create_seconds,
+        nomad_calls: Calls {
+            total,
+            per_job: total as f64 / nf,
+            writes_per_job: writes as f64 / nf,
+            by_endpoint: converge_calls
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        EndpointCalls {
+                            count: *v,
+                            per_job: *v as f64 / nf,
+                        },
+                    )
+                })
+                .collect(),
+            operator_metric_total: metric_sum(&metrics, "nomad_operator_nomad_api_calls_total")
+                - metric_sum(&metrics_before, "nomad_operator_nomad_api_calls_total"),
+        },
+        kube_writes: KubeWrites {
+            watch_total: watch_writes,
+            watch_per_object: watch_writes as f64 / nf,
+            status_writes_metric,
+            status_writes_per_object: status_writes_metric / nf,
+            events,
+        },
+        ..Default::default()
+    };
+    result.memory.rss_after_converge_mib = operator.memory_mib().map(|m| m.1).unwrap_or_default();
+
+    if converged {
+        // 4. At rest.
+        tokio::time::sleep(Duration::from_secs(args.settle_seconds)).await;
+        result.rest = Some(at_rest(args, &operator, &tracker, &log, &sim).await?);
+        // 3. Status lag.
+        if n == args.lag_at {
+            result.status_lag = Some(status_lag(args, &tracker, &sim).await);
+        }
+    }
+    let (peak, rss) = operator.memory_mib().unwrap_or_default();
+    result.memory.peak_rss_mib = peak;
+    result.memory.rss_end_mib = rss;
+    operator.stop().await;
+    drop(tracker);
+
+    // 6. The script, against the same simulator, with the operator gone.
+    if !args.no_script {
+        let _ = log.take();
+        let timeout = Duration::from_secs(args.converge_timeout);
+        let outcome = script::run(&nomad_addr, n, script_job, timeout).await;
+        match outcome {
+            Ok(script) => {
+                eprintln!(
+                    "bench: script converged in {:.1} s (loop {:.1} s)",
+                    script.converge_seconds, script.register_loop_seconds
+                );
+                result.speedup_vs_script = converge_seconds.map(|c| script.converge_seconds / c);
+                result.script = Some(script);
+            }
+            Err(e) => eprintln!("bench: script baseline failed: {e:#}"),
+        }
+    }
+    server.shutdown().await;
+    Ok(result)
+}
+
+/// The script's job `id`: the same job as the objects'.
+fn script_job(id: &str) -> Value {
+    let mut job = job_spec();
+    job["ID"] = json!(id);
+    job["Name"] = json!(id);
+    job
+}
+
+async fn at_rest(
+    args: &Args,
+    operator: &Operator,
+    tracker: &Tracker,
+    log: &RequestLog,
+    sim: &Simulator,
+) -> anyhow::Result<Rest> {
+    eprintln!("bench: at rest for {} s", args.rest_seconds);
+    let _ = log.take();
+    let before = operator.metrics().await.unwrap_or_default();
+    let writes_before = tracker.state().writes;
+    let cpu_before = operator.cpu_seconds()?;
+    let started = Instant::now();
+    let mut connections = Vec::new();
+    while started.elapsed() < Duration::from_secs(args.rest_seconds) {
+        connections.push(sim.open_connections());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = operator.cpu_seconds()? - cpu_before;
+    let after = operator.metrics().await.unwrap_or_default();
+    let calls = log.take();
+    connections.sort_unstable();
+    let delta = |name: &str| metric_sum(&after, name) - metric_sum(&before, name);
+    Ok(Rest {
+        seconds,
+        nomad_requests: calls.values().sum(),
+        nomad_writes: calls
+            .iter()
+            .filter(|(k, _)| stats::is_write(k))
+            .map(|(_, v)| v)
+            .sum(),
+        nomad_by_endpoint: calls,
+        status_writes_watch: tracker.state().writes - writes_before,
+        status_writes_metric: delta("nomad_operator_status_writes_total"),
+        reconciles: delta("nomad_operator_reconciles_total"),
+        open_connections_min: connections.first().copied().unwrap_or_default(),
+        open_connections_median: connections
+            .get(connections.len() / 2)
+            .copied()
+            .unwrap_or_default(),
+        open_connections_max: connections.last().copied().unwrap_or_default(),
+        cpu_seconds,
+    })
+}
+
+/// Flips allocations (`running` -> `failed` -> `running`, one object per two samples,
+/// one flip started every `spacing`) and measures until the owning object's status
+/// shows the new client status. With no reschedule policy attempts, a failed
+/// allocation is not replaced, so nothing else changes.
+async fn status_lag(args: &Args, tracker: &Tracker, sim: &Simulator) -> Lag {
+    const SPACING: Duration = Duration::from_millis(50);
+    let pairs = args.lag_samples.div_ceil(2);
+    let mut targets: Vec<(String, String)> = {
+        let state = tracker.state();
+        let mut names: Vec<&String> = state.objects.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let seen = state.objects.get(name)?;
+                let alloc = seen
+                    .allocations
+                    .iter()
+                    .find(|(_, status)| *status == "running")?;
+                Some((name.clone(), alloc.0.clone()))
+            })
+            .take(pairs)
+            .collect()
+    };
+    eprintln!(
+        "bench: status lag, {} flips over {} objects",
+        targets.len() * 2,
+        targets.len()
+    );
+    let mut samples = Vec::new();
+    let mut timeouts = 0;
+    let mut tasks = Vec::new();
+    for (name, alloc) in targets.drain(..) {
+        let ticks = tracker.ticks();
+        let sim = sim.clone();
+        let probe = probe(tracker);
+        tasks.push(async move {
+            let mut out = Vec::new();
+            for to in ["failed", "running"] {
+                out.push(flip(&sim, &probe, ticks.clone(), &name, &alloc, to).await);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            out
+        });
+    }
+    // Start one object's flips every SPACING; they overlap a little.
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(tokio::spawn(task));
+        tokio::time::sleep(SPACING).await;
+    }
+    for handle in results {
+        match handle.await {
+            Ok(flips) => {
+                for flip in flips {
+                    match flip {
+                        Some(s) => samples.push(s),
+                        None => timeouts += 1,
+                    }
+                }
+            }
+            Err(_) => timeouts += 2,
+        }
+    }
+    Lag {
+        flips: Summary::of(&samples),
+        timeouts,
+        parallel_spacing_ms: SPACING.as_millis() as u64,
+    }
+}
+
+/// Something that answers "what client status does object `name` show for `alloc`?".
+type Probe = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
+
+fn probe(tracker: &Tracker) -> Probe {
+    let state = tracker.shared();
+    Arc::new(move |name: &str, alloc: &str| {
+        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.objects.get(name)?.allocations.get(alloc).cloned()
+    })
+}
+
+/// One flip: sets the client status, returns the seconds until the object shows it
+/// (`None` after 30 s).
+async fn flip(
+    sim: &Simulator,
+    probe: &Probe,
+    mut ticks: tokio::sync::watch::Receiver<u64>,
+    name: &str,
+    alloc: &str,
+    to: &str,
+) -> Option<f64> {
+    ticks.mark_unchanged();
+    let at = Instant::now();
+    if let Err(e) = sim.set_alloc_client_status(alloc, to) {
+        eprintln!("bench: flipping {alloc} to {to}: {e}");
+        return None;
+    }
+    let deadline = at + Duration::from_secs(30);
+    loop {
+        if probe(name, alloc).as_deref() == Some(to) {
+            return Some(at.elapsed().as_secs_f64());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let _ = tokio::time::timeout(left, ticks.changed()).await;
+    }
+}
+
+/// One target of the issue, checked against the results.
+#[derive(Serialize, Clone)]
+struct Target {
+    target: String,
+    measured: String,
+    met: bool,
+}
+
+fn targets(results: &[SizeResult]) -> Vec<Target> {
+    let mut out = Vec::new();
+    let largest = results.iter().max_by_key(|r| r.n);
+    if let Some(r) = largest {
+        out.push(Target {
+            target: format!("{} objects converge in <= 60 s", r.n),
+            measured: secs(r.converge_seconds),
+            met: r.converge_seconds.is_some_and(|c| c <= 60.0),
+        });
+        out.push(Target {
+            target: format!("{} objects converge >= 5x faster than the script", r.n),
+            measured: r
+                .speedup_vs_script
+                .map(|s| format!("{s:.2}x"))
+                .unwrap_or_else(|| "-".into()),
+            met: r.speedup_vs_script.is_some_and(|s| s >= 5.0),
+        });
+        out.push(Target {
+            target: format!("peak RSS <= 150 MiB at {}", r.n),
+            measured: format!("{:.0} MiB", r.memory.peak_rss_mib),
+            met: r.memory.peak_rss_mib > 0.0 && r.memory.peak_rss_mib <= 150.0,
+        });
+    }
+    for r in results {
+        if let Some(lag) = &r.status_lag {
+            out.push(Target {
+                target: format!(
+                    "status lag p99 <= 0.5 s at {} ({} samples)",
+                    r.n, lag.flips.samples
+                ),
+                measured: format!(
+                    "p50 {} p99 {} max {}, {} timeouts",
+                    secs(lag.flips.p50),
+                    secs(lag.flips.p99),
+                    secs(lag.flips.max),
+                    lag.timeouts
+                ),
+                met: lag.flips.samples >= 200
+                    && lag.timeouts == 0
+                    && lag.flips.p99.is_some_and(|p| p <= 0.5),
+            });
+        }
+    }
+    let rests: Vec<(usize, &Rest)> = results
+        .iter()
+        .filter_map(|r| r.rest.as_ref().map(|rest| (r.n, rest)))
+        .collect();
+    if !rests.is_empty() {
+        out.push(Target {
+            target: "at rest: 0 Nomad writes, 0 status writes".into(),
+            measured: rests
+                .iter()
+                .map(|(n, r)| {
+                    format!(
+                        "N={n}: {} Nomad writes, {} status writes",
+                        r.nomad_writes, r.status_writes_watch
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            met: rests
+                .iter()
+                .all(|(_, r)| r.nomad_writes == 0 && r.status_writes_watch == 0),
+        });
+        // Open connections are the watchers' blocking queries plus the reconcilers' idle
+        // keep-alive pool (at most --concurrency): the count must not grow with N.
+        let smallest = rests.first().map(|(_, r)| r.open_connections_max);
+        let largest = rests.last().map(|(_, r)| r.open_connections_max);
+        out.push(Target {
+            target: "at rest: connections to Nomad independent of N".into(),
+            measured: rests
+                .iter()
+                .map(|(n, r)| {
+                    format!(
+                        "N={n}: {}..{} open (median {})",
+                        r.open_connections_min, r.open_connections_max, r.open_connections_median
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            met: matches!((smallest, largest), (Some(s), Some(l)) if l <= s.max(48)),
+        });
+    }
+    out
+}
+
+fn render_table(results: &[SizeResult]) -> String {
+    let header = [
+        "N",
+        "converge",
+        "script",
+        "speedup",
+        "Nomad calls/job",
+        "Nomad writes/job",
+        "K8s writes/obj",
+        "status lag p50 / p99",
+        "rest: Nomad writes",
+        "rest: status writes",
+        "rest: conns to Nomad",
+        "rest: CPU s",
+        "peak RSS",
+    ];
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|r| {
+            let rest = r.rest.as_ref();
+            vec![
+                r.n.to_string(),
+                if r.converged {
+                    secs(r.converge_seconds)
+                } else {
+                    format!("not converged ({}/{})", r.ready, r.n)
+                },
+                secs(r.script.as_ref().map(|s| s.converge_seconds)),
+                r.speedup_vs_script
+                    .map(|s| format!("{s:.2}x"))
+                    .unwrap_or_else(|| "-".into()),
+                format!("{:.1}", r.nomad_calls.per_job),
+                format!("{:.2}", r.nomad_calls.writes_per_job),
+                format!("{:.1}", r.kube_writes.watch_per_object),
+                r.status_lag
+                    .as_ref()
+                    .map(|l| format!("{} / {}", secs(l.flips.p50), secs(l.flips.p99)))
+                    .unwrap_or_else(|| "-".into()),
+                rest.map(|r| r.nomad_writes.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                rest.map(|r| r.status_writes_watch.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                rest.map(|r| format!("{}..{}", r.open_connections_min, r.open_connections_max))
+                    .unwrap_or_else(|| "-".into()),
+                rest.map(|r| format!("{:.1}", r.cpu_seconds))
+                    .unwrap_or_else(|| "-".into()),
+                format!("{:.0} MiB", r.memory.peak_rss_mib),
+            ]
+        })
+        .collect();
+    let mut text = stats::table(&header, &rows);
+    // Calls by endpoint, per job, for the initial converge.
+    let mut endpoints: Vec<&String> = results
+        .iter()
+        .flat_map(|r| r.nomad_calls.by_endpoint.keys())
+        .collect();
+    endpoints.sort();
+    endpoints.dedup();
+    let mut header = vec!["Nomad endpoint (converge), calls per job".to_string()];
+    header.extend(results.iter().map(|r| format!("N={}", r.n)));
+    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    let rows: Vec<Vec<String>> = endpoints
+        .iter()
+        .map(|e| {
+            let mut row = vec![(*e).clone()];
+            row.extend(results.iter().map(|r| {
+                r.nomad_calls
+                    .by_endpoint
+                    .get(*e)
+                    .map(|c| {
+                        if c.per_job >= 0.1 {
+                            format!("{:.2}", c.per_job)
+                        } else {
+                            format!("{} total", c.count)
+                        }
+                    })
+                    .unwrap_or_else(|| "-".into())
+            }));
+            row
+        })
+        .collect();
+    text.push('\n');
+    text.push_str(&stats::table(&header_refs, &rows));
+    text
+}
+
+/// The machine the benchmark ran on.
+#[derive(Serialize, Clone)]
+struct Machine {
+    cpus: usize,
+    cpu_model: String,
+    memory_gib: f64,
+    kernel: String,
+    commit: String,
+    date: String,
+}
+
+impl Machine {
+    fn probe(repo: &Path) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let run = |cmd: &str, args: &[&str]| -> String {
+            std::process::Command::new(cmd)
+                .args(args)
+                .current_dir(repo)
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        let dirty = !run("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+        Self {
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            cpu_model: cpuinfo
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_default(),
+            memory_gib: meminfo
+                .lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+                .map(|kib| kib / 1024.0 / 1024.0)
+                .unwrap_or_default(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            commit: format!(
+                "{}{}",
+                run("git", &["rev-parse", "--short", "HEAD"]),
+                if dirty {
+                    " (with uncommitted changes)"
+                } else {
+                    ""
+                }
+            ),
+            date: run("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        }
+    }
+}
