@@ -693,7 +693,8 @@ async fn announce_transition(
     }
 }
 
-/// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+/// Publishes an Event about `obj` in the background: a reconcile never waits for an
+/// Event, and a failure to publish one is logged, never fatal.
 pub(crate) async fn publish(
     ctx: &Context,
     obj: &NomadJob,
@@ -708,9 +709,14 @@ pub(crate) async fn publish(
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        warn!(object = %ObjectRef::from_obj(obj), "publishing Event {reason} failed: {e}");
-    }
+    let recorder = ctx.recorder.clone();
+    let reference = obj.object_ref(&());
+    let object = ObjectRef::from_obj(obj);
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(%object, "publishing Event {} failed: {e}", event.reason);
+        }
+    });
 }
 
 /// The `Cleanup` branch: apply `spec.deletionPolicy` to the job this object manages.

@@ -38,6 +38,11 @@ pub struct RunArgs {
     #[arg(long, env = "RECONCILE_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 
+    /// Coalesce triggers of one object that arrive within this time (a deployment's
+    /// allocation, deployment and job changes) into one reconcile.
+    #[arg(long, env = "RECONCILE_DEBOUNCE", default_value = "100ms", value_parser = parse_duration)]
+    pub debounce: Duration,
+
     /// How often each object is re-planned when nothing happens (drift detection).
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
@@ -143,11 +148,16 @@ pub async fn run_controller(
         let (reader, writer) = reflector::store();
         let objects = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(slim)
             .reflect(writer)
             .touched_objects()
             .predicate_filter(trigger_fingerprint, Default::default());
         let controller = Controller::for_stream(objects, reader)
-            .with_config(ControllerConfig::default().concurrency(args.concurrency))
+            .with_config(
+                ControllerConfig::default()
+                    .concurrency(args.concurrency)
+                    .debounce(args.debounce),
+            )
             .reconcile_on(rx)
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile, error_policy, ctx.clone())
@@ -179,6 +189,14 @@ async fn route_triggers(
             warn!("a controller stopped taking triggers");
         }
     }
+}
+
+/// Drops what the reconcile never reads from the cached objects (managed fields and
+/// kubectl's last-applied annotation), which would otherwise dominate the cache.
+fn slim(obj: &mut NomadJob) {
+    obj.managed_fields_mut().clear();
+    obj.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
 /// What of an object makes it worth a reconcile: its generation (the spec), the retry

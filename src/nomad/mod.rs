@@ -19,6 +19,7 @@
 //! ```
 
 mod allocations;
+mod changes;
 mod client;
 mod config;
 mod deployments;
@@ -28,6 +29,7 @@ mod jobs;
 mod tls;
 pub mod types;
 
+pub use changes::{ChangeEntry, ChangeFeed};
 pub use client::{Blocking, CallHook, Indexed, NomadClient, Scope};
 pub use config::{
     DEFAULT_ADDR, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, NomadConfig, Token,

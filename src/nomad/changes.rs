@@ -1,0 +1,103 @@
+//! Light-weight change feeds: the list endpoints read for only what identifies a change.
+//!
+//! Watching Nomad for changes needs, per item, just its ID, its job and its
+//! `ModifyIndex`. Decoding only those fields of a 10,000-item list costs a fraction of
+//! decoding the full stubs (task states, events, summaries), in CPU and in memory.
+
+use serde::Deserialize;
+
+use super::client::{Blocking, Call, Indexed, NomadClient, Scope};
+use super::error::NomadError;
+use super::jobs::Nullable;
+
+/// A list whose changes can be followed with blocking queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeFeed {
+    /// `GET /v1/jobs`.
+    Jobs,
+    /// `GET /v1/deployments`.
+    Deployments,
+    /// `GET /v1/allocations`.
+    Allocations,
+}
+
+impl ChangeFeed {
+    /// The feed's name, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jobs => "jobs",
+            Self::Deployments => "deployments",
+            Self::Allocations => "allocations",
+        }
+    }
+
+    fn segment(self) -> &'static str {
+        self.name()
+    }
+}
+
+/// One item of a change feed.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ChangeEntry {
+    /// The item's ID (for jobs, the job ID).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// The item's namespace.
+    #[serde(rename = "Namespace")]
+    pub namespace: String,
+    /// The job the item belongs to (absent on jobs themselves).
+    #[serde(rename = "JobID")]
+    pub job_id: Option<String>,
+    /// Moves on every change of the item.
+    #[serde(rename = "ModifyIndex")]
+    pub modify_index: u64,
+}
+
+impl ChangeEntry {
+    /// The ID of the job the item is or belongs to.
+    pub fn job(&self) -> &str {
+        self.job_id.as_deref().unwrap_or(&self.id)
+    }
+}
+
+impl NomadClient {
+    /// The items of `feed` in `scope` (namespace `"*"` = all), as a blocking query.
+    pub async fn changes(
+        &self,
+        feed: ChangeFeed,
+        scope: &Scope,
+        blocking: Option<Blocking>,
+    ) -> Result<Indexed<Vec<ChangeEntry>>, NomadError> {
+        let call = Call::get(scope, &[feed.segment()]).blocking(blocking);
+        self.execute::<Nullable<Vec<ChangeEntry>>>(call)
+            .await
+            .map(|r| r.map(Nullable::into_inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_keep_only_the_identifying_fields() {
+        let jobs: Vec<ChangeEntry> = serde_json::from_str(
+            r#"[{"ID":"web","Namespace":"default","ModifyIndex":7,"JobSummary":{"Summary":{}},"Status":"running"}]"#,
+        )
+        .expect("jobs");
+        assert_eq!((jobs[0].job(), jobs[0].modify_index), ("web", 7));
+        let allocs: Vec<ChangeEntry> = serde_json::from_str(
+            r#"[{"ID":"a1","Namespace":"apps","JobID":"web","ModifyIndex":9,"TaskStates":{"t":{"State":"running"}}}]"#,
+        )
+        .expect("allocations");
+        assert_eq!(
+            (
+                allocs[0].id.as_str(),
+                allocs[0].job(),
+                allocs[0].namespace.as_str()
+            ),
+            ("a1", "web", "apps")
+        );
+    }
+}
