@@ -9,11 +9,13 @@ mod support;
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use serde_json::json;
-use support::envtest::{TestNamespace, admin_client, kubectl, plane, unique_suffix};
+use support::envtest::{
+    TestNamespace, admin_client, create_namespace, kubectl, plane, unique_suffix,
+};
 
 #[test]
 fn chart_crd_is_byte_identical_to_crds() {
@@ -32,22 +34,6 @@ fn chart_crd_is_byte_identical_to_crds() {
 fn chart_lints() {
     let chart = helm::chart_dir();
     helm::helm_tool(&["lint", &chart.to_string_lossy()]);
-}
-
-async fn create_namespace(client: &kube::Client, prefix: &str) -> String {
-    let name = format!("{prefix}-{}", unique_suffix());
-    let ns = Namespace {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.clone()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create namespace");
-    name
 }
 
 #[tokio::test]

@@ -58,13 +58,21 @@ pub fn mirror(status: &mut NomadJobStatus, view: &NomadView) {
         .collect();
 }
 
-/// The plan's top-level diff type and desired updates.
+/// The plan's top-level diff type and desired updates. A plan without a difference
+/// records no updates: nothing is registered, and its counts (which only reflect how
+/// far the scheduler has placed the current version) would change the status at rest.
 pub fn plan_status(plan: &JobPlanResponse) -> PlanStatus {
     let diff_type = plan
         .diff
         .as_ref()
         .map(|d| d.r#type)
         .unwrap_or(DiffType::None);
+    if diff_type == DiffType::None {
+        return PlanStatus {
+            diff_type: "None".into(),
+            desired_updates: Default::default(),
+        };
+    }
     let desired_updates = plan
         .annotations
         .as_ref()
@@ -274,6 +282,34 @@ mod tests {
 
     fn at(seconds: i64) -> Time {
         Time(Timestamp::from_second(seconds).expect("timestamp"))
+    }
+
+    #[test]
+    fn a_plan_without_difference_records_no_updates() {
+        let mut plan: JobPlanResponse = serde_json::from_value(serde_json::json!({
+            "JobModifyIndex": 5,
+            "Diff": {"Type": "None", "ID": "web"},
+            "Annotations": {"DesiredTGUpdates": {"web": {"Place": 1}}}
+        }))
+        .expect("plan");
+        assert_eq!(
+            plan_status(&plan),
+            PlanStatus {
+                diff_type: "None".into(),
+                desired_updates: Default::default()
+            }
+        );
+        if let Some(diff) = plan.diff.as_mut() {
+            diff.r#type = DiffType::Edited;
+        }
+        let edited = plan_status(&plan);
+        assert_eq!(
+            (
+                edited.diff_type.as_str(),
+                edited.desired_updates["web"].place
+            ),
+            ("Edited", 1)
+        );
     }
 
     #[test]

@@ -146,6 +146,23 @@ pub async fn install_crds(client: &Client) {
     panic!("CRD {name} not established within 60s");
 }
 
+/// Creates a namespace `PREFIX-<unique>` and returns its name.
+pub async fn create_namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", unique_suffix());
+    let namespace = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create test namespace");
+    name
+}
+
 /// One test's own namespace on the shared control plane, with an admin client.
 ///
 /// Namespaces are not deleted: there is no namespace controller in the test bed to finish
@@ -162,18 +179,7 @@ impl TestNamespace {
     pub async fn new(prefix: &str) -> Self {
         let client = admin_client().await;
         install_crds(&client).await;
-        let name = format!("{prefix}-{}", unique_suffix());
-        let namespace = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .expect("create test namespace");
+        let name = create_namespace(&client, prefix).await;
         Self { name, client }
     }
 
