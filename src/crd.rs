@@ -163,7 +163,8 @@ pub struct NomadJobStatus {
 pub struct PlanStatus {
     /// Top-level diff type: `None`, `Added`, `Edited` or `Deleted`.
     pub diff_type: String,
-    /// Desired updates per task group, as the scheduler annotated them.
+    /// Desired updates per task group, as the scheduler annotated them; empty when the
+    /// plan found no difference.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub desired_updates: BTreeMap<String, DesiredUpdates>,
 }
