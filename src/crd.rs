@@ -143,17 +143,17 @@ pub struct NomadJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<DeploymentStatus>,
     /// Allocation counts per task group, from the job summary.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub summary: BTreeMap<String, TaskGroupSummary>,
     /// The job's allocations, newest first (bounded).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub allocations: Vec<AllocationStatus>,
     /// The last revert of this job, by the operator or by Nomad's auto-revert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revert: Option<RevertStatus>,
     /// Standard conditions: `Ready`, `Reconciling`, `Stalled`, and `Drifted` when the job
     /// in Nomad differs from the spec.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
@@ -165,7 +165,7 @@ pub struct PlanStatus {
     pub diff_type: String,
     /// Desired updates per task group, as the scheduler annotated them; empty when the
     /// plan found no difference.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub desired_updates: BTreeMap<String, DesiredUpdates>,
 }
 
@@ -203,7 +203,7 @@ pub struct DeploymentStatus {
     /// Nomad's description of the status.
     pub status_description: String,
     /// Progress per task group.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub task_groups: BTreeMap<String, DeploymentGroupStatus>,
 }
 
@@ -268,7 +268,7 @@ pub struct AllocationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy: Option<bool>,
     /// State per task.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default)]
     pub tasks: BTreeMap<String, TaskStatus>,
 }
 
