@@ -472,12 +472,9 @@ async fn list_allocations(app: &AppState, q: &Query, pretty: bool) -> Result<Res
     let ns = q.namespace();
     let prefix = q.prefix().to_string();
     blocking(app, q, &[Table::Allocs], pretty, move |st| {
-        let out: Vec<Value> = st
-            .allocs
-            .range(prefix.clone()..)
-            .take_while(|(id, _)| id.starts_with(&prefix))
-            .filter(|(_, a)| ns_match(&ns, &a.namespace))
-            .map(|(_, a)| a.stub_json(&st.node.id, &st.node.name))
+        let out: Vec<Value> = by_prefix(&st.allocs, &prefix)
+            .filter(|a| ns_match(&ns, &a.namespace))
+            .map(|a| a.stub_json(&st.node.id, &st.node.name))
             .collect();
         Ok((st.table(Table::Allocs), Value::Array(out)))
     })
@@ -488,12 +485,9 @@ async fn list_deployments(app: &AppState, q: &Query, pretty: bool) -> Result<Res
     let ns = q.namespace();
     let prefix = q.prefix().to_string();
     blocking(app, q, &[Table::Deployments], pretty, move |st| {
-        let out: Vec<Value> = st
-            .deployments
-            .range(prefix.clone()..)
-            .take_while(|(id, _)| id.starts_with(&prefix))
-            .filter(|(_, d)| ns_match(&ns, &d.namespace))
-            .map(|(_, d)| d.to_json())
+        let out: Vec<Value> = by_prefix(&st.deployments, &prefix)
+            .filter(|d| ns_match(&ns, &d.namespace))
+            .map(|d| d.to_json())
             .collect();
         Ok((st.table(Table::Deployments), Value::Array(out)))
     })
@@ -504,12 +498,9 @@ async fn list_evaluations(app: &AppState, q: &Query, pretty: bool) -> Result<Res
     let ns = q.namespace();
     let prefix = q.prefix().to_string();
     blocking(app, q, &[Table::Evals], pretty, move |st| {
-        let out: Vec<Value> = st
-            .evals
-            .range(prefix.clone()..)
-            .take_while(|(id, _)| id.starts_with(&prefix))
-            .filter(|(_, e)| ns_match(&ns, &e.namespace))
-            .map(|(_, e)| e.to_json())
+        let out: Vec<Value> = by_prefix(&st.evals, &prefix)
+            .filter(|e| ns_match(&ns, &e.namespace))
+            .map(|e| e.to_json())
             .collect();
         Ok((st.table(Table::Evals), Value::Array(out)))
     })
@@ -918,4 +909,34 @@ fn parse_hcl(body: &Bytes, pretty: bool) -> Result<Response, ApiError> {
         job
     };
     Ok(json_resp(&Value::Object(job), None, pretty))
+}
+
+/// The values of `map` whose key starts with `prefix`, in key order (Nomad's `?prefix=`).
+fn by_prefix<'a, T>(
+    map: &'a std::collections::BTreeMap<String, T>,
+    prefix: &'a str,
+) -> impl Iterator<Item = &'a T> {
+    map.range(prefix.to_string()..)
+        .take_while(move |(id, _)| id.starts_with(prefix))
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::by_prefix;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn by_prefix_returns_the_matching_keys_in_order_and_nothing_else() {
+        let map: BTreeMap<String, u32> = [("ab1", 1), ("ab2", 2), ("abc", 3), ("b", 4), ("a", 5)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(
+            by_prefix(&map, "ab").copied().collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(by_prefix(&map, "").count(), 5);
+        assert_eq!(by_prefix(&map, "zz").count(), 0);
+    }
 }
