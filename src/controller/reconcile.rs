@@ -32,7 +32,8 @@ use super::error::Error;
 use super::ownership::ownership;
 use super::render::{DesiredJob, render};
 use super::status::{
-    NomadView, Truth, find_condition, mirror, plan_status, set_condition, set_readiness,
+    NomadView, Truth, changed_fields, find_condition, mirror, plan_status, set_condition,
+    set_readiness,
 };
 
 /// Field manager of the operator's server-side applies.
@@ -85,7 +86,7 @@ pub fn error_policy(obj: Arc<NomadJob>, error: &Error, ctx: Arc<Context>) -> Act
 async fn apply(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let generation = obj.metadata.generation;
-    let previous = obj.status.clone().unwrap_or_default();
+    let previous = ctx.written.current(&obj);
     let mut status = previous.clone();
     status.observed_generation = generation;
 
@@ -633,6 +634,11 @@ async fn finish(
     if previous == status {
         return Ok(());
     }
+    debug!(
+        object = %ObjectRef::from_obj(obj),
+        changed = ?changed_fields(previous, status),
+        "writing status"
+    );
     let namespace = obj.namespace().ok_or(Error::MissingObjectKey)?;
     let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &namespace);
     let patch = serde_json::json!({
@@ -640,13 +646,19 @@ async fn finish(
         "kind": "NomadJob",
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     ctx.metrics.status_writes.inc();
+    ctx.written.record(
+        &ObjectRef::from_obj(obj),
+        written.metadata.resource_version.as_deref(),
+        status.clone(),
+    );
     Ok(())
 }
 
@@ -722,9 +734,10 @@ pub(crate) async fn publish(
 /// The `Cleanup` branch: apply `spec.deletionPolicy` to the job this object manages.
 /// It relies on the status (what was registered), so an invalid spec never blocks it.
 async fn cleanup(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
-    let status = obj.status.clone().unwrap_or_default();
+    let status = ctx.written.current(&obj);
     let obj_ref = ObjectRef::from_obj(&*obj);
     ctx.plans.forget(&obj_ref);
+    ctx.written.forget(&obj_ref);
     ctx.metrics.record_ready(&obj_ref.to_string(), None);
     let Some(id) = status.job_id.clone() else {
         return Ok(Action::await_change());

@@ -17,7 +17,7 @@ use crate::crd::{FINALIZER, NomadJob, RETRY_ANNOTATION};
 use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
-use super::context::{Backoff, Context, JobIndex, PlanClock};
+use super::context::{Backoff, Context, JobIndex, PlanClock, WrittenStatus};
 use super::nomad_watch::{self, WatchConfig};
 use super::reconcile::{error_policy, reconcile};
 use super::render::Defaults;
@@ -105,6 +105,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         jobs: Arc::new(JobIndex::default()),
         metrics,
         plans: PlanClock::default(),
+        written: WrittenStatus::default(),
     }))
 }
 

@@ -180,6 +180,23 @@ fn allocation_status(a: &AllocationListStub) -> AllocationStatus {
     }
 }
 
+/// The top-level `status` fields that differ between `before` and `after`, by their
+/// JSON names: what a status write changes, for the logs.
+pub fn changed_fields(before: &NomadJobStatus, after: &NomadJobStatus) -> Vec<String> {
+    let as_map = |s: &NomadJobStatus| match serde_json::to_value(s) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (before, after) = (as_map(before), as_map(after));
+    let mut keys: Vec<&String> = before.keys().chain(after.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .cloned()
+        .collect()
+}
+
 /// A condition's status value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Truth {
@@ -310,6 +327,19 @@ mod tests {
             ),
             ("Edited", 1)
         );
+    }
+
+    #[test]
+    fn changed_fields_names_the_status_fields_that_differ() {
+        let before = NomadJobStatus {
+            job_version: Some(1),
+            ..Default::default()
+        };
+        let mut after = before.clone();
+        assert!(changed_fields(&before, &after).is_empty());
+        after.job_version = Some(2);
+        after.plan = Some(PlanStatus::default());
+        assert_eq!(changed_fields(&before, &after), ["jobVersion", "plan"]);
     }
 
     #[test]

@@ -55,7 +55,11 @@ impl Operator {
             .args(["--log-format", "json"])
             .args(["--admin-addr", &admin.to_string()])
             .env("KUBECONFIG", spec.kubeconfig)
-            .env("RUST_LOG", "info")
+            // `BENCH_OPERATOR_LOG` sets the operator's RUST_LOG (default `info`).
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("NOMAD_TOKEN")
             .env_remove("NOMAD_ADDR")

@@ -1,6 +1,7 @@
 //! Blocking queries (`?index=N&wait=D`) over per-table watch channels: a waiting
 //! query costs one parked task and no polling.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -71,6 +72,7 @@ where
             return Ok((idx, body));
         }
         let sleep = tokio::time::sleep_until(deadline);
+        let _parked = Parked::new(inner);
         match rxs.as_mut_slice() {
             [a] => {
                 tokio::select! {
@@ -94,6 +96,22 @@ where
                 }
             }
         }
+    }
+}
+
+/// Counts a blocking query as waiting for as long as it lives.
+struct Parked<'a>(&'a Inner);
+
+impl<'a> Parked<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.waiting_queries.fetch_add(1, Ordering::SeqCst);
+        Self(inner)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.waiting_queries.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -31,7 +31,7 @@ pub(crate) fn handle(sim: &Simulator, method: &str, path: &str, body: Bytes) -> 
         ("GET", "/_sim/stats") => {
             let (jobs, allocs, index) = sim.counts();
             json_resp(
-                &json!({"OpenConnections": sim.open_connections(), "Jobs": jobs, "Allocations": allocs, "Index": index}),
+                &json!({"OpenConnections": sim.open_connections(), "WaitingQueries": sim.waiting_queries(), "Jobs": jobs, "Allocations": allocs, "Index": index}),
                 None,
                 false,
             )

@@ -120,6 +120,8 @@ pub(crate) struct Inner {
     faults: Mutex<Vec<FaultEntry>>,
     next_fault: AtomicU64,
     pub(crate) open_conns: Arc<AtomicUsize>,
+    /// Blocking queries parked waiting for a change (the clients' watches).
+    pub(crate) waiting_queries: AtomicUsize,
     scheduler_started: AtomicBool,
 }
 
@@ -169,6 +171,7 @@ impl Simulator {
                 faults: Mutex::new(Vec::new()),
                 next_fault: AtomicU64::new(1),
                 open_conns: Arc::new(AtomicUsize::new(0)),
+                waiting_queries: AtomicUsize::new(0),
                 scheduler_started: AtomicBool::new(false),
             }),
         };
@@ -252,6 +255,12 @@ impl Simulator {
     /// TCP connections currently open, over all servers of this simulator.
     pub fn open_connections(&self) -> usize {
         self.inner.open_conns.load(Ordering::SeqCst)
+    }
+
+    /// Blocking queries currently parked waiting for a change: the clients' open
+    /// watches (a blocking query that answers at once is not counted).
+    pub fn waiting_queries(&self) -> usize {
+        self.inner.waiting_queries.load(Ordering::SeqCst)
     }
 
     /// `(jobs, allocations, index)` counts for stats.

@@ -38,13 +38,18 @@ async fn blocking_query_returns_at_once_then_wakes_on_change() {
         let body = r.text().await.expect("body");
         let _ = tx.send((idx, body)).await;
     });
-    // Give the query a moment to park; ordering does not depend on it: the
-    // write below is what must wake it, long before the 30s wait.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The query parks (counted as a waiting query) until a write wakes it.
+    assert_eq!(s.sim.waiting_queries(), 0);
+    s.wait_for("the query to park", || async {
+        (s.sim.waiting_queries() == 1).then_some(())
+    })
+    .await;
     assert!(
         rx.try_recv().is_err(),
         "blocking query returned before any write"
     );
+    let stats = s.get_json("/_sim/stats").await;
+    assert_eq!(stats["WaitingQueries"], 1);
     s.register(service_job("b2", "/bin/sleep", &["1000"], 1, json!(null)))
         .await;
     let (new_idx, body) = tokio::time::timeout(Duration::from_secs(25), rx.recv())
@@ -53,6 +58,11 @@ async fn blocking_query_returns_at_once_then_wakes_on_change() {
         .expect("result");
     assert!(new_idx > settled);
     assert!(body.contains("\"b2\""));
+    assert_eq!(
+        s.sim.waiting_queries(),
+        0,
+        "a woken query is no longer waiting"
+    );
 
     // A short wait elapses and returns the same index.
     let r = s
