@@ -43,7 +43,7 @@ pub struct NomadJobSpec {
     /// prints under "Job" (PascalCase keys such as `Type`, `TaskGroups`, `Tasks`;
     /// durations in nanoseconds). `ID` may be left out; if present it must equal the job ID.
     #[schemars(schema_with = "job_schema")]
-    pub job: serde_json::Map<String, serde_json::Value>,
+    pub job: JobDocument,
 
     /// The Nomad job ID. Defaults to `metadata.name`. Must follow Nomad's rules (no
     /// whitespace, at most 128 characters).
@@ -71,6 +71,47 @@ pub struct NomadJobSpec {
 
 fn default_true() -> bool {
     true
+}
+
+/// A Nomad job document (`spec.job`), held as compact JSON text.
+///
+/// The operator's cache holds every `NomadJob`; as text a job takes a fraction of the
+/// memory of a parsed JSON tree (whose every small object costs a full map node). It
+/// is parsed when a reconcile renders it, and (de)serializes as the JSON object itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobDocument(Box<str>);
+
+impl JobDocument {
+    /// The document's fields.
+    pub fn fields(&self) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl From<&serde_json::Map<String, serde_json::Value>> for JobDocument {
+    fn from(fields: &serde_json::Map<String, serde_json::Value>) -> Self {
+        // A map of JSON values always serializes; `{}` is only a formality.
+        Self(
+            serde_json::to_string(fields)
+                .unwrap_or_else(|_| "{}".into())
+                .into_boxed_str(),
+        )
+    }
+}
+
+impl Serialize for JobDocument {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.fields()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobDocument {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        Ok(Self::from(&fields))
+    }
 }
 
 fn job_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -361,4 +402,37 @@ pub mod reason {
     pub const DELETED: &str = "Deleted";
     /// The job is stopped in Nomad.
     pub const JOB_STOPPED: &str = "JobStopped";
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_job_document_round_trips_as_the_json_object_in_canonical_form() {
+        let spec: NomadJobSpec = serde_json::from_value(json!({
+            "job": {"Type": "service", "Meta": {"b": "2", "a": "1"}, "TaskGroups": [{"Count": 1}]}
+        }))
+        .expect("spec");
+        let fields = spec.job.fields().expect("fields");
+        assert_eq!(fields["TaskGroups"][0]["Count"], 1);
+        let back = serde_json::to_value(&spec).expect("serialize");
+        assert_eq!(
+            back["job"],
+            json!({"Meta": {"a": "1", "b": "2"}, "TaskGroups": [{"Count": 1}], "Type": "service"})
+        );
+        let reordered: NomadJobSpec = serde_json::from_value(json!({
+            "job": {"TaskGroups": [{"Count": 1}], "Meta": {"a": "1", "b": "2"}, "Type": "service"}
+        }))
+        .expect("spec");
+        assert_eq!(reordered.job, spec.job, "key order does not matter");
+    }
+
+    #[test]
+    fn a_job_document_must_be_an_object() {
+        let err = serde_json::from_value::<NomadJobSpec>(json!({"job": [1, 2]}));
+        assert!(err.is_err());
+    }
 }

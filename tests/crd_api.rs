@@ -48,7 +48,7 @@ async fn create_read_and_list_with_defaults_applied() {
     assert_eq!(read.spec.drift_policy, DriftPolicy::Correct);
     assert_eq!(read.spec.job_id, None);
     assert_eq!(
-        read.spec.job["TaskGroups"][0]["Tasks"][0]["Config"]["command"],
+        read.spec.job.fields().expect("job")["TaskGroups"][0]["Tasks"][0]["Config"]["command"],
         "/bin/sleep"
     );
 
@@ -215,7 +215,10 @@ async fn the_apiserver_rejects_invalid_objects_with_clear_messages() {
     .await
     .expect("valid object");
     let read = ns.api::<NomadJob>().get("ok").await.expect("read");
-    assert_eq!(read.spec.job["Anything"], json!({"Nested": [1]}));
+    assert_eq!(
+        read.spec.job.fields().expect("job")["Anything"],
+        json!({"Nested": [1]})
+    );
 }
 
 /// Runs `kubectl explain` until the apiserver has published the CRD's OpenAPI schema

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 
 use kube::ResourceExt;
@@ -15,6 +14,7 @@ use crate::crd::{NomadJob, NomadJobStatus};
 use crate::metrics::Metrics;
 use crate::nomad::NomadClient;
 
+use super::events::EventPublisher;
 use super::render::Defaults;
 
 /// Shared state of the controller.
@@ -24,7 +24,7 @@ pub struct Context {
     /// Nomad client.
     pub nomad: NomadClient,
     /// Publishes Kubernetes Events about `NomadJob`s.
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// Nomad namespace and region for jobs that do not name theirs.
     pub defaults: Defaults,
     /// How often an object is re-planned when nothing happens (drift detection).

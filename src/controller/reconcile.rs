@@ -705,8 +705,8 @@ async fn announce_transition(
     }
 }
 
-/// Publishes an Event about `obj` in the background: a reconcile never waits for an
-/// Event, and a failure to publish one is logged, never fatal.
+/// Publishes an Event about `obj` in the background: a reconcile never waits for the
+/// apiserver to take an Event, and a failure to publish one is logged, never fatal.
 pub(crate) async fn publish(
     ctx: &Context,
     obj: &NomadJob,
@@ -721,14 +721,7 @@ pub(crate) async fn publish(
         action: "Reconcile".into(),
         secondary: None,
     };
-    let recorder = ctx.recorder.clone();
-    let reference = obj.object_ref(&());
-    let object = ObjectRef::from_obj(obj);
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            warn!(%object, "publishing Event {} failed: {e}", event.reason);
-        }
-    });
+    ctx.events.publish(event, obj.object_ref(&())).await;
 }
 
 /// The `Cleanup` branch: apply `spec.deletionPolicy` to the job this object manages.

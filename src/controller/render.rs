@@ -81,7 +81,11 @@ pub fn render(obj: &NomadJob, defaults: &Defaults) -> Result<DesiredJob, Invalid
     };
     validate_job_id(&id).map_err(|m| invalid(id_field, m))?;
 
-    let mut job = obj.spec.job.clone();
+    let mut job = obj
+        .spec
+        .job
+        .fields()
+        .map_err(|e| invalid("spec.job", format!("is not a JSON object: {e}")))?;
     match job.get("ID") {
         None => {}
         Some(Value::String(inner)) if *inner == id => {}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::channel::mpsc;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
 use super::context::{Backoff, Context, JobIndex, PlanClock, WrittenStatus};
+use super::events::EventPublisher;
 use super::nomad_watch::{self, WatchConfig};
 use super::reconcile::{error_policy, reconcile};
 use super::render::Defaults;
@@ -85,7 +86,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
     let instance = std::env::var("POD_NAME")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok());
-    let recorder = Recorder::new(
+    let events = EventPublisher::start(
         kube.clone(),
         Reporter {
             controller: "nomad-operator".into(),
@@ -95,7 +96,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
     Ok(Arc::new(Context {
         kube,
         nomad,
-        recorder,
+        events,
         defaults: Defaults {
             namespace: args.nomad.namespace.clone(),
             region: args.nomad.region.clone(),

@@ -2,7 +2,8 @@
 //!
 //! Watching Nomad for changes needs, per item, just its ID, its job and its
 //! `ModifyIndex`. Decoding only those fields of a 10,000-item list costs a fraction of
-//! decoding the full stubs (task states, events, summaries), in CPU and in memory.
+//! decoding the full stubs (task states, events, summaries), in CPU and in memory; and
+//! the list is decoded while it arrives, never held whole.
 
 use serde::Deserialize;
 
@@ -70,7 +71,7 @@ impl NomadClient {
         blocking: Option<Blocking>,
     ) -> Result<Indexed<Vec<ChangeEntry>>, NomadError> {
         let call = Call::get(scope, &[feed.segment()]).blocking(blocking);
-        self.execute::<Nullable<Vec<ChangeEntry>>>(call)
+        self.execute_streamed::<Nullable<Vec<ChangeEntry>>>(call)
             .await
             .map(|r| r.map(Nullable::into_inner))
     }

@@ -2,16 +2,28 @@
 //! and the mapping of every failure to a [`NomadError`].
 
 use std::fmt;
+use std::io::BufReader;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 
+use super::chunks::{CHUNKS_IN_FLIGHT, ChunkReader};
 use super::config::{NomadConfig, Token, format_wait};
 use super::error::{NomadError, Operation, classify, redact, truncate};
 use super::tls;
+
+/// A success answer whose body is still to be read.
+struct Sent {
+    response: reqwest::Response,
+    /// Its `X-Nomad-Index`.
+    index: u64,
+    method: Method,
+    path: String,
+}
 
 /// Header carrying the ACL token.
 const TOKEN_HEADER: &str = "X-Nomad-Token";
@@ -189,6 +201,65 @@ impl NomadClient {
         &self,
         call: Call<'_>,
     ) -> Result<Indexed<T>, NomadError> {
+        let sent = self.send(call).await?;
+        let bytes = sent
+            .response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, &sent.method, &sent.path))?;
+        let value = self.decode(&bytes, &sent.method, &sent.path)?;
+        Ok(Indexed {
+            index: sent.index,
+            value,
+        })
+    }
+
+    /// Like [`execute`](Self::execute), but decodes the body while it arrives instead
+    /// of holding all of it: for the large list answers the watches read.
+    pub(crate) async fn execute_streamed<T: DeserializeOwned + Send + 'static>(
+        &self,
+        call: Call<'_>,
+    ) -> Result<Indexed<T>, NomadError> {
+        let Sent {
+            mut response,
+            index,
+            method,
+            path,
+        } = self.send(call).await?;
+        let (chunks, reader) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let decoder = tokio::task::spawn_blocking(move || {
+            serde_json::from_reader::<_, T>(BufReader::new(ChunkReader::new(reader)))
+        });
+        let mut transport = None;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    // A closed channel means the decoder already failed; it says why.
+                    if chunks.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    transport = Some(self.transport_error(e, &method, &path));
+                    break;
+                }
+            }
+        }
+        drop(chunks);
+        let decoded = decoder
+            .await
+            .map_err(|e| NomadError::Decode(format!("{method} {path}: decoder stopped: {e}")))?;
+        if let Some(error) = transport {
+            return Err(error);
+        }
+        let value = decoded.map_err(|e| self.decode_error(&e, &method, &path))?;
+        Ok(Indexed { index, value })
+    }
+
+    /// Sends `call`; a success answer comes back with its index, unread; an error
+    /// answer is read and classified.
+    async fn send(&self, call: Call<'_>) -> Result<Sent, NomadError> {
         let url = self.url(&call.segments)?;
         let path = url.path().to_owned();
         let method = call.method.clone();
@@ -202,15 +273,19 @@ impl NomadClient {
         let status = response.status();
         self.observe(&method, &segments, status.as_u16());
         let index = header_index(response.headers());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e, &method, &path))?;
         if !status.is_success() {
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(e, &method, &path))?;
             return Err(self.status_error(status, &bytes, operation));
         }
-        let value = self.decode(&bytes, &method, &path)?;
-        Ok(Indexed { index, value })
+        Ok(Sent {
+            response,
+            index,
+            method,
+            path,
+        })
     }
 
     /// Builds the URL `<addr>/v1/<segments...>`, each segment percent-encoded.
@@ -267,10 +342,12 @@ impl NomadClient {
         method: &Method,
         path: &str,
     ) -> Result<T, NomadError> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            let message = format!("{method} {path}: {e}");
-            NomadError::Decode(self.scrub(message))
-        })
+        serde_json::from_slice(bytes).map_err(|e| self.decode_error(&e, method, path))
+    }
+
+    /// A body that is not the expected JSON (the message never carries the token).
+    fn decode_error(&self, error: &serde_json::Error, method: &Method, path: &str) -> NomadError {
+        NomadError::Decode(self.scrub(format!("{method} {path}: {error}")))
     }
 
     /// Maps an error status and its text body.
@@ -624,6 +701,22 @@ mod tests {
         assert!(
             shown.contains("<redacted>"),
             "the echo was exercised: {shown}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn streamed_decode_errors_do_not_leak_the_token() -> anyhow::Result<()> {
+        let body = format!("[{{\"ID\": \"a\", \"ModifyIndex\": \"{TOKEN}\"}}]");
+        let nomad = token_client(serve_raw("200 OK", body)?)?;
+        let scope = Scope::default();
+        let feed = nomad.changes(crate::nomad::ChangeFeed::Allocations, &scope, None);
+        let error = run(feed)?.expect_err("not an index");
+        assert!(matches!(error, NomadError::Decode(_)), "{error:?}");
+        let shown = format!("{error} {error:?}");
+        assert!(
+            !shown.contains(TOKEN) && shown.contains("<redacted>"),
+            "{shown}"
         );
         Ok(())
     }

@@ -20,6 +20,7 @@
 
 mod allocations;
 mod changes;
+mod chunks;
 mod client;
 mod config;
 mod deployments;

@@ -268,6 +268,9 @@ struct SizeResult {
     converge_seconds: Option<f64>,
     /// First create until the last create returned.
     create_seconds: f64,
+    /// CPU seconds each process used from the first create until converged: where
+    /// the converge time goes on a shared machine.
+    converge_cpu_seconds: BTreeMap<String, f64>,
     nomad_calls: Calls,
     kube_writes: KubeWrites,
     status_lag: Option<Lag>,
@@ -384,6 +387,40 @@ impl RequestLog {
     }
 }
 
+/// CPU seconds of a set of processes since a start.
+struct CpuClock {
+    ticks_per_second: f64,
+    start: Vec<(&'static str, u32, f64)>,
+}
+
+impl CpuClock {
+    fn start(processes: Vec<(&'static str, u32)>) -> Self {
+        let ticks_per_second = operator::clock_ticks();
+        let start = processes
+            .into_iter()
+            .filter_map(|(name, pid)| {
+                let at = operator::process_cpu_seconds(pid, ticks_per_second).ok()?;
+                Some((name, pid, at))
+            })
+            .collect();
+        Self {
+            ticks_per_second,
+            start,
+        }
+    }
+
+    /// CPU seconds per process since [`CpuClock::start`].
+    fn elapsed(&self) -> BTreeMap<String, f64> {
+        self.start
+            .iter()
+            .filter_map(|(name, pid, at)| {
+                let now = operator::process_cpu_seconds(*pid, self.ticks_per_second).ok()?;
+                Some((name.to_string(), now - at))
+            })
+            .collect()
+    }
+}
+
 async fn bench_size(
     args: &Args,
     plane: &plane::ControlPlane,
@@ -423,6 +460,10 @@ async fn bench_size(
 
     // 1. Converge.
     let api: Api<NomadJob> = Api::namespaced(client.clone(), &namespace);
+    let mut processes = plane.processes();
+    processes.push(("operator", operator.pid()));
+    processes.push(("bench + simulator", std::process::id()));
+    let cpu = CpuClock::start(processes);
     let started = Instant::now();
     let creates = futures::stream::iter(0..n)
         .map(|i| {
@@ -477,6 +518,7 @@ async fn bench_size(
         let s = tracker.state();
         (s.ready, s.last_ready_at, s.writes)
     };
+    let converge_cpu_seconds = cpu.elapsed();
     let converged = ready >= n;
     let converge_seconds = last_ready_at
         .filter(|_| converged)
@@ -511,6 +553,7 @@ async fn bench_size(
         ready,
         converge_seconds,
         create_seconds,
+        converge_cpu_seconds,
         nomad_calls: Calls {
             total,
             per_job: total as f64 / nf,
@@ -924,6 +967,31 @@ fn render_table(results: &[SizeResult]) -> String {
                             format!("{} total", c.count)
                         }
                     })
+                    .unwrap_or_else(|| "-".into())
+            }));
+            row
+        })
+        .collect();
+    text.push('\n');
+    text.push_str(&stats::table(&header_refs, &rows));
+    // Where the converge's CPU went (the processes share the machine's cores).
+    let mut processes: Vec<&String> = results
+        .iter()
+        .flat_map(|r| r.converge_cpu_seconds.keys())
+        .collect();
+    processes.sort();
+    processes.dedup();
+    let mut header = vec!["CPU seconds during converge".to_string()];
+    header.extend(results.iter().map(|r| format!("N={}", r.n)));
+    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    let rows: Vec<Vec<String>> = processes
+        .iter()
+        .map(|p| {
+            let mut row = vec![(*p).clone()];
+            row.extend(results.iter().map(|r| {
+                r.converge_cpu_seconds
+                    .get(*p)
+                    .map(|s| format!("{s:.1}"))
                     .unwrap_or_else(|| "-".into())
             }));
             row

@@ -105,17 +105,7 @@ impl Operator {
 
     /// User + system CPU seconds used so far.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the command name (which is in parentheses and may hold spaces).
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r)
-            .context("unexpected /proc/PID/stat")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // rest starts at field 3 (state); utime is field 14, stime 15.
-        let utime: f64 = fields.get(11).context("no utime")?.parse()?;
-        let stime: f64 = fields.get(12).context("no stime")?.parse()?;
-        Ok((utime + stime) / self.ticks_per_second)
+        process_cpu_seconds(self.pid, self.ticks_per_second)
     }
 
     /// `(VmHWM, VmRSS)` in MiB: the peak and the current resident set.
@@ -160,7 +150,24 @@ impl Operator {
 }
 
 /// Clock ticks per second for `/proc/PID/stat` (`getconf CLK_TCK`, else 100).
-fn clock_ticks() -> f64 {
+/// User + system CPU seconds process `pid` used so far (`/proc/PID/stat`), with
+/// `ticks_per_second` from [`clock_ticks`].
+pub fn process_cpu_seconds(pid: u32, ticks_per_second: f64) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime 15.
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) / ticks_per_second)
+}
+
+/// Clock ticks per second, the unit of `/proc/PID/stat` CPU times.
+pub fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -64,6 +64,17 @@ impl ControlPlane {
         Ok(plane)
     }
 
+    /// The control plane's processes: `("kube-apiserver", pid)` and `("etcd", pid)`.
+    pub fn processes(&self) -> Vec<(&'static str, u32)> {
+        [("kube-apiserver", "apiserver.pid"), ("etcd", "etcd.pid")]
+            .into_iter()
+            .filter_map(|(name, file)| {
+                let pid = std::fs::read_to_string(self.dir.join(file)).ok()?;
+                Some((name, pid.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     /// An admin client.
     pub async fn client(&self) -> anyhow::Result<Client> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).context("reading kubeconfig")?;
