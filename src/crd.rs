@@ -4,12 +4,12 @@
 //! The field names here are the public contract of the API (`nomadoperator.dev/v1alpha1`);
 //! `crds/nomadjob.yaml` is generated from these types by `nomad-operator crd`.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use crate::named_map::NamedMap;
 
 /// API group of the operator's resources.
 pub const GROUP: &str = "nomadoperator.dev";
@@ -185,7 +185,7 @@ pub struct NomadJobStatus {
     pub deployment: Option<DeploymentStatus>,
     /// Allocation counts per task group, from the job summary.
     #[serde(default)]
-    pub summary: BTreeMap<String, TaskGroupSummary>,
+    pub summary: NamedMap<TaskGroupSummary>,
     /// The job's allocations, newest first (bounded).
     #[serde(default)]
     pub allocations: Vec<AllocationStatus>,
@@ -207,7 +207,7 @@ pub struct PlanStatus {
     /// Desired updates per task group, as the scheduler annotated them; empty when the
     /// plan found no difference.
     #[serde(default)]
-    pub desired_updates: BTreeMap<String, DesiredUpdates>,
+    pub desired_updates: NamedMap<DesiredUpdates>,
 }
 
 /// How the scheduler would change one task group's allocations.
@@ -245,7 +245,7 @@ pub struct DeploymentStatus {
     pub status_description: String,
     /// Progress per task group.
     #[serde(default)]
-    pub task_groups: BTreeMap<String, DeploymentGroupStatus>,
+    pub task_groups: NamedMap<DeploymentGroupStatus>,
 }
 
 /// Deployment progress of one task group.
@@ -310,7 +310,7 @@ pub struct AllocationStatus {
     pub healthy: Option<bool>,
     /// State per task.
     #[serde(default)]
-    pub tasks: BTreeMap<String, TaskStatus>,
+    pub tasks: NamedMap<TaskStatus>,
 }
 
 /// The state of one task of an allocation.

@@ -7,6 +7,7 @@ pub mod crd;
 pub mod crdgen;
 pub mod leader;
 pub mod metrics;
+pub mod named_map;
 pub mod nomad;
 pub mod operator;
 pub mod telemetry;

@@ -145,6 +145,11 @@ async fn spec_change_registers_a_new_version_and_re_plans_on_check_and_set_confl
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0]["TaskGroups"][0]["Count"], 2);
     assert_eq!(versions[1]["Stable"], true);
+    // Each register has an Event of its own: the second is not folded into the first.
+    h.wait_event_with("web", "Registered", "registered version 0")
+        .await;
+    h.wait_event_with("web", "Registered", "registered version 1")
+        .await;
 }
 
 #[tokio::test]

@@ -26,7 +26,7 @@ use crate::nomad::{NomadError, Scope};
 use super::context::Context;
 use super::decide::{
     FailureResponse, PlanAction, Readiness, deployment_of, failed_deployment, failure_response,
-    plan_action, readiness, short_id,
+    plan_action, readiness, resync_delay, short_id,
 };
 use super::error::Error;
 use super::ownership::ownership;
@@ -198,7 +198,7 @@ async fn sync(
             generation,
             now,
         );
-        return Ok(Action::requeue(ctx.resync));
+        return Ok(Action::requeue(resync_delay(ctx.resync, &resync_key(obj))));
     }
 
     // Only the owner receives the job's Nomad events.
@@ -266,7 +266,12 @@ async fn sync(
         _ => Readiness::Progressing { reason: reason::REGISTERED, message: "waiting for the job to appear in Nomad".into() },
     };
     set_readiness(&mut status.conditions, &readiness, generation, now);
-    Ok(Action::requeue(ctx.resync))
+    Ok(Action::requeue(resync_delay(ctx.resync, &resync_key(obj))))
+}
+
+/// The key that spreads `obj`'s resyncs: its UID (its name when it has none yet).
+fn resync_key(obj: &NomadJob) -> String {
+    obj.uid().unwrap_or_else(|| obj.name_any())
 }
 
 /// Whether this reconcile must plan: the spec is not known to be applied, the job's

@@ -1,13 +1,11 @@
 //! Building the `NomadJob` status from Nomad's view, and its conditions (pure).
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::Value;
 
 use crate::crd::{
-    AllocationStatus, DeploymentGroupStatus, DeploymentStatus, DesiredUpdates, NomadJobStatus,
-    PlanStatus, TaskGroupSummary, TaskStatus, condition,
+    AllocationStatus, DeploymentGroupStatus, DeploymentStatus, DesiredUpdates, NamedMap,
+    NomadJobStatus, PlanStatus, TaskGroupSummary, TaskStatus, condition,
 };
 use crate::nomad::{AllocationListStub, Deployment, DiffType, JobPlanResponse, JobSummary};
 
@@ -125,7 +123,7 @@ fn deployment_status(d: &Deployment) -> DeploymentStatus {
     }
 }
 
-fn summary_status(s: &JobSummary) -> BTreeMap<String, TaskGroupSummary> {
+fn summary_status(s: &JobSummary) -> NamedMap<TaskGroupSummary> {
     s.summary
         .iter()
         .map(|(group, c)| {

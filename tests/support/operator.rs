@@ -228,15 +228,24 @@ impl Harness {
 
     /// Waits for an Event about `name` with `reason`, and returns its note.
     pub async fn wait_event(&self, name: &str, reason: &str) -> String {
+        self.wait_event_with(name, reason, "").await
+    }
+
+    /// Waits for an Event about `name` with `reason` and a note containing `text`, and
+    /// returns its note.
+    pub async fn wait_event_with(&self, name: &str, reason: &str, text: &str) -> String {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let events = self.events(name).await;
-            if let Some((_, note)) = events.iter().find(|(r, _)| r == reason) {
+            if let Some((_, note)) = events
+                .iter()
+                .find(|(r, note)| r == reason && note.contains(text))
+            {
                 return note.clone();
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no {reason} Event for {name}; events: {events:?}"
+                "no {reason} Event with {text:?} for {name}; events: {events:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
