@@ -31,6 +31,11 @@ pub struct WatchConfig {
     /// Added to the pause per item of the last answer, so that the cost of decoding a
     /// large list stays a small share of the CPU (10,000 items: +200 ms).
     pub per_item: Duration,
+    /// The pause is at least this many times the time the last answer took to read and
+    /// decode, so that one watch spends at most about a fifth of a core on its list
+    /// however slow the machine or however large the list (Nomad pays a similar cost to
+    /// encode it).
+    pub read_cost_factor: u32,
 }
 
 impl Default for WatchConfig {
@@ -39,17 +44,21 @@ impl Default for WatchConfig {
             wait: Duration::from_secs(300),
             min_interval: Duration::from_millis(50),
             per_item: Duration::from_micros(20),
+            read_cost_factor: 4,
         }
     }
 }
 
 impl WatchConfig {
-    /// The pause after an answer of `items` items. It does not depend on how long the
-    /// query waited for a change, so a change after a quiet spell is seen at once.
-    pub fn pause(&self, items: usize) -> Duration {
+    /// The pause after an answer of `items` items that took `read_time` to read and
+    /// decode. It does not depend on how long the query waited for a change, so a
+    /// change after a quiet spell is seen at once.
+    pub fn pause(&self, items: usize, read_time: Duration) -> Duration {
         let items = u32::try_from(items).unwrap_or(u32::MAX);
-        self.min_interval
-            .saturating_add(self.per_item.saturating_mul(items))
+        let by_size = self
+            .min_interval
+            .saturating_add(self.per_item.saturating_mul(items));
+        by_size.max(read_time.saturating_mul(self.read_cost_factor))
     }
 }
 
@@ -107,9 +116,10 @@ async fn watch_feed(
                 } else {
                     answer.index
                 };
-                let items = answer.value.len();
+                let items = answer.entries.len();
+                let pause = config.pause(items, answer.read_time);
                 let current: HashMap<String, (NomadJobKey, u64)> = answer
-                    .value
+                    .entries
                     .into_iter()
                     .map(|e| {
                         let key = (e.namespace.clone(), e.job().to_string());
@@ -127,7 +137,7 @@ async fn watch_feed(
                     }
                 }
                 seen = Some(current);
-                tokio::time::sleep(config.pause(items)).await;
+                tokio::time::sleep(pause).await;
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -179,11 +189,17 @@ mod tests {
     }
 
     #[test]
-    fn the_pause_grows_with_the_list_not_with_the_wait() {
+    fn the_pause_grows_with_the_list_and_its_cost_not_with_the_wait() {
         let config = WatchConfig::default();
-        assert_eq!(config.pause(0), Duration::from_millis(50));
-        assert_eq!(config.pause(1_000), Duration::from_millis(70));
-        assert_eq!(config.pause(10_000), Duration::from_millis(250));
+        let cheap = Duration::from_millis(1);
+        assert_eq!(config.pause(0, cheap), Duration::from_millis(50));
+        assert_eq!(config.pause(1_000, cheap), Duration::from_millis(70));
+        assert_eq!(config.pause(10_000, cheap), Duration::from_millis(250));
+        assert_eq!(
+            config.pause(10_000, Duration::from_millis(200)),
+            Duration::from_millis(800),
+            "a list that took 200 ms to read waits four times that"
+        );
     }
 
     #[test]

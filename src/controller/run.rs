@@ -124,7 +124,13 @@ pub async fn run_controller(
             wait: args.nomad_watch_wait,
             ..WatchConfig::default()
         };
-        nomad_watch::spawn(ctx.nomad.clone(), ctx.jobs.clone(), trigger_tx, config)
+        match ctx.nomad.with_own_pool() {
+            Ok(nomad) => nomad_watch::spawn(nomad, ctx.jobs.clone(), trigger_tx, config),
+            Err(e) => {
+                warn!("cannot start the Nomad watches ({e}); relying on the resync interval");
+                Vec::new()
+            }
+        }
     };
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
@@ -196,7 +202,7 @@ async fn route_triggers(
 /// Drops what the reconcile never reads from the cached objects (managed fields and
 /// kubectl's last-applied annotation), which would otherwise dominate the cache.
 fn slim(obj: &mut NomadJob) {
-    obj.managed_fields_mut().clear();
+    obj.metadata.managed_fields = None;
     obj.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }

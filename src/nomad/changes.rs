@@ -5,9 +5,11 @@
 //! decoding the full stubs (task states, events, summaries), in CPU and in memory; and
 //! the list is decoded while it arrives, never held whole.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use super::client::{Blocking, Call, Indexed, NomadClient, Scope};
+use super::client::{Blocking, Call, NomadClient, Scope};
 use super::error::NomadError;
 use super::jobs::Nullable;
 
@@ -62,6 +64,18 @@ impl ChangeEntry {
     }
 }
 
+/// One answer of a change feed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// `X-Nomad-Index`: pass it to the next blocking query.
+    pub index: u64,
+    /// The list's items.
+    pub entries: Vec<ChangeEntry>,
+    /// The time spent reading and decoding the answer, without the time Nomad held
+    /// the query waiting for a change: what one list costs.
+    pub read_time: Duration,
+}
+
 impl NomadClient {
     /// The items of `feed` in `scope` (namespace `"*"` = all), as a blocking query.
     pub async fn changes(
@@ -69,11 +83,16 @@ impl NomadClient {
         feed: ChangeFeed,
         scope: &Scope,
         blocking: Option<Blocking>,
-    ) -> Result<Indexed<Vec<ChangeEntry>>, NomadError> {
+    ) -> Result<Changes, NomadError> {
         let call = Call::get(scope, &[feed.segment()]).blocking(blocking);
-        self.execute_streamed::<Nullable<Vec<ChangeEntry>>>(call)
-            .await
-            .map(|r| r.map(Nullable::into_inner))
+        let (answer, read_time) = self
+            .execute_streamed::<Nullable<Vec<ChangeEntry>>>(call)
+            .await?;
+        Ok(Changes {
+            index: answer.index,
+            entries: answer.value.into_inner(),
+            read_time,
+        })
     }
 }
 

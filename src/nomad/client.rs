@@ -117,6 +117,8 @@ pub struct NomadClient {
 
 /// The shared state of a [`NomadClient`].
 struct Inner {
+    /// The settings it was built from (for [`NomadClient::with_own_pool`]).
+    config: NomadConfig,
     http: reqwest::Client,
     base: Url,
     /// The address as error messages show it (no user info).
@@ -125,8 +127,9 @@ struct Inner {
     token: Option<Token>,
     defaults: Scope,
     request_timeout: Duration,
-    /// Observer of every request (metrics), set once after construction.
-    hook: std::sync::OnceLock<CallHook>,
+    /// Observer of every request (metrics), set once after construction; shared with
+    /// the clients made by [`NomadClient::with_own_pool`].
+    hook: Arc<std::sync::OnceLock<CallHook>>,
 }
 
 /// Observer of every Nomad request: called with the endpoint template (e.g.
@@ -159,6 +162,7 @@ impl NomadClient {
             region: config.region.clone().filter(|s| !s.is_empty()),
         };
         let inner = Inner {
+            config: config.clone(),
             http,
             base,
             shown_addr,
@@ -166,10 +170,32 @@ impl NomadClient {
             token,
             defaults,
             request_timeout: config.request_timeout,
-            hook: std::sync::OnceLock::new(),
+            hook: Arc::default(),
         };
         Ok(Self {
             inner: Arc::new(inner),
+        })
+    }
+
+    /// A client with the same settings and call hook but a connection pool of its own.
+    /// The watches use one: their blocking queries hold a connection for minutes and
+    /// read large lists, whose read buffers would otherwise stay with the pooled
+    /// connections every reconcile uses.
+    pub fn with_own_pool(&self) -> Result<Self, NomadError> {
+        let inner = &self.inner;
+        let own = Inner {
+            config: inner.config.clone(),
+            http: build_http(&inner.config, inner.token.as_ref())?,
+            base: inner.base.clone(),
+            shown_addr: inner.shown_addr.clone(),
+            token_header: inner.token_header.clone(),
+            token: inner.token.clone(),
+            defaults: inner.defaults.clone(),
+            request_timeout: inner.request_timeout,
+            hook: inner.hook.clone(),
+        };
+        Ok(Self {
+            inner: Arc::new(own),
         })
     }
 
@@ -215,17 +241,20 @@ impl NomadClient {
     }
 
     /// Like [`execute`](Self::execute), but decodes the body while it arrives instead
-    /// of holding all of it: for the large list answers the watches read.
+    /// of holding all of it: for the large list answers the watches read. Also returns
+    /// the time spent reading and decoding the body (not the time Nomad held a
+    /// blocking query before answering).
     pub(crate) async fn execute_streamed<T: DeserializeOwned + Send + 'static>(
         &self,
         call: Call<'_>,
-    ) -> Result<Indexed<T>, NomadError> {
+    ) -> Result<(Indexed<T>, Duration), NomadError> {
         let Sent {
             mut response,
             index,
             method,
             path,
         } = self.send(call).await?;
+        let started = std::time::Instant::now();
         let (chunks, reader) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let decoder = tokio::task::spawn_blocking(move || {
             serde_json::from_reader::<_, T>(BufReader::new(ChunkReader::new(reader)))
@@ -254,7 +283,7 @@ impl NomadClient {
             return Err(error);
         }
         let value = decoded.map_err(|e| self.decode_error(&e, &method, &path))?;
-        Ok(Indexed { index, value })
+        Ok((Indexed { index, value }, started.elapsed()))
     }
 
     /// Sends `call`; a success answer comes back with its index, unread; an error
@@ -718,6 +747,30 @@ mod tests {
             !shown.contains(TOKEN) && shown.contains("<redacted>"),
             "{shown}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_client_with_its_own_pool_keeps_the_settings_and_the_call_hook() -> anyhow::Result<()> {
+        let nomad = token_client(serve_raw("200 OK", "[]".into())?)?;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let own = nomad.with_own_pool()?;
+        let record = seen.clone();
+        assert!(
+            nomad.set_call_hook(Arc::new(move |endpoint: &str, status: u16| {
+                record
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("{endpoint} {status}"));
+            }))
+        );
+        assert_eq!(own.addr(), nomad.addr());
+        assert_eq!(format!("{own:?}"), format!("{nomad:?}"));
+        let scope = Scope::default();
+        let answer = run(own.changes(crate::nomad::ChangeFeed::Jobs, &scope, None))??;
+        assert!(answer.entries.is_empty());
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(seen, ["GET /v1/jobs 200"]);
         Ok(())
     }
 

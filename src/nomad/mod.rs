@@ -30,7 +30,7 @@ mod jobs;
 mod tls;
 pub mod types;
 
-pub use changes::{ChangeEntry, ChangeFeed};
+pub use changes::{ChangeEntry, ChangeFeed, Changes};
 pub use client::{Blocking, CallHook, Indexed, NomadClient, Scope};
 pub use config::{
     DEFAULT_ADDR, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, NomadConfig, Token,
