@@ -44,7 +44,9 @@ pub struct RunArgs {
     #[arg(long, env = "RECONCILE_DEBOUNCE", default_value = "100ms", value_parser = parse_duration)]
     pub debounce: Duration,
 
-    /// How often each object is re-planned when nothing happens (drift detection).
+    /// How often each object is re-planned when nothing happens (drift detection). Each
+    /// object's interval is stretched by up to a fifth (fixed per object), so objects
+    /// created together do not all resync at once.
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
 
