@@ -370,8 +370,7 @@ impl RequestLog {
 
     fn drain(&self) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let records = self.sim.requests();
-        self.sim.clear_requests();
+        let records = self.sim.take_requests();
         stats::count_endpoints(
             &mut counts,
             records

@@ -206,6 +206,17 @@ impl Simulator {
             .collect()
     }
 
+    /// Every logged request (control API excluded), oldest first, emptying the log in
+    /// the same step: no request is lost between reading and clearing.
+    pub fn take_requests(&self) -> Vec<RequestRecord> {
+        let mut log = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *log).into()
+    }
+
     /// Forgets the request log.
     pub fn clear_requests(&self) {
         self.inner

@@ -282,6 +282,9 @@ async fn unimplemented_unknown_and_request_log() {
     assert_eq!(log[4].query, "prefix=a&namespace=default");
     let remote = s.get_json("/_sim/requests").await;
     assert_eq!(remote.as_array().map(Vec::len), Some(5));
+    assert_eq!(s.sim.take_requests().len(), 5, "taken");
+    assert!(s.sim.requests().is_empty(), "and emptied");
+    let _ = s.get("/v1/jobs").await;
     s.sim.clear_requests();
     assert!(s.sim.requests().is_empty());
 }
