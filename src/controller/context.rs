@@ -5,10 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::Client;
 use kube::runtime::reflector::ObjectRef;
-
-use kube::ResourceExt;
+use kube::{Client, ResourceExt};
 
 use crate::crd::{NomadJob, NomadJobStatus};
 use crate::metrics::Metrics;

@@ -701,6 +701,17 @@ mod tests {
         Ok(format!("http://127.0.0.1:{port}"))
     }
 
+    /// Asserts that `error`, shown either way, carries `<redacted>` where the server
+    /// echoed the token, and never the token itself.
+    fn assert_token_redacted(error: &NomadError) {
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(TOKEN), "{shown}");
+        assert!(
+            shown.contains("<redacted>"),
+            "the echo was exercised: {shown}"
+        );
+    }
+
     /// A client with the test token.
     fn token_client(addr: String) -> anyhow::Result<NomadClient> {
         Ok(NomadClient::new(&NomadConfig {
@@ -725,12 +736,7 @@ mod tests {
         let error = run(nomad.list_jobs(&Scope::default(), None, None))?.expect_err("not a list");
         assert!(matches!(error, NomadError::Decode(_)), "{error:?}");
         assert_eq!(error.category(), "decode");
-        let shown = format!("{error} {error:?}");
-        assert!(!shown.contains(TOKEN), "{shown}");
-        assert!(
-            shown.contains("<redacted>"),
-            "the echo was exercised: {shown}"
-        );
+        assert_token_redacted(&error);
         Ok(())
     }
 
@@ -742,11 +748,7 @@ mod tests {
         let feed = nomad.changes(crate::nomad::ChangeFeed::Allocations, &scope, None);
         let error = run(feed)?.expect_err("not an index");
         assert!(matches!(error, NomadError::Decode(_)), "{error:?}");
-        let shown = format!("{error} {error:?}");
-        assert!(
-            !shown.contains(TOKEN) && shown.contains("<redacted>"),
-            "{shown}"
-        );
+        assert_token_redacted(&error);
         Ok(())
     }
 
@@ -780,11 +782,7 @@ mod tests {
         let nomad = token_client(serve_raw("400 Bad Request", body)?)?;
         let error = run(nomad.read_job(&Scope::default(), "x"))?.expect_err("400");
         assert!(matches!(error, NomadError::BadRequest(_)), "{error:?}");
-        let shown = format!("{error} {error:?}");
-        assert!(
-            !shown.contains(TOKEN) && shown.contains("<redacted>"),
-            "{shown}"
-        );
+        assert_token_redacted(&error);
         Ok(())
     }
 

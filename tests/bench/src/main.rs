@@ -942,63 +942,63 @@ fn render_table(results: &[SizeResult]) -> String {
         .collect();
     let mut text = stats::table(&header, &rows);
     // Calls by endpoint, per job, for the initial converge.
-    let mut endpoints: Vec<&String> = results
-        .iter()
-        .flat_map(|r| r.nomad_calls.by_endpoint.keys())
-        .collect();
-    endpoints.sort();
-    endpoints.dedup();
-    let mut header = vec!["Nomad endpoint (converge), calls per job".to_string()];
-    header.extend(results.iter().map(|r| format!("N={}", r.n)));
-    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
-    let rows: Vec<Vec<String>> = endpoints
-        .iter()
-        .map(|e| {
-            let mut row = vec![(*e).clone()];
-            row.extend(results.iter().map(|r| {
-                r.nomad_calls
-                    .by_endpoint
-                    .get(*e)
-                    .map(|c| {
-                        if c.per_job >= 0.1 {
-                            format!("{:.2}", c.per_job)
-                        } else {
-                            format!("{} total", c.count)
-                        }
-                    })
-                    .unwrap_or_else(|| "-".into())
-            }));
-            row
-        })
-        .collect();
     text.push('\n');
-    text.push_str(&stats::table(&header_refs, &rows));
+    text.push_str(&per_size_table(
+        "Nomad endpoint (converge), calls per job",
+        results,
+        |r| r.nomad_calls.by_endpoint.keys().cloned().collect(),
+        |r, endpoint| {
+            r.nomad_calls.by_endpoint.get(endpoint).map(|c| {
+                if c.per_job >= 0.1 {
+                    format!("{:.2}", c.per_job)
+                } else {
+                    format!("{} total", c.count)
+                }
+            })
+        },
+    ));
     // Where the converge's CPU went (the processes share the machine's cores).
-    let mut processes: Vec<&String> = results
-        .iter()
-        .flat_map(|r| r.converge_cpu_seconds.keys())
-        .collect();
-    processes.sort();
-    processes.dedup();
-    let mut header = vec!["CPU seconds during converge".to_string()];
+    text.push('\n');
+    text.push_str(&per_size_table(
+        "CPU seconds during converge",
+        results,
+        |r| r.converge_cpu_seconds.keys().cloned().collect(),
+        |r, process| {
+            r.converge_cpu_seconds
+                .get(process)
+                .map(|s| format!("{s:.1}"))
+        },
+    ));
+    text
+}
+
+/// A table with a row per key (the union of `keys` over the sizes, sorted) and a column
+/// per size; `cell` gives a size's value for a key, `-` where it has none.
+fn per_size_table(
+    title: &str,
+    results: &[SizeResult],
+    keys: impl Fn(&SizeResult) -> Vec<String>,
+    cell: impl Fn(&SizeResult, &str) -> Option<String>,
+) -> String {
+    let mut all: Vec<String> = results.iter().flat_map(&keys).collect();
+    all.sort();
+    all.dedup();
+    let mut header = vec![title.to_string()];
     header.extend(results.iter().map(|r| format!("N={}", r.n)));
     let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
-    let rows: Vec<Vec<String>> = processes
+    let rows: Vec<Vec<String>> = all
         .iter()
-        .map(|p| {
-            let mut row = vec![(*p).clone()];
-            row.extend(results.iter().map(|r| {
-                r.converge_cpu_seconds
-                    .get(*p)
-                    .map(|s| format!("{s:.1}"))
-                    .unwrap_or_else(|| "-".into())
-            }));
+        .map(|key| {
+            let mut row = vec![key.clone()];
+            row.extend(
+                results
+                    .iter()
+                    .map(|r| cell(r, key).unwrap_or_else(|| "-".into())),
+            );
             row
         })
         .collect();
-    text.push('\n');
-    text.push_str(&stats::table(&header_refs, &rows));
-    text
+    stats::table(&header_refs, &rows)
 }
 
 /// The machine the benchmark ran on.
@@ -1057,5 +1057,46 @@ impl Machine {
             ),
             date: run("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_size_tables_have_a_row_per_key_of_any_size_and_dashes_for_gaps() {
+        let small = SizeResult {
+            n: 100,
+            converge_cpu_seconds: BTreeMap::from([("operator".to_string(), 0.5)]),
+            ..Default::default()
+        };
+        let large = SizeResult {
+            n: 1000,
+            converge_cpu_seconds: BTreeMap::from([
+                ("operator".to_string(), 6.0),
+                ("etcd".to_string(), 2.5),
+            ]),
+            ..Default::default()
+        };
+        let table = per_size_table(
+            "CPU",
+            &[small, large],
+            |r| r.converge_cpu_seconds.keys().cloned().collect(),
+            |r, k| r.converge_cpu_seconds.get(k).map(|s| format!("{s:.1}")),
+        );
+        let cells: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| {
+                l.split('|')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(cells[0], ["CPU", "N=100", "N=1000"]);
+        assert_eq!(cells[2], ["etcd", "-", "2.5"]);
+        assert_eq!(cells[3], ["operator", "0.5", "6.0"]);
+        assert_eq!(cells.len(), 4);
     }
 }
