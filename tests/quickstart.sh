@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A local nomad-operator stack in one command (README "Quickstart"):
 #
-#   tests/quickstart.sh up     start kube-apiserver (tests/envtest), Nomad (the real one when
-#                              NOMAD_ADDR is set, else the simulator), the CRD, the operator,
-#                              and the examples; wait for them; print `kubectl get nj`
+#   tests/quickstart.sh up     start kube-apiserver (tests/envtest), Nomad (the one at
+#                              NOMAD_ADDR when set, e.g. a real agent from
+#                              `tests/nomad/nomad.sh start DIR`; else the simulator), the CRD,
+#                              the operator, and the examples; wait until they are Ready;
+#                              print `kubectl get nj`
 #   tests/quickstart.sh down   stop everything `up` started
 #
 # State (kubeconfig, logs, pids) lives in $QUICKSTART_DIR (default /tmp/nomad-operator-quickstart).
@@ -91,6 +93,8 @@ up() {
   done
   wait_for 120 "web to become Ready" \
     kubectl wait --for=condition=Ready nomadjob/web --timeout=1s
+  wait_for 120 "nightly-report to become Ready" \
+    kubectl wait --for=condition=Ready nomadjob/nightly-report --timeout=1s
 
   kubectl get nj
   cat <<MSG

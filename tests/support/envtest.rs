@@ -3,7 +3,7 @@
 //! The control plane is shared by every test of a run: when `ENVTEST_KUBECONFIG` is set
 //! (the README's test command, `tests/run.sh`, starts one control plane and sets it), the
 //! tests use it; otherwise the first test of a process starts one, and a detached
-//! watchdog stops it when that process exits — however it exits, panics included — so no
+//! watchdog ([`super::watchdog`]) stops it when that process exits — however it exits, panics included — so no
 //! etcd or kube-apiserver outlives the test run.
 
 use std::path::{Path, PathBuf};
@@ -63,23 +63,9 @@ fn start_or_reuse() -> Result<ControlPlane, String> {
             dir.display()
         ));
     }
-    // The watchdog lives in its own session so that a Ctrl-C to the test run does not
-    // kill it before it has stopped the control plane.
-    Command::new("setsid")
-        .args([
-            "bash",
-            "-c",
-            r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done; exec "$2" stop "$3""#,
-            "envtest-watchdog",
-        ])
-        .arg(std::process::id().to_string())
-        .arg(script())
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting the envtest watchdog: {e}"))?;
+    let script = script();
+    let dir_text = dir.to_string_lossy();
+    super::watchdog::run_after_exit(&[&script.to_string_lossy(), "stop", &dir_text])?;
     Ok(ControlPlane {
         kubeconfig: dir.join("kubeconfig"),
     })

@@ -1,5 +1,7 @@
-//! The real operator (`nomad-operator run`'s code path) and the Nomad simulator, started
-//! in-process for one test, in the test's own namespace.
+//! The real operator (`nomad-operator run`'s code path), started in-process for one test
+//! in the test's own Kubernetes namespace, against one of two Nomad backends: the Nomad
+//! simulator (for everything, fault injection included) or the run's real Nomad agent
+//! (through a recording proxy, in a Nomad namespace of the test's own).
 
 use std::time::Duration;
 
@@ -14,6 +16,24 @@ use nomad_sim::{SimConfig, SimServer, Simulator};
 use serde_json::{Value, json};
 
 use super::envtest::TestNamespace;
+use super::nomad_agent;
+use super::nomad_proxy::RecordingProxy;
+
+/// Which Nomad a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The in-process simulator (time runs 100 times faster; faults can be injected).
+    Sim,
+    /// The run's real Nomad v1.1.2 agent (wall-clock time; no fault injection).
+    Real,
+}
+
+/// What a test's Nomad is: the simulator with its server, or the real agent behind a
+/// recording proxy.
+enum Nomad {
+    Sim { sim: Simulator, server: SimServer },
+    Real { proxy: RecordingProxy },
+}
 
 /// The ACL token the simulator demands in these tests; it must never leak.
 pub const TOKEN: &str = "s3cr3t-token-never-printed";
@@ -27,16 +47,19 @@ struct Cli {
     args: RunArgs,
 }
 
-/// One test's operator, simulator and namespace.
+/// One test's operator, Nomad backend and namespaces.
 pub struct Harness {
-    /// The test's namespace and admin client.
+    /// The test's Kubernetes namespace and admin client.
     pub ns: TestNamespace,
-    /// The simulator's state (request log, faults, allocation control).
-    pub sim: Simulator,
-    /// The simulator's HTTP server.
-    pub server: SimServer,
-    /// A Nomad client for out-of-band changes, with the simulator's token.
+    /// Which Nomad this test runs against.
+    pub backend: Backend,
+    /// The Nomad namespace the test's jobs go to: the operator's default, and the scope
+    /// of [`Harness::nomad`]. On the real agent it is the test's own.
+    pub nomad_namespace: String,
+    /// A Nomad client for out-of-band changes, in the test's Nomad namespace, through the
+    /// same request log as the operator's calls.
     pub nomad: NomadClient,
+    backing: Nomad,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     operator: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,21 +68,40 @@ impl Harness {
     /// Starts the simulator (time scale 100) and the operator watching only this test's
     /// namespace with a 2 s resync; `extra` adds `run` flags.
     pub async fn start(prefix: &str, extra: &[&str]) -> Self {
+        Self::start_on(Backend::Sim, prefix, extra).await
+    }
+
+    /// Like [`Harness::start`], against `backend`.
+    pub async fn start_on(backend: Backend, prefix: &str, extra: &[&str]) -> Self {
         nomad_operator::telemetry::init(nomad_operator::telemetry::LogFormat::Text);
         let ns = TestNamespace::new(prefix).await;
-        let sim = Simulator::new(SimConfig {
-            acl_token: Some(TOKEN.into()),
-            time_scale: 100.0,
-        });
-        let server = sim
-            .serve("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("serve simulator");
+        let (backing, nomad_namespace) = match backend {
+            Backend::Sim => {
+                let sim = Simulator::new(SimConfig {
+                    acl_token: Some(TOKEN.into()),
+                    time_scale: 100.0,
+                });
+                let server = sim
+                    .serve("127.0.0.1:0".parse().expect("addr"))
+                    .await
+                    .expect("serve simulator");
+                (Nomad::Sim { sim, server }, "default".to_string())
+            }
+            Backend::Real => {
+                // The Kubernetes namespace's name is unique in the run and a valid Nomad
+                // namespace name.
+                nomad_agent::create_namespace(&ns.name).await;
+                let proxy = RecordingProxy::start(&nomad_agent::agent().addr).await;
+                (Nomad::Real { proxy }, ns.name.clone())
+            }
+        };
+        let url = backing.url();
         let mut harness = Self {
-            nomad: nomad_client(&server.url()),
+            nomad: nomad_client(&url, &nomad_namespace),
             ns,
-            sim,
-            server,
+            backend,
+            nomad_namespace,
+            backing,
             shutdown: None,
             operator: None,
         };
@@ -67,14 +109,24 @@ impl Harness {
         harness
     }
 
+    /// The simulator, on [`Backend::Sim`] (fault injection, allocation control).
+    pub fn sim(&self) -> Option<&Simulator> {
+        match &self.backing {
+            Nomad::Sim { sim, .. } => Some(sim),
+            Nomad::Real { .. } => None,
+        }
+    }
+
     fn start_operator(&mut self, extra: &[&str]) {
-        let url = self.server.url();
+        let url = self.backing.url();
         let mut argv = vec![
             "run",
             "--nomad-addr",
             &url,
             "--nomad-token",
             TOKEN,
+            "--nomad-namespace",
+            &self.nomad_namespace,
             "--namespace",
             &self.ns.name,
             "--error-backoff",
@@ -188,21 +240,36 @@ impl Harness {
         .await
     }
 
-    /// Requests the simulator received with `method` and exactly `path`.
+    /// Every request Nomad received in this test so far (method, path), oldest first:
+    /// the simulator's request log, or the recording proxy's in front of the real agent.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        match &self.backing {
+            Nomad::Sim { sim, .. } => sim
+                .requests()
+                .into_iter()
+                .map(|r| (r.method, r.path))
+                .collect(),
+            Nomad::Real { proxy } => proxy
+                .requests()
+                .into_iter()
+                .map(|r| (r.method, r.path))
+                .collect(),
+        }
+    }
+
+    /// Requests Nomad received with `method` and exactly `path`.
     pub fn count(&self, method: &str, path: &str) -> usize {
-        self.sim
-            .requests()
+        self.requests()
             .iter()
-            .filter(|r| r.method == method && r.path == path)
+            .filter(|(m, p)| m == method && p == path)
             .count()
     }
 
-    /// Requests the simulator received whose path starts with `prefix`.
+    /// Requests Nomad received whose path starts with `prefix`.
     pub fn count_prefix(&self, prefix: &str) -> usize {
-        self.sim
-            .requests()
+        self.requests()
             .iter()
-            .filter(|r| r.path.starts_with(prefix))
+            .filter(|(_, p)| p.starts_with(prefix))
             .count()
     }
 
@@ -251,9 +318,80 @@ impl Harness {
         }
     }
 
-    /// The Nomad job as the simulator stores it (`None` when absent).
+    /// The Nomad job as Nomad stores it (`None` when absent).
     pub async fn nomad_job(&self, id: &str) -> Option<Value> {
         self.nomad.read_job(&Scope::default(), id).await.ok()
+    }
+
+    /// A service job: `count` copies of `command` with `args`, small enough that many fit
+    /// on the real agent's node. A failing task fails its allocation at once (no
+    /// restarts). The update strategy suits the backend: on the simulator (time 100x)
+    /// deployments are short yet leave a healthy one seconds of slack on a loaded machine
+    /// (progress deadline 5m -> 3 s); on the real agent an unhealthy allocation fails the
+    /// deployment at once (no progress deadline) and a healthy one has a minute.
+    pub fn service_job(
+        &self,
+        count: u32,
+        command: &str,
+        args: &[&str],
+        auto_revert: bool,
+    ) -> Value {
+        let (healthy_deadline, progress_deadline) = match self.backend {
+            Backend::Sim => (120_000_000_000u64, 300_000_000_000u64),
+            Backend::Real => (60_000_000_000u64, 0u64),
+        };
+        json!({
+            "Datacenters": ["dc1"],
+            "Type": "service",
+            "TaskGroups": [{
+                "Name": "web",
+                "Count": count,
+                "RestartPolicy": {"Attempts": 0, "Mode": "fail", "Interval": 1_800_000_000_000u64, "Delay": 1_000_000_000u64},
+                "Update": {
+                    "MaxParallel": 1,
+                    "MinHealthyTime": 1_000_000_000u64,
+                    "HealthyDeadline": healthy_deadline,
+                    "ProgressDeadline": progress_deadline,
+                    "AutoRevert": auto_revert
+                },
+                "Tasks": [{
+                    "Name": "server",
+                    "Driver": "raw_exec",
+                    "Config": {"command": command, "args": args},
+                    "Resources": {"CPU": 20, "MemoryMB": 32}
+                }]
+            }]
+        })
+    }
+
+    /// Changes allocation `id` in Nomad behind the operator's back, and returns the client
+    /// status it will have: the simulator marks it `lost`; on the real agent it is stopped
+    /// (`POST /v1/allocation/:id/stop`) and ends `complete`.
+    pub async fn disturb_allocation(&self, id: &str) -> &'static str {
+        match &self.backing {
+            Nomad::Sim { sim, .. } => {
+                sim.set_alloc_client_status(id, "lost")
+                    .expect("change allocation");
+                "lost"
+            }
+            Nomad::Real { proxy } => {
+                let answer = reqwest::Client::new()
+                    .post(format!(
+                        "{}/v1/allocation/{id}/stop?namespace={}",
+                        proxy.url(),
+                        self.nomad_namespace
+                    ))
+                    .send()
+                    .await
+                    .expect("stop allocation");
+                assert!(
+                    answer.status().is_success(),
+                    "stop allocation: {}",
+                    answer.status()
+                );
+                "complete"
+            }
+        }
     }
 
     /// The job's versions, newest first.
@@ -276,10 +414,21 @@ impl Drop for Harness {
     }
 }
 
-/// A Nomad client for the simulator at `url`, with the test token.
-pub fn nomad_client(url: &str) -> NomadClient {
+impl Nomad {
+    /// The URL the operator and the test's client talk to.
+    fn url(&self) -> String {
+        match self {
+            Nomad::Sim { server, .. } => server.url(),
+            Nomad::Real { proxy } => proxy.url(),
+        }
+    }
+}
+
+/// A Nomad client for `url` in `namespace`, with the test token.
+pub fn nomad_client(url: &str, namespace: &str) -> NomadClient {
     let mut config = NomadConfig::new(url);
     config.token = Some(Token::new(TOKEN));
+    config.namespace = Some(namespace.to_string());
     NomadClient::new(&config).expect("nomad client")
 }
 
@@ -315,26 +464,4 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// A service job: `count` copies of `command` with `args`, and an update strategy whose
-/// times, scaled down 100x by the simulator, keep deployments short yet leave a healthy
-/// deployment seconds of slack on a loaded machine (progress deadline 5m -> 3 s).
-pub fn service_job(count: u32, command: &str, args: &[&str], auto_revert: bool) -> Value {
-    json!({
-        "Datacenters": ["dc1"],
-        "Type": "service",
-        "TaskGroups": [{
-            "Name": "web",
-            "Count": count,
-            "Update": {
-                "MaxParallel": 1,
-                "MinHealthyTime": 1_000_000_000u64,
-                "HealthyDeadline": 120_000_000_000u64,
-                "ProgressDeadline": 300_000_000_000u64,
-                "AutoRevert": auto_revert
-            },
-            "Tasks": [{"Name": "server", "Driver": "raw_exec", "Config": {"command": command, "args": args}}]
-        }]
-    })
 }
