@@ -57,9 +57,12 @@ up() {
 
   log "installing the test bed's etcd and kube-apiserver if missing (once per machine)"
   tests/envtest/envtest.sh install
-  log "building the operator and the simulator"
+  log "building the operator"
   cargo build --quiet --bin nomad-operator -p nomad-operator
-  cargo build --quiet -p nomad-sim --bin nomad-sim
+  if [ -z "${NOMAD_ADDR:-}" ]; then
+    log "building the Nomad simulator"
+    cargo build --quiet -p nomad-sim --bin nomad-sim
+  fi
 
   log "starting kube-apiserver"
   mkdir -p "$dir/plane"
