@@ -1,9 +1,24 @@
 //! Typed, tolerant views of Nomad's JSON answers.
 //!
 //! Every struct takes Nomad's PascalCase names (acronyms such as `ID`, `JobID`, `EvalID`,
-//! `DesiredTGUpdates` renamed explicitly), fills missing fields with defaults, ignores
-//! fields it does not know, and reads Go's `null` slices and maps as empty. Jobs themselves
-//! stay `serde_json::Value` so that nothing the operator does not model is lost.
+//! `DesiredTGUpdates` renamed explicitly) and ignores fields it does not know. One rule
+//! decides what a field may be:
+//!
+//! - **Required** fields carry no `default`: the few the operator cannot act without (the
+//!   ID of a job, allocation, deployment or evaluation, a deployment's `JobVersion`, a
+//!   plan's `JobModifyIndex` and top-level diff `Type`, a dispatch's child job ID). An
+//!   answer without one fails to decode instead of reading as an empty ID or version 0.
+//! - **Every other field** is `#[serde(default, deserialize_with = "nullable")]`: absent
+//!   and `null` both read as the type's default (empty string, 0, `false`, empty
+//!   collection, `None`). Go sends `null` for nil slices, maps and pointers, and Nomad
+//!   1.1.2 also for unset times (`NextPeriodicLaunch`, `RequireProgressBy`, `FinishedAt`,
+//!   `LastRestart`), where older releases sent the zero time `0001-01-01T00:00:00Z`.
+//!   `Option` is used only where "not sent" means something other than "empty" (a plan's
+//!   diff, an allocation's deployment health, `Healthy` itself).
+//!
+//! Jobs themselves stay `serde_json::Value` so that nothing the operator does not model
+//! is lost. `fixture_tests` feeds these types the answers recorded from a real Nomad
+//! 1.1.2 agent in `tests/fixtures/nomad/`.
 
 mod allocation;
 mod deployment;
@@ -28,7 +43,9 @@ pub use plan::{
 
 use serde::{Deserialize, Deserializer};
 
-/// Reads `null` as the type's default (Go encodes empty slices, maps and pointers as `null`).
+/// Reads `null` as the type's default (Go encodes empty slices, maps, pointers and, in
+/// Nomad 1.1.2, unset times as `null`). Paired with `#[serde(default)]` on every optional
+/// field, so that absent and `null` read the same.
 pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,

@@ -8,23 +8,26 @@ use super::nullable;
 
 /// Answer of a plan.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct JobPlanResponse {
     /// The server job's `JobModifyIndex` (0 if the job is new): the check-and-set value
-    /// for the register that follows.
+    /// for the register that follows. Required: without it a register cannot be gated.
     pub job_modify_index: u64,
     /// Diff between the submitted and the server's job (when `Diff: true` was asked).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub diff: Option<JobDiff>,
     /// What the scheduler would do per task group.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub annotations: Option<PlanAnnotations>,
     /// Placement failures per task group.
-    #[serde(rename = "FailedTGAllocs", deserialize_with = "nullable")]
+    #[serde(rename = "FailedTGAllocs", default, deserialize_with = "nullable")]
     pub failed_tg_allocs: BTreeMap<String, AllocationMetric>,
     /// Warnings about the submitted job.
+    #[serde(default, deserialize_with = "nullable")]
     pub warnings: String,
-    /// Next launch of a periodic job (RFC 3339; the zero time otherwise).
+    /// Next launch of a periodic job (RFC 3339); empty for other jobs (Nomad 1.1.2 sends
+    /// `null`, older releases the zero time `0001-01-01T00:00:00Z`).
+    #[serde(default, deserialize_with = "nullable")]
     pub next_periodic_launch: String,
 }
 
@@ -55,11 +58,11 @@ pub enum DiffType {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct JobDiff {
-    /// Kind of change of the whole job.
+    /// Kind of change of the whole job. Required.
     #[serde(rename = "Type")]
     pub r#type: DiffType,
     /// Job ID.
-    #[serde(rename = "ID", default)]
+    #[serde(rename = "ID", default, deserialize_with = "nullable")]
     pub id: String,
     /// Changed scalar fields.
     #[serde(default, deserialize_with = "nullable")]
@@ -74,143 +77,162 @@ pub struct JobDiff {
 
 /// Diff of one scalar field.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct FieldDiff {
     /// Kind of change.
-    #[serde(rename = "Type")]
+    #[serde(rename = "Type", default, deserialize_with = "nullable")]
     pub r#type: DiffType,
     /// Field name.
+    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
     /// Server value.
+    #[serde(default, deserialize_with = "nullable")]
     pub old: String,
     /// Submitted value.
+    #[serde(default, deserialize_with = "nullable")]
     pub new: String,
     /// Notes such as `forces create/destroy update`.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub annotations: Vec<String>,
 }
 
 /// Diff of a nested object.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct ObjectDiff {
     /// Kind of change.
-    #[serde(rename = "Type")]
+    #[serde(rename = "Type", default, deserialize_with = "nullable")]
     pub r#type: DiffType,
     /// Object name.
+    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
     /// Changed fields.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub fields: Vec<FieldDiff>,
     /// Changed nested objects.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub objects: Vec<ObjectDiff>,
 }
 
 /// Diff of one task group.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct TaskGroupDiff {
     /// Kind of change.
-    #[serde(rename = "Type")]
+    #[serde(rename = "Type", default, deserialize_with = "nullable")]
     pub r#type: DiffType,
     /// Task group name.
+    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
     /// Changed fields.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub fields: Vec<FieldDiff>,
     /// Changed nested objects.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub objects: Vec<ObjectDiff>,
     /// Per task diffs.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub tasks: Vec<TaskDiff>,
     /// Scheduler actions by kind (`create`, `destroy`, `in-place update`...).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub updates: BTreeMap<String, u64>,
 }
 
 /// Diff of one task.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct TaskDiff {
     /// Kind of change.
-    #[serde(rename = "Type")]
+    #[serde(rename = "Type", default, deserialize_with = "nullable")]
     pub r#type: DiffType,
     /// Task name.
+    #[serde(default, deserialize_with = "nullable")]
     pub name: String,
     /// Changed fields.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub fields: Vec<FieldDiff>,
     /// Changed nested objects.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub objects: Vec<ObjectDiff>,
     /// Notes such as `forces create`.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub annotations: Vec<String>,
 }
 
 /// The scheduler's intended actions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct PlanAnnotations {
     /// Intended actions per task group.
-    #[serde(rename = "DesiredTGUpdates", deserialize_with = "nullable")]
+    #[serde(rename = "DesiredTGUpdates", default, deserialize_with = "nullable")]
     pub desired_tg_updates: BTreeMap<String, DesiredUpdates>,
 }
 
 /// Counts of intended scheduler actions for one task group.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct DesiredUpdates {
     /// Allocations left alone.
+    #[serde(default, deserialize_with = "nullable")]
     pub ignore: u64,
     /// New allocations.
+    #[serde(default, deserialize_with = "nullable")]
     pub place: u64,
     /// Allocations moved off draining nodes.
+    #[serde(default, deserialize_with = "nullable")]
     pub migrate: u64,
     /// Allocations stopped.
+    #[serde(default, deserialize_with = "nullable")]
     pub stop: u64,
     /// Allocations updated in place.
+    #[serde(default, deserialize_with = "nullable")]
     pub in_place_update: u64,
     /// Allocations replaced.
+    #[serde(default, deserialize_with = "nullable")]
     pub destructive_update: u64,
     /// Canaries placed.
+    #[serde(default, deserialize_with = "nullable")]
     pub canary: u64,
     /// Allocations preempted.
+    #[serde(default, deserialize_with = "nullable")]
     pub preemptions: u64,
 }
 
 /// Why a task group could not be (fully) placed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct AllocationMetric {
     /// Nodes looked at.
+    #[serde(default, deserialize_with = "nullable")]
     pub nodes_evaluated: u64,
     /// Nodes filtered out by constraints.
+    #[serde(default, deserialize_with = "nullable")]
     pub nodes_filtered: u64,
     /// Nodes available per datacenter.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub nodes_available: BTreeMap<String, u64>,
     /// Nodes filtered per class.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub class_filtered: BTreeMap<String, u64>,
     /// Nodes filtered per constraint.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub constraint_filtered: BTreeMap<String, u64>,
     /// Nodes out of resources.
+    #[serde(default, deserialize_with = "nullable")]
     pub nodes_exhausted: u64,
     /// Nodes out of resources per class.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub class_exhausted: BTreeMap<String, u64>,
     /// Nodes out of resources per dimension (`cpu exhausted`, `memory exhausted`...).
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub dimension_exhausted: BTreeMap<String, u64>,
     /// Quotas exhausted.
-    #[serde(deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "nullable")]
     pub quota_exhausted: Vec<String>,
     /// Further failures folded into this one.
+    #[serde(default, deserialize_with = "nullable")]
     pub coalesced_failures: u64,
     /// Time spent placing, nanoseconds.
+    #[serde(default, deserialize_with = "nullable")]
     pub allocation_time: i64,
 }
