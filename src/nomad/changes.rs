@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::client::{Blocking, Call, NomadClient, Scope};
 use super::error::NomadError;
 use super::jobs::Nullable;
+use super::types::nullable;
 
 /// A list whose changes can be followed with blocking queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,21 +40,21 @@ impl ChangeFeed {
     }
 }
 
-/// One item of a change feed.
+/// One item of a change feed. The ID is required (an item without one cannot be routed);
+/// the rest reads `null` and absence as empty, like every type in [`super::types`].
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(default)]
 pub struct ChangeEntry {
     /// The item's ID (for jobs, the job ID).
     #[serde(rename = "ID")]
     pub id: String,
     /// The item's namespace.
-    #[serde(rename = "Namespace")]
+    #[serde(rename = "Namespace", default, deserialize_with = "nullable")]
     pub namespace: String,
     /// The job the item belongs to (absent on jobs themselves).
-    #[serde(rename = "JobID")]
+    #[serde(rename = "JobID", default)]
     pub job_id: Option<String>,
     /// Moves on every change of the item.
-    #[serde(rename = "ModifyIndex")]
+    #[serde(rename = "ModifyIndex", default, deserialize_with = "nullable")]
     pub modify_index: u64,
 }
 
@@ -99,6 +100,44 @@ impl NomadClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads a fixture recorded from the real agent (`tests/fixtures/nomad`).
+    fn recorded(name: &str) -> Vec<ChangeEntry> {
+        let path = format!(
+            "{}/tests/fixtures/nomad/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        serde_json::from_str(&text).expect("decode fixture")
+    }
+
+    #[test]
+    fn real_list_answers_decode_as_change_entries() {
+        for name in ["jobs-list", "allocations-list", "deployments-list"] {
+            let entries = recorded(name);
+            assert!(!entries.is_empty(), "{name}");
+            assert!(
+                entries
+                    .iter()
+                    .all(|e| !e.id.is_empty() && !e.job().is_empty() && e.modify_index > 0),
+                "{name}: {entries:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_entry_without_id_is_an_error_and_nulls_are_empty() {
+        assert!(serde_json::from_str::<ChangeEntry>(r#"{"ModifyIndex":3}"#).is_err());
+        assert!(serde_json::from_str::<ChangeEntry>(r#"{"ID":null}"#).is_err());
+        let entry: ChangeEntry = serde_json::from_str(
+            r#"{"ID":"web","Namespace":null,"JobID":null,"ModifyIndex":null}"#,
+        )
+        .expect("nulls");
+        assert_eq!(
+            (entry.job(), entry.namespace.as_str(), entry.modify_index),
+            ("web", "", 0)
+        );
+    }
 
     #[test]
     fn entries_keep_only_the_identifying_fields() {
