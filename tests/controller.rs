@@ -659,6 +659,50 @@ async fn one_broken_object_does_not_stop_the_others(backend: Backend) {
     assert_eq!(h.count("POST", "/v1/job/rejected"), 0, "never registered");
 }
 
+async fn a_job_created_between_read_and_register_is_not_overwritten(backend: Backend) {
+    let h = Harness::start_on(backend, "race", &[]).await;
+    let sim = h.sim().expect("fault injection needs the simulator");
+    // A job created outside the operator that the operator's first read misses: it
+    // appears between the read and the plan.
+    let mut foreign = h.service_job(1, "/bin/sleep", &["1000000"], false);
+    foreign["ID"] = json!("web");
+    h.nomad
+        .register_job(&Scope::default(), &foreign, None)
+        .await
+        .expect("foreign job");
+    sim.add_fault(nomad_sim::Fault {
+        method: Some("GET".into()),
+        path: WEB.into(),
+        status: Some(404),
+        body: Some("job not found".into()),
+        times: Some(1),
+        ..Default::default()
+    });
+    h.apply(
+        "web",
+        json!({"job": h.service_job(3, "/bin/sleep", &["1000000"], false)}),
+    )
+    .await;
+    let obj = h
+        .wait_condition("web", "Stalled", "True", Some("Conflict"))
+        .await;
+    let message = condition(&obj, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("not created by nomad-operator"),
+        "{message}"
+    );
+    assert_eq!(h.count("POST", WEB), 1, "only the foreign register");
+    assert_eq!(
+        h.nomad_job("web")
+            .await
+            .map(|j| j["TaskGroups"][0]["Count"].clone()),
+        Some(json!(1)),
+        "the foreign job is untouched"
+    );
+}
+
 /// Declares a `#[tokio::test]` per scenario on each backend: `on_sim::NAME` and
 /// `on_real_nomad::NAME` run the same body.
 macro_rules! scenarios {
@@ -699,6 +743,10 @@ scenarios! {
         the_examples_do_what_their_comments_say,
         one_broken_object_does_not_stop_the_others,
     ],
-    // Nomad going away needs the simulator's fault injection.
-    simulator_only: [nomad_down_is_reported_and_recovered_from],
+    // Nomad going away, and a job appearing between two calls, need the simulator's
+    // fault injection.
+    simulator_only: [
+        nomad_down_is_reported_and_recovered_from,
+        a_job_created_between_read_and_register_is_not_overwritten,
+    ],
 }

@@ -134,6 +134,21 @@ async fn apply(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
             finish(&obj, ctx, &previous, &status).await?;
             Ok(action)
         }
+        Err(Error::OwnedElsewhere(message)) => {
+            mirror(&mut status, &NomadView::default());
+            status.plan = None;
+            set_readiness(
+                &mut status.conditions,
+                &Readiness::Stalled {
+                    reason: reason::CONFLICT,
+                    message,
+                },
+                generation,
+                &now,
+            );
+            finish(&obj, ctx, &previous, &status).await?;
+            Ok(Action::requeue(resync_delay(ctx.resync, &resync_key(&obj))))
+        }
         Err(Error::Nomad(NomadError::BadRequest(message))) => {
             let message =
                 format!("Nomad rejected the job: {message}. Fix spec.job and apply again");
@@ -287,7 +302,10 @@ fn needs_plan(status: &NomadJobStatus, digest: &str, job: Option<&Value>, plan_d
 
 /// Plans the desired job and registers it with check-and-set when the plan says so.
 /// A check-and-set conflict means someone else changed the job: re-read, re-check
-/// ownership and re-plan, a few times at most.
+/// ownership and re-plan, a few times at most. Ownership is checked on the same job state
+/// the check-and-set index comes from: when the plan saw another `JobModifyIndex` than
+/// the job that was read, the job is read and checked again before anything is
+/// registered, so a job created or taken over in between is never overwritten.
 async fn plan_and_register(
     obj: &NomadJob,
     ctx: &Context,
@@ -303,13 +321,22 @@ async fn plan_and_register(
             if let Some(message) =
                 ownership(job.as_ref(), &namespace, &name).conflict_message(&desired.id)
             {
-                return Err(Error::Nomad(NomadError::Conflict(message)));
+                return Err(Error::OwnedElsewhere(message));
             }
         }
         let plan = ctx
             .nomad
             .plan_job(scope, &desired.id, &desired.job, true)
             .await?;
+        let read_index = job
+            .as_ref()
+            .and_then(|j| j.get("JobModifyIndex"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if plan.job_modify_index != read_index {
+            debug!(object = %ObjectRef::from_obj(obj), read_index, plan_index = plan.job_modify_index, "the job changed between read and plan; reading it again");
+            continue;
+        }
         status.plan = Some(plan_status(&plan));
         let diff = plan
             .diff
