@@ -1,0 +1,699 @@
+//! The scripted conversation, run as-is against both backends. Every step that needs a
+//! state (a deployment's outcome, allocations at rest) first polls, unrecorded, until
+//! the backend is there; only then the step's requests are recorded. Values the script
+//! reuses (IDs, indexes) come from the same side's earlier answers, and a missing value
+//! never panics: the comparison will show it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::client::Conv;
+
+const SEC: u64 = 1_000_000_000;
+
+/// A raw_exec task running `command args`.
+fn task(command: &str, args: &[&str]) -> Value {
+    json!({
+        "Name": "t",
+        "Driver": "raw_exec",
+        "Config": {"command": command, "args": args},
+        "Resources": {"CPU": 100, "MemoryMB": 32}
+    })
+}
+
+/// How a version of `web` behaves.
+#[derive(Clone, Copy)]
+enum Web {
+    /// `sleep 1000`, no meta.
+    V0,
+    /// `sleep 2000`, with meta (an edit of v0).
+    V1,
+    /// `/bin/false`, no restarts: every allocation fails.
+    Failing { auto_revert: bool },
+}
+
+/// The service job `web` in namespace `ns`: one allocation, a quick update block
+/// (1 s min healthy time, a 5 s progress deadline) and no rescheduling, so that every
+/// outcome is decided by the update block alone.
+fn web(ns: &str, v: Web) -> Value {
+    let mut group = json!({
+        "Name": "g",
+        "Count": 1,
+        "ReschedulePolicy": {"Attempts": 0, "Unlimited": false},
+        "Update": {
+            "MaxParallel": 1,
+            "MinHealthyTime": SEC,
+            "HealthyDeadline": 4 * SEC,
+            "ProgressDeadline": 5 * SEC,
+        },
+        "Tasks": [task("/bin/sleep", &["1000"])]
+    });
+    let mut job = json!({
+        "ID": "web",
+        "Namespace": ns,
+        "Type": "service",
+        "Datacenters": ["dc1"],
+        "TaskGroups": []
+    });
+    match v {
+        Web::V0 => {}
+        Web::V1 => {
+            group["Tasks"] = json!([task("/bin/sleep", &["2000"])]);
+            job["Meta"] = json!({"owner": "differential"});
+        }
+        Web::Failing { auto_revert } => {
+            group["Tasks"] = json!([task("/bin/false", &[])]);
+            group["RestartPolicy"] = json!({"Attempts": 0, "Mode": "fail"});
+            group["Update"]["AutoRevert"] = json!(auto_revert);
+            job["Meta"] = json!({"owner": "differential", "auto_revert": auto_revert.to_string()});
+        }
+    }
+    job["TaskGroups"] = json!([group]);
+    job
+}
+
+/// The batch job `batch` running `/bin/true` (`args` only to make an edit).
+fn batch(ns: &str, args: &[&str]) -> Value {
+    json!({
+        "ID": "batch",
+        "Namespace": ns,
+        "Type": "batch",
+        "Datacenters": ["dc1"],
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [task("/bin/true", args)]}]
+    })
+}
+
+fn arr(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+fn terminal(status: &Value) -> bool {
+    matches!(status.as_str(), Some("complete" | "failed" | "lost"))
+}
+
+/// Allocations at rest: stopped ones have finished, running ones have their health.
+fn allocs_at_rest(allocs: &Value) -> bool {
+    arr(allocs).iter().all(|a| {
+        let tasks_done = a["TaskStates"]
+            .as_object()
+            .is_some_and(|t| t.values().all(|t| t["State"] == "dead"));
+        if a["DesiredStatus"] != "run" || terminal(&a["ClientStatus"]) {
+            terminal(&a["ClientStatus"]) && tasks_done
+        } else {
+            a["ClientStatus"] == "running"
+                && (a["DeploymentID"].as_str().unwrap_or_default().is_empty()
+                    || a["DeploymentStatus"]["Healthy"].is_boolean())
+        }
+    })
+}
+
+fn evals_done(evals: &Value) -> bool {
+    arr(evals).iter().all(|e| {
+        matches!(
+            e["Status"].as_str(),
+            Some("complete" | "failed" | "canceled")
+        )
+    })
+}
+
+/// Polls until the job `id` is at rest: `extra` holds on its deployments, every
+/// evaluation is done, every allocation at rest. Records a timeout as a note.
+async fn settle(c: &mut Conv, what: &str, id: &str, extra: impl Fn(&Value, &Value) -> bool) {
+    let ok = c
+        .poll(|| async {
+            let job = c.quiet("GET", &format!("/v1/job/{id}"), None).await;
+            let deps = c
+                .quiet("GET", &format!("/v1/job/{id}/deployments"), None)
+                .await;
+            let evals = c
+                .quiet("GET", &format!("/v1/job/{id}/evaluations"), None)
+                .await;
+            let allocs = c
+                .quiet("GET", &format!("/v1/job/{id}/allocations"), None)
+                .await;
+            extra(&job.json, &deps.json) && evals_done(&evals.json) && allocs_at_rest(&allocs.json)
+        })
+        .await;
+    if !ok {
+        c.note(&format!("WAIT {what}"), "timed out");
+    }
+}
+
+/// A deployment of `version` with `status` among `deps`.
+fn has_deployment(deps: &Value, version: u64, status: &str) -> bool {
+    arr(deps)
+        .iter()
+        .any(|d| d["JobVersion"] == version && d["Status"] == status)
+}
+
+fn str_of(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_default().to_string()
+}
+
+/// The service job's life: plan new / identical / edited, check-and-set conflicts,
+/// deployments that succeed and fail, revert (with its errors), auto-revert, stable,
+/// deregister and purge.
+pub async fn service(mut c: Conv) -> Conv {
+    let ns = c.ns.clone();
+    let ns_body = json!({"Name": ns, "Description": "nomad-sim differential test"});
+    c.call("POST", &format!("/v1/namespace/{ns}"), Some(&ns_body), "")
+        .await;
+    c.call("GET", &format!("/v1/namespace/{ns}"), None, "")
+        .await;
+
+    // Nothing there yet.
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/versions",
+        "/v1/job/web/summary",
+        "/v1/job/web/deployment",
+        "/v1/job/web/deployments",
+        "/v1/job/web/allocations",
+        "/v1/job/web/evaluations",
+        "/v1/jobs",
+    ] {
+        c.call("GET", p, None, "nothing yet").await;
+    }
+
+    // Plan and register a new job with check-and-set 0.
+    let v0 = web(&ns, Web::V0);
+    c.call(
+        "POST",
+        "/v1/job/web/plan",
+        Some(&json!({"Job": v0, "Diff": true})),
+        "new",
+    )
+    .await;
+    c.call(
+        "POST",
+        "/v1/job/web/plan",
+        Some(&json!({"Job": v0})),
+        "new, no diff",
+    )
+    .await;
+    let reg = c
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(&json!({"Job": v0, "EnforceIndex": true, "JobModifyIndex": 0})),
+            "v0",
+        )
+        .await;
+    let eval0 = str_of(&reg.json, "EvalID");
+    settle(&mut c, "v0 deployed", "web", |_, d| {
+        has_deployment(d, 0, "successful")
+    })
+    .await;
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/versions",
+        "/v1/job/web/summary",
+        "/v1/job/web/deployment",
+        "/v1/job/web/deployments",
+        "/v1/job/web/allocations",
+        "/v1/job/web/evaluations",
+        "/v1/jobs",
+    ] {
+        c.call("GET", p, None, "v0 deployed").await;
+    }
+    let allocs = c.quiet("GET", "/v1/job/web/allocations", None).await.json;
+    let alloc0 = arr(&allocs)
+        .first()
+        .map(|a| str_of(a, "ID"))
+        .unwrap_or_default();
+    let dep = c.quiet("GET", "/v1/job/web/deployment", None).await.json;
+    let dep0 = str_of(&dep, "ID");
+    c.call("GET", &format!("/v1/allocation/{alloc0}"), None, "v0")
+        .await;
+    c.call(
+        "GET",
+        &format!("/v1/evaluation/{eval0}"),
+        None,
+        "v0 register",
+    )
+    .await;
+    c.call(
+        "GET",
+        &format!("/v1/evaluation/{eval0}/allocations"),
+        None,
+        "v0 register",
+    )
+    .await;
+    c.call("GET", &format!("/v1/deployment/{dep0}"), None, "v0")
+        .await;
+    c.call(
+        "GET",
+        &format!("/v1/deployment/allocations/{dep0}"),
+        None,
+        "v0",
+    )
+    .await;
+
+    // The same job again: no difference, and a register makes no new version.
+    let plan = c
+        .call(
+            "POST",
+            "/v1/job/web/plan",
+            Some(&json!({"Job": v0, "Diff": true})),
+            "identical",
+        )
+        .await;
+    let jmi0 = plan.json["JobModifyIndex"].as_u64().unwrap_or(0);
+    let again = c
+        .call(
+            "POST",
+            "/v1/job/web",
+            Some(&json!({"Job": v0})),
+            "identical",
+        )
+        .await;
+    let eval_again = str_of(&again.json, "EvalID");
+    settle(&mut c, "identical register evaluated", "web", |_, _| true).await;
+    c.call(
+        "GET",
+        "/v1/job/web/versions",
+        None,
+        "after identical register",
+    )
+    .await;
+    c.call(
+        "GET",
+        &format!("/v1/evaluation/{eval_again}"),
+        None,
+        "identical register",
+    )
+    .await;
+
+    // Check-and-set conflicts.
+    let v1 = web(&ns, Web::V1);
+    c.call(
+        "POST",
+        "/v1/job/web",
+        Some(&json!({"Job": v1, "EnforceIndex": true, "JobModifyIndex": 0})),
+        "CAS 0 on existing job",
+    )
+    .await;
+    c.call(
+        "POST",
+        "/v1/job/web",
+        Some(&json!({"Job": v1, "EnforceIndex": true, "JobModifyIndex": 999_999})),
+        "CAS stale index",
+    )
+    .await;
+    c.call(
+        "POST",
+        "/v1/job/web/plan",
+        Some(&json!({"Job": v1, "Diff": true})),
+        "edited",
+    )
+    .await;
+    c.call(
+        "POST",
+        "/v1/job/web",
+        Some(&json!({"Job": v1, "EnforceIndex": true, "JobModifyIndex": jmi0})),
+        "v1 with CAS",
+    )
+    .await;
+    settle(&mut c, "v1 deployed", "web", |_, d| {
+        has_deployment(d, 1, "successful")
+    })
+    .await;
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/deployments",
+        "/v1/job/web/allocations",
+        "/v1/job/web/evaluations",
+        "/v1/job/web/summary",
+    ] {
+        c.call("GET", p, None, "v1 deployed").await;
+    }
+    c.call(
+        "GET",
+        "/v1/job/web/versions?diffs=true",
+        None,
+        "v1 deployed",
+    )
+    .await;
+
+    // A version that fails: the deployment fails at its progress deadline.
+    let v2 = web(&ns, Web::Failing { auto_revert: false });
+    c.call(
+        "POST",
+        "/v1/job/web/plan",
+        Some(&json!({"Job": v2, "Diff": true})),
+        "failing",
+    )
+    .await;
+    c.call(
+        "POST",
+        "/v1/job/web",
+        Some(&json!({"Job": v2})),
+        "v2 failing",
+    )
+    .await;
+    settle(&mut c, "v2 failed", "web", |_, d| {
+        has_deployment(d, 2, "failed")
+    })
+    .await;
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/deployment",
+        "/v1/job/web/allocations",
+        "/v1/job/web/evaluations",
+        "/v1/job/web/summary",
+    ] {
+        c.call("GET", p, None, "v2 failed").await;
+    }
+    let allocs = c.quiet("GET", "/v1/job/web/allocations", None).await.json;
+    let failed = arr(&allocs)
+        .iter()
+        .find(|a| a["ClientStatus"] == "failed")
+        .map(|a| str_of(a, "ID"))
+        .unwrap_or_default();
+    c.call(
+        "GET",
+        &format!("/v1/allocation/{failed}"),
+        None,
+        "v2 failed",
+    )
+    .await;
+
+    // Revert: its errors, then back to v1 as v3.
+    for (body, note) in [
+        (
+            json!({"JobID": "web", "JobVersion": 1, "EnforcePriorVersion": 1}),
+            "wrong prior version",
+        ),
+        (
+            json!({"JobID": "web", "JobVersion": 2}),
+            "to the current version",
+        ),
+        (
+            json!({"JobID": "web", "JobVersion": 9}),
+            "to a version that does not exist",
+        ),
+        (
+            json!({"JobID": "other", "JobVersion": 1}),
+            "body ID differs",
+        ),
+        (
+            json!({"JobID": "web", "JobVersion": 1, "EnforcePriorVersion": 2}),
+            "to v1",
+        ),
+    ] {
+        c.call("POST", "/v1/job/web/revert", Some(&body), note)
+            .await;
+    }
+    settle(&mut c, "v3 deployed", "web", |_, d| {
+        has_deployment(d, 3, "successful")
+    })
+    .await;
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/versions",
+        "/v1/job/web/deployment",
+    ] {
+        c.call("GET", p, None, "v3 deployed").await;
+    }
+
+    // Auto-revert: v4 fails and Nomad itself registers v3's spec again as v5.
+    let v4 = web(&ns, Web::Failing { auto_revert: true });
+    c.call(
+        "POST",
+        "/v1/job/web",
+        Some(&json!({"Job": v4})),
+        "v4 failing, auto-revert",
+    )
+    .await;
+    settle(&mut c, "v4 reverted to v5", "web", |_, d| {
+        has_deployment(d, 4, "failed") && has_deployment(d, 5, "successful")
+    })
+    .await;
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/versions",
+        "/v1/job/web/deployments",
+        "/v1/job/web/evaluations",
+        "/v1/job/web/allocations",
+    ] {
+        c.call("GET", p, None, "auto-reverted").await;
+    }
+
+    // Stable by hand, and its errors.
+    for (body, note) in [
+        (
+            json!({"JobID": "web", "JobVersion": 5, "Stable": false}),
+            "unmark v5",
+        ),
+        (
+            json!({"JobID": "web", "JobVersion": 40, "Stable": true}),
+            "no such version",
+        ),
+    ] {
+        c.call("POST", "/v1/job/web/stable", Some(&body), note)
+            .await;
+    }
+    c.call("GET", "/v1/job/web", None, "v5 unmarked").await;
+    c.call("GET", "/v1/job/web/versions", None, "v5 unmarked")
+        .await;
+    let body = json!({"JobID": "web", "JobVersion": 5, "Stable": true});
+    c.call("POST", "/v1/job/web/stable", Some(&body), "mark v5 again")
+        .await;
+
+    // Deregister: a stopped new version.
+    c.call("DELETE", "/v1/job/web", None, "stop").await;
+    settle(&mut c, "web stopped", "web", |j, _| j["Status"] == "dead").await;
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/versions",
+        "/v1/job/web/allocations",
+        "/v1/job/web/summary",
+        "/v1/job/web/deployment",
+    ] {
+        c.call("GET", p, None, "stopped").await;
+    }
+    // Marking an older version stable writes that version back as the job.
+    let body = json!({"JobID": "web", "JobVersion": 4, "Stable": true});
+    c.call("POST", "/v1/job/web/stable", Some(&body), "older v4")
+        .await;
+    c.call("GET", "/v1/job/web", None, "v4 marked stable").await;
+    c.call("GET", "/v1/job/web/versions", None, "v4 marked stable")
+        .await;
+    // Purge.
+    c.call("DELETE", "/v1/job/web?purge=true", None, "purge")
+        .await;
+    for p in ["/v1/job/web", "/v1/job/web/versions", "/v1/jobs"] {
+        c.call("GET", p, None, "purged").await;
+    }
+    c.call("DELETE", "/v1/job/web", None, "no such job").await;
+    c
+}
+
+/// A batch job, blocking queries, HCL parsing and the error answers.
+pub async fn batch_and_errors(mut c: Conv) -> Conv {
+    let ns = c.ns.clone();
+    let ns_body = json!({"Name": ns, "Description": "nomad-sim differential test"});
+    c.call("POST", &format!("/v1/namespace/{ns}"), Some(&ns_body), "")
+        .await;
+
+    // A batch job runs to completion and never becomes stable.
+    let b0 = batch(&ns, &[]);
+    c.call(
+        "POST",
+        "/v1/job/batch/plan",
+        Some(&json!({"Job": b0, "Diff": true})),
+        "new",
+    )
+    .await;
+    c.call("POST", "/v1/jobs", Some(&json!({"Job": b0})), "batch")
+        .await;
+    settle(&mut c, "batch finished", "batch", |j, _| {
+        j["Status"] == "dead"
+    })
+    .await;
+    for p in [
+        "/v1/job/batch",
+        "/v1/job/batch/versions",
+        "/v1/job/batch/summary",
+        "/v1/job/batch/allocations",
+        "/v1/job/batch/evaluations",
+        "/v1/job/batch/deployment",
+        "/v1/job/batch/deployments",
+    ] {
+        c.call("GET", p, None, "finished").await;
+    }
+    c.call(
+        "POST",
+        "/v1/job/batch/plan",
+        Some(&json!({"Job": b0, "Diff": true})),
+        "identical",
+    )
+    .await;
+
+    // Blocking queries on the job: a wait that times out returns the same index; an
+    // old index returns at once; a change wakes a parked query with a newer index.
+    let job = c.quiet("GET", "/v1/job/batch", None).await;
+    let idx = job.index.unwrap_or(0);
+    let t = Instant::now();
+    let r = c
+        .call_raw(
+            &c.label("GET", "/v1/job/batch?index=N&wait=1s", "times out"),
+            "GET",
+            &format!("/v1/job/batch?index={idx}&wait=1s"),
+            None,
+        )
+        .await;
+    let waited = t.elapsed();
+    c.fact(
+        "blocking query that times out",
+        json!({"same index": r.index == Some(idx), "waited 1s": waited >= Duration::from_millis(950)}),
+    );
+    let t = Instant::now();
+    let r = c
+        .call("GET", "/v1/job/batch?index=1&wait=30s", None, "old index")
+        .await;
+    c.fact(
+        "blocking query with an old index",
+        json!({"newer index": r.index.unwrap_or(0) > 1, "at once": t.elapsed() < Duration::from_secs(5)}),
+    );
+    let b1 = batch(&ns, &["edited"]);
+    let register_label = c.label("POST", "/v1/job/batch", "edited while a query waits");
+    let body = json!({"Job": b1}).to_string().into_bytes();
+    let blocking_path = format!("/v1/job/batch?index={idx}&wait=30s");
+    let ((woken, woken_resp), (reg, _)) = tokio::join!(
+        c.exchange("woken query", "GET", &blocking_path, None),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            c.exchange(&register_label, "POST", "/v1/job/batch", Some(body))
+                .await
+        }
+    );
+    c.log.push(reg);
+    // Only what is certain: whether the job shows `pending` or a later status by the
+    // time the query runs again depends on the scheduler's pace.
+    c.fact(
+        "blocking query woken by a change",
+        json!({"status": woken.status, "newer index": woken_resp.index.unwrap_or(0) > idx,
+               "version": woken_resp.json["Version"]}),
+    );
+    settle(&mut c, "batch v1 finished", "batch", |j, _| {
+        j["Status"] == "dead" && j["Version"] == 1
+    })
+    .await;
+    c.call("GET", "/v1/job/batch/summary", None, "v1 finished")
+        .await;
+    c.call("GET", "/v1/job/batch/allocations", None, "v1 finished")
+        .await;
+
+    // HCL.
+    let hcl = r#"job "parsed" {
+  datacenters = ["dc1"]
+  type        = "batch"
+  meta {
+    owner = "differential"
+  }
+  group "g" {
+    count = 2
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/true"
+        args    = ["a", "b"]
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+"#;
+    for (body, note) in [
+        (json!({"JobHCL": hcl}), "as written"),
+        (
+            json!({"JobHCL": hcl, "Canonicalize": true}),
+            "canonicalized",
+        ),
+        (json!({"JobHCL": ""}), "empty"),
+        (json!({"JobHCL": "job \"x\" {"}), "broken"),
+    ] {
+        c.call("POST", "/v1/jobs/parse", Some(&body), note).await;
+    }
+
+    // Errors.
+    c.call_raw(
+        &c.label("POST", "/v1/jobs", "invalid JSON"),
+        "POST",
+        "/v1/jobs",
+        Some(b"{not json".to_vec()),
+    )
+    .await;
+    c.call_raw(
+        &c.label("POST", "/v1/jobs", "empty body"),
+        "POST",
+        "/v1/jobs",
+        None,
+    )
+    .await;
+    let mut no_groups = batch(&ns, &[]);
+    no_groups["TaskGroups"] = json!([]);
+    let mut bad_type = batch(&ns, &[]);
+    bad_type["Type"] = json!("bogus");
+    let mut other_ns = batch(&ns, &[]);
+    other_ns["Namespace"] = json!("no-such-namespace");
+    let mut wrong_field = batch(&ns, &[]);
+    wrong_field["Priority"] = json!("high");
+    for (path, body, note) in [
+        ("/v1/jobs", json!({}), "no job"),
+        ("/v1/jobs", json!({"Job": no_groups}), "no task groups"),
+        ("/v1/jobs", json!({"Job": bad_type}), "bogus type"),
+        ("/v1/jobs", json!({"Job": other_ns}), "no such namespace"),
+        ("/v1/jobs", json!({"Job": wrong_field}), "string priority"),
+        ("/v1/job/other", json!({"Job": b1}), "path ID differs"),
+        (
+            "/v1/job/batch/plan",
+            json!({"Job": no_groups}),
+            "no task groups",
+        ),
+        ("/v1/job/other/plan", json!({"Job": b1}), "path ID differs"),
+        (
+            "/v1/job/nope/revert",
+            json!({"JobID": "nope", "JobVersion": 0}),
+            "no such job",
+        ),
+        (
+            "/v1/job/nope/stable",
+            json!({"JobID": "nope", "JobVersion": 0, "Stable": true}),
+            "no such job",
+        ),
+        ("/v1/job/nope/evaluate", json!({}), "no such job"),
+    ] {
+        c.call("POST", path, Some(&body), note).await;
+    }
+    let missing = "6e1c7c1e-0000-4000-8000-000000000000";
+    for p in [
+        format!("/v1/allocation/{missing}"),
+        format!("/v1/evaluation/{missing}"),
+        format!("/v1/deployment/{missing}"),
+        "/v1/job/nope/summary".to_string(),
+        "/v1/jobs?index=abc".to_string(),
+        "/v1/jobs?wait=forever".to_string(),
+        "/v1/job/batch?region=nowhere".to_string(),
+        "/v1/bogus".to_string(),
+        "/nothing".to_string(),
+    ] {
+        c.call("GET", &p, None, "error").await;
+    }
+    for (m, p) in [
+        ("DELETE", "/v1/jobs"),
+        ("PUT", "/v1/job/batch/summary"),
+        ("GET", "/v1/job/batch/plan"),
+    ] {
+        c.call(m, p, None, "wrong method").await;
+    }
+
+    c.call("DELETE", "/v1/job/batch?purge=true", None, "purge")
+        .await;
+    c
+}
