@@ -53,13 +53,13 @@ impl AdminState {
     }
 
     /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
+    fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::SeqCst)
     }
 }
 
 /// The admin routes.
-pub fn router(state: AdminState) -> Router {
+fn router(state: AdminState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -96,7 +96,6 @@ pub async fn serve(
         .await
 }
 
-/// Counts `NomadJob`s by the status of their `Ready` condition: `(True, False, Unknown)`.
 #[cfg(test)]
 mod tests {
     use super::*;

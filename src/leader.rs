@@ -132,7 +132,7 @@ pub struct Timing {
 
 impl Timing {
     /// Checks `0 < retry < renew deadline < lease duration`.
-    pub fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         if self.retry_period.is_zero() {
             return Err("--lease-retry-period must be positive".into());
         }
@@ -175,7 +175,7 @@ impl LeaseLock {
     }
 
     /// This candidate's identity.
-    pub fn identity(&self) -> &str {
+    fn identity(&self) -> &str {
         &self.identity
     }
 
@@ -251,7 +251,7 @@ impl LeaseLock {
     }
 
     /// Gives the Lease up if this candidate holds it, so a standby takes over at once.
-    pub async fn release(&mut self) -> Result<(), kube::Error> {
+    async fn release(&mut self) -> Result<(), kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             return Ok(());
         };

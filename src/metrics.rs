@@ -11,37 +11,37 @@ use prometheus_client::registry::Registry;
 
 /// Labels of a reconcile: its outcome and, on error, the error category.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileLabels {
+struct ReconcileLabels {
     /// `success` or `error`.
-    pub outcome: String,
+    outcome: String,
     /// Error category (empty on success).
-    pub category: String,
+    category: String,
 }
 
 /// Labels of a Nomad API call: the endpoint template and the HTTP status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct NomadCallLabels {
+struct NomadCallLabels {
     /// `METHOD /v1/path` with IDs replaced by `:id`.
-    pub endpoint: String,
+    endpoint: String,
     /// HTTP status code, or `error` when no answer came back.
-    pub status: String,
+    status: String,
 }
 
 /// Labels of the objects gauge: the status of their `Ready` condition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReadyLabels {
+struct ReadyLabels {
     /// `True`, `False` or `Unknown` (no condition yet).
-    pub ready: String,
+    ready: String,
 }
 
 /// The operator's metrics and the registry that exposes them.
 pub struct Metrics {
     /// Registry rendered at `/metrics`.
-    pub registry: Registry,
+    registry: Registry,
     /// Reconciles by outcome and error category.
-    pub reconciles: Family<ReconcileLabels, Counter>,
+    reconciles: Family<ReconcileLabels, Counter>,
     /// Reconcile duration in seconds, by outcome and error category.
-    pub reconcile_duration: Family<ReconcileLabels, Histogram>,
+    reconcile_duration: Family<ReconcileLabels, Histogram>,
     /// Jobs registered in Nomad.
     pub registers: Counter,
     /// Reverts made by the operator.
@@ -51,9 +51,9 @@ pub struct Metrics {
     /// 1 while this replica is the leader.
     pub leader: Gauge,
     /// Nomad API calls by endpoint and status.
-    pub nomad_calls: Family<NomadCallLabels, Counter>,
+    nomad_calls: Family<NomadCallLabels, Counter>,
     /// `NomadJob` objects by the status of their `Ready` condition.
-    pub objects: Family<ReadyLabels, Gauge>,
+    objects: Family<ReadyLabels, Gauge>,
     /// The last `Ready` status seen per object, behind the objects gauge.
     ready_states: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }

@@ -2,7 +2,6 @@
 
 use super::client::{Blocking, Call, Indexed, NomadClient, Scope};
 use super::error::NomadError;
-use super::jobs::Nullable;
 use super::types::{Allocation, AllocationListStub};
 
 impl NomadClient {
@@ -17,9 +16,7 @@ impl NomadClient {
         let call = Call::get(scope, &["allocations"])
             .prefix(prefix)
             .blocking(blocking);
-        self.execute::<Nullable<Vec<AllocationListStub>>>(call)
-            .await
-            .map(|r| r.map(Nullable::into_inner))
+        self.execute_nullable(call).await
     }
 
     /// `GET /v1/allocation/:id`: one allocation (full UUID) in detail.
@@ -41,8 +38,6 @@ impl NomadClient {
         if all {
             call = call.query("all", "true");
         }
-        self.execute::<Nullable<Vec<AllocationListStub>>>(call)
-            .await
-            .map(|r| r.map(Nullable::into_inner))
+        self.execute_nullable(call).await
     }
 }

@@ -11,8 +11,7 @@ use serde::Deserialize;
 
 use super::client::{Blocking, Call, NomadClient, Scope};
 use super::error::NomadError;
-use super::jobs::Nullable;
-use super::types::nullable;
+use super::types::{Nullable, nullable};
 
 /// A list whose changes can be followed with blocking queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +50,7 @@ pub struct ChangeEntry {
     #[serde(rename = "Namespace", default, deserialize_with = "nullable")]
     pub namespace: String,
     /// The job the item belongs to (absent on jobs themselves).
-    #[serde(rename = "JobID", default)]
+    #[serde(rename = "JobID", default, deserialize_with = "nullable")]
     pub job_id: Option<String>,
     /// Moves on every change of the item.
     #[serde(rename = "ModifyIndex", default, deserialize_with = "nullable")]

@@ -13,8 +13,9 @@ use tokio::sync::mpsc;
 
 use super::chunks::{CHUNKS_IN_FLIGHT, ChunkReader};
 use super::config::{NomadConfig, Token, format_wait};
-use super::error::{NomadError, Operation, classify, redact, truncate};
+use super::error::{NomadError, Operation, classify, error_chain, redact, truncate};
 use super::tls;
+use super::types::Nullable;
 
 /// A success answer whose body is still to be read.
 struct Sent {
@@ -42,22 +43,12 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// The client's defaults.
-    pub fn default_scope() -> Self {
-        Self::default()
-    }
-
-    /// A given namespace in the default region.
-    pub fn namespace(namespace: impl Into<String>) -> Self {
+    /// Every namespace (`namespace=*`) in the default region, for list calls.
+    pub fn all_namespaces() -> Self {
         Self {
-            namespace: Some(namespace.into()),
+            namespace: Some("*".to_owned()),
             region: None,
         }
-    }
-
-    /// Every namespace (`namespace=*`), for list calls.
-    pub fn all_namespaces() -> Self {
-        Self::namespace("*")
     }
 
     /// The same scope in another region.
@@ -85,7 +76,7 @@ impl Blocking {
 
     /// The time to allow for the whole request: Nomad's wait, its jitter, and the
     /// ordinary request timeout on top.
-    pub fn request_timeout(&self, base: Duration) -> Duration {
+    fn request_timeout(&self, base: Duration) -> Duration {
         base + self.wait + self.wait / 16
     }
 }
@@ -101,7 +92,7 @@ pub struct Indexed<T> {
 
 impl<T> Indexed<T> {
     /// Applies `f` to the value, keeping the index.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Indexed<U> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Indexed<U> {
         Indexed {
             index: self.index,
             value: f(self.value),
@@ -151,7 +142,7 @@ impl NomadClient {
     /// Builds a client from `config`: parses the address, prepares the token header and
     /// the TLS settings. Installs rustls' `ring` provider for the process if none is.
     pub fn new(config: &NomadConfig) -> Result<Self, NomadError> {
-        install_crypto_provider();
+        tls::install_crypto_provider();
         let base = parse_addr(&config.addr)?;
         let shown_addr = shown_addr(&base);
         let token = config.token.clone().filter(|t| !t.is_empty());
@@ -217,11 +208,6 @@ impl NomadClient {
         }
     }
 
-    /// The namespace and region used when a [`Scope`] leaves them out.
-    pub fn default_scope(&self) -> &Scope {
-        &self.inner.defaults
-    }
-
     /// Sends `call` and decodes the JSON answer, with its `X-Nomad-Index`.
     pub(crate) async fn execute<T: DeserializeOwned>(
         &self,
@@ -238,6 +224,16 @@ impl NomadClient {
             index: sent.index,
             value,
         })
+    }
+
+    /// Like [`execute`](Self::execute), for answers Go may send as `null` (nil lists):
+    /// `null` reads as the type's default.
+    pub(crate) async fn execute_nullable<T: DeserializeOwned + Default>(
+        &self,
+        call: Call<'_>,
+    ) -> Result<Indexed<T>, NomadError> {
+        let answer = self.execute::<Nullable<T>>(call).await?;
+        Ok(answer.map(Nullable::into_inner))
     }
 
     /// Like [`execute`](Self::execute), but decodes the body while it arrives instead
@@ -463,7 +459,7 @@ impl<'a> Call<'a> {
     }
 
     /// Sets the JSON body.
-    pub(crate) fn body(mut self, body: serde_json::Value) -> Self {
+    fn body(mut self, body: serde_json::Value) -> Self {
         self.body = Some(body);
         self
     }
@@ -495,12 +491,6 @@ fn endpoint_label(method: &Method, segments: &[&str]) -> String {
         });
     }
     label
-}
-
-/// Installs rustls' `ring` provider as the process default, unless one already is.
-fn install_crypto_provider() {
-    // An error only means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Parses and checks the Nomad address.
@@ -556,20 +546,6 @@ fn header_index(headers: &HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// An error and its sources, joined by `: `, repeated texts dropped.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// A Nomad ACL token (the secret ID), sent as `X-Nomad-Token`.
 ///
-/// It never prints: `Debug` and `Display` show `<redacted>`. Use [`Token::expose`] to read it.
+/// It never prints: `Debug` and `Display` show `<redacted>`; only the client reads it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
 
@@ -21,12 +21,12 @@ impl Token {
     }
 
     /// The secret itself, for the one place that must send it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// True when the token is the empty string (treated as "no token").
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
@@ -64,11 +64,11 @@ impl From<&str> for Token {
 }
 
 /// The default Nomad address, as the Nomad CLI uses it.
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:4646";
+const DEFAULT_ADDR: &str = "http://127.0.0.1:4646";
 /// The default time allowed to open a TCP (and TLS) connection.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default time allowed for one request; blocking queries add their wait to it.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Connection settings for the Nomad HTTP API.
 ///
@@ -153,7 +153,7 @@ impl NomadConfig {
     }
 
     /// True when any TLS setting is present (CA, client certificate, skip-verify, server name).
-    pub fn has_tls_settings(&self) -> bool {
+    pub(crate) fn has_tls_settings(&self) -> bool {
         self.ca_cert.is_some()
             || self.client_cert.is_some()
             || self.client_key.is_some()

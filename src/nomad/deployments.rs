@@ -2,7 +2,6 @@
 
 use super::client::{Blocking, Call, Indexed, NomadClient, Scope};
 use super::error::NomadError;
-use super::jobs::Nullable;
 use super::types::Deployment;
 
 impl NomadClient {
@@ -17,9 +16,7 @@ impl NomadClient {
         let call = Call::get(scope, &["deployments"])
             .prefix(prefix)
             .blocking(blocking);
-        self.execute::<Nullable<Vec<Deployment>>>(call)
-            .await
-            .map(|r| r.map(Nullable::into_inner))
+        self.execute_nullable(call).await
     }
 
     /// `GET /v1/job/:id/deployment`: the job's latest deployment; `None` when it has
@@ -41,7 +38,6 @@ impl NomadClient {
         id: &str,
     ) -> Result<Vec<Deployment>, NomadError> {
         let call = Call::get(scope, &["job", id, "deployments"]);
-        let answer = self.execute::<Nullable<Vec<Deployment>>>(call).await?;
-        Ok(answer.value.into_inner())
+        Ok(self.execute_nullable(call).await?.value)
     }
 }

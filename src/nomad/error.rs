@@ -201,6 +201,20 @@ pub(crate) fn truncate(text: String, max: usize) -> String {
     }
 }
 
+/// An error and its sources, joined by `: `, repeated texts dropped.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
 /// Replaces every occurrence of the secret (if any, and non-empty) with `<redacted>`.
 pub(crate) fn redact(text: String, secret: Option<&str>) -> String {
     match secret {

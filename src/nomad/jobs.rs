@@ -12,7 +12,7 @@ use super::encoding::base64_encode;
 use super::error::{NomadError, Operation};
 use super::types::{
     Evaluation, JobDeregisterResponse, JobDispatchResponse, JobListStub, JobPlanResponse,
-    JobRegisterResponse, JobStabilityResponse, JobSummary, PeriodicForceResponse,
+    JobRegisterResponse, JobStabilityResponse, JobSummary, PeriodicForceResponse, nullable,
 };
 
 impl NomadClient {
@@ -27,9 +27,7 @@ impl NomadClient {
         let call = Call::get(scope, &["jobs"])
             .prefix(prefix)
             .blocking(blocking);
-        self.execute::<Nullable<Vec<JobListStub>>>(call)
-            .await
-            .map(|r| r.map(Nullable::into_inner))
+        self.execute_nullable(call).await
     }
 
     /// `POST /v1/job/:id` (or `/v1/jobs` for a job without `ID`): registers `job`.
@@ -148,8 +146,7 @@ impl NomadClient {
         id: &str,
     ) -> Result<Vec<Evaluation>, NomadError> {
         let call = Call::get(scope, &["job", id, "evaluations"]);
-        let answer = self.execute::<Nullable<Vec<Evaluation>>>(call).await?;
-        Ok(answer.value.into_inner())
+        Ok(self.execute_nullable(call).await?.value)
     }
 
     /// `POST /v1/jobs/parse`: converts HCL to the JSON job Nomad's API takes.
@@ -207,26 +204,14 @@ fn with_index<T>(answer: Indexed<T>, index: impl FnOnce(&mut T) -> &mut u64) -> 
     value
 }
 
-/// A list body that may be `null` (Go's nil slice).
-#[derive(Deserialize)]
-#[serde(transparent)]
-pub(crate) struct Nullable<T>(Option<T>);
-
-impl<T: Default> Nullable<T> {
-    /// The value, or the default for `null`.
-    pub(crate) fn into_inner(self) -> T {
-        self.0.unwrap_or_default()
-    }
-}
-
 /// The two shapes of `GET /v1/job/:id/versions`.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum VersionsAnswer {
     /// `{"Versions": [...], "Diffs": ...}` (what Nomad sends).
     Wrapped {
-        #[serde(rename = "Versions", default)]
-        versions: Option<Vec<Value>>,
+        #[serde(rename = "Versions", default, deserialize_with = "nullable")]
+        versions: Vec<Value>,
     },
     /// `[...]` (what the 0.6 documentation shows).
     Bare(Vec<Value>),
@@ -235,8 +220,7 @@ enum VersionsAnswer {
 impl VersionsAnswer {
     fn into_versions(self) -> Vec<Value> {
         match self {
-            Self::Wrapped { versions } => versions.unwrap_or_default(),
-            Self::Bare(versions) => versions,
+            Self::Wrapped { versions } | Self::Bare(versions) => versions,
         }
     }
 }

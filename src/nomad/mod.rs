@@ -32,9 +32,6 @@ pub mod types;
 
 pub use changes::{ChangeEntry, ChangeFeed, Changes};
 pub use client::{Blocking, CallHook, Indexed, NomadClient, Scope};
-pub use config::{
-    DEFAULT_ADDR, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, NomadConfig, Token,
-    parse_duration,
-};
+pub use config::{NomadConfig, Token, parse_duration};
 pub use error::NomadError;
 pub use types::*;

@@ -17,9 +17,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::client::error_chain;
 use super::config::NomadConfig;
-use super::error::NomadError;
+use super::error::{NomadError, error_chain};
+
+/// Installs rustls' `ring` provider as the process default, unless one already is.
+pub(crate) fn install_crypto_provider() {
+    // An error only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// Applies the TLS settings of `config` to `builder`.
 pub(crate) fn configure(
@@ -102,7 +107,7 @@ fn rustls_config(
     Ok(tls)
 }
 
-/// The process's crypto provider (installed by the client), else `ring`.
+/// The process's crypto provider (see [`install_crypto_provider`]), else `ring`.
 fn crypto_provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default()
         .cloned()

@@ -15,6 +15,8 @@
 //!   `LastRestart`), where older releases sent the zero time `0001-01-01T00:00:00Z`.
 //!   `Option` is used only where "not sent" means something other than "empty" (a plan's
 //!   diff, an allocation's deployment health, `Healthy` itself).
+//! - **Whole answers** that Go may send as `null` (the list endpoints' nil slices) are
+//!   read through `Nullable`, the same rule for a body instead of a field.
 //!
 //! Jobs themselves stay `serde_json::Value` so that nothing the operator does not model
 //! is lost. `fixture_tests` feeds these types the answers recorded from a real Nomad
@@ -52,4 +54,31 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A whole answer that Go may send as `null` (a nil slice or map), read as the type's
+/// default just like a [`nullable`] field.
+#[derive(Deserialize)]
+#[serde(transparent, bound(deserialize = "T: Deserialize<'de> + Default"))]
+pub(crate) struct Nullable<T>(#[serde(deserialize_with = "nullable")] T);
+
+impl<T> Nullable<T> {
+    /// The value (the default for `null`).
+    pub(crate) fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Nullable;
+
+    #[test]
+    fn a_null_answer_reads_as_the_default() {
+        let null: Nullable<Vec<u32>> = serde_json::from_str("null").expect("null");
+        assert!(null.into_inner().is_empty());
+        let list: Nullable<Vec<u32>> = serde_json::from_str("[1,2]").expect("list");
+        assert_eq!(list.into_inner(), [1, 2]);
+        assert!(serde_json::from_str::<Nullable<Vec<u32>>>("{}").is_err());
+    }
 }
