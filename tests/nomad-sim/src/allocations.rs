@@ -92,6 +92,8 @@ pub(crate) struct Placement<'a> {
     pub deployment_id: Option<&'a str>,
     pub canary: bool,
     pub previous: Option<String>,
+    /// A reschedule of `previous` (which then counts in the reschedule tracker).
+    pub rescheduled: bool,
 }
 
 fn update_strategy_ns(job: &Obj, group_name: &str, k: &str) -> u64 {
@@ -139,7 +141,7 @@ impl State {
         }
         let mut reschedule_times = Vec::new();
         if let Some(prev) = p.previous.as_ref().and_then(|pid| self.allocs.get(pid))
-            && prev.client_status == "failed"
+            && p.rescheduled
         {
             reschedule_times = prev.reschedule_times.clone();
             reschedule_times.push(now);
@@ -153,6 +155,7 @@ impl State {
             job_id: p.key.1.clone(),
             task_group: p.group.to_string(),
             job: p.spec.clone(),
+            job_snap: self.job_snap(p.key),
             job_version: p.version,
             job_create_index: p.job_create_index,
             job_modify_index: p.job_modify_index,
@@ -167,6 +170,7 @@ impl State {
             previous_allocation: p.previous.clone().unwrap_or_default(),
             next_allocation: String::new(),
             reschedule_times,
+            reschedule_transition: false,
             reschedule_at: None,
             health_gen: 1,
             deploy_epoch: 1,
@@ -221,11 +225,16 @@ impl State {
     ) {
         let scale_hd;
         let schedule_healthy;
+        let snap = match self.allocs.get(alloc_id) {
+            Some(a) => self.job_snap(&a.key()),
+            None => return,
+        };
         {
             let Some(a) = self.allocs.get_mut(alloc_id) else {
                 return;
             };
             a.job = spec.clone();
+            a.job_snap = snap;
             a.job_version = version;
             a.job_modify_index = jmi;
             a.modify_index = idx;
@@ -296,14 +305,27 @@ impl State {
         a.modify_time = now_ns();
         a.health_gen += 1;
         let mut any_live = false;
-        for t in a.tasks.values_mut() {
+        let kill_timeouts: std::collections::BTreeMap<String, u64> =
+            tasks(group(&a.job, &a.task_group).unwrap_or(&Obj::new()))
+                .filter_map(|t| {
+                    Some((
+                        s(t, "Name")?.to_string(),
+                        u(t, "KillTimeout").unwrap_or(5 * SEC),
+                    ))
+                })
+                .collect();
+        for (name, t) in a.tasks.iter_mut() {
             if t.state != "dead" {
                 any_live = true;
                 t.gn += 1;
-                let mut ev =
-                    TaskEvent::new("Killing", "Sent interrupt. Waiting 5s before force killing")
-                        .detail("kill_timeout", 5 * SEC);
-                ev.kill_timeout = i64::try_from(5 * SEC).unwrap_or(0);
+                let timeout = kill_timeouts.get(name).copied().unwrap_or(5 * SEC);
+                let shown = format_go_duration(timeout);
+                let mut ev = TaskEvent::new(
+                    "Killing",
+                    &format!("Sent interrupt. Waiting {shown} before force killing"),
+                )
+                .detail("kill_timeout", &shown);
+                ev.kill_timeout = i64::try_from(timeout).unwrap_or(0);
                 t.events.push(ev);
             }
         }
@@ -400,7 +422,7 @@ impl State {
             };
             if !t.events.iter().any(|e| e.kind == "Task Setup") {
                 t.events
-                    .push(TaskEvent::new("Task Setup", "Building Task Directory"));
+                    .push(TaskEvent::new("Task Setup", "").message("Building Task Directory"));
             }
             t.events
                 .push(TaskEvent::new("Started", "Task started by client"));
@@ -450,8 +472,12 @@ impl State {
             return;
         }
         let job_type = s(&a.job, "Type").unwrap_or("service").to_string();
-        let policy = group(&a.job, &a.task_group)
-            .and_then(|g| o(g, "RestartPolicy"))
+        // The task's own policy (canonical jobs copy the group's into every task).
+        let g = group(&a.job, &a.task_group);
+        let policy = g
+            .and_then(|g| tasks(g).find(|t| s(t, "Name") == Some(task)))
+            .and_then(|t| o(t, "RestartPolicy"))
+            .or_else(|| g.and_then(|g| o(g, "RestartPolicy")))
             .cloned()
             .unwrap_or_default();
         let idx = self.bump();
@@ -497,10 +523,14 @@ impl State {
                 t.events.push(ev);
                 restart_after = Some(t.gn);
             } else {
-                let reason = format!(
-                    "Exceeded allowed attempts {attempts} in interval {} and mode is \"fail\"",
-                    format_go_duration(interval)
-                );
+                let reason = if attempts == 0 {
+                    "Policy allows no restarts".to_string()
+                } else {
+                    format!(
+                        "Exceeded allowed attempts {attempts} in interval {} and mode is \"fail\"",
+                        format_go_duration(interval)
+                    )
+                };
                 let mut ev = TaskEvent::new("Not Restarting", &reason)
                     .detail("fails_task", true)
                     .detail("restart_reason", &reason);
@@ -566,6 +596,16 @@ impl State {
             for t in a.tasks.values_mut() {
                 if t.state != "dead" {
                     t.gn += 1;
+                    if t.state == "running" {
+                        // raw_exec's kill signal is SIGINT: the process exits 128 + 2.
+                        let mut ev = TaskEvent::new("Terminated", "Exit Code: 130, Signal: 2")
+                            .detail("exit_code", 130)
+                            .detail("signal", 2)
+                            .detail("oom_killed", false);
+                        ev.exit_code = 130;
+                        ev.signal = 2;
+                        t.events.push(ev);
+                    }
                     t.events
                         .push(TaskEvent::new("Killed", "Task successfully killed"));
                     t.state = "dead".into();
@@ -607,7 +647,7 @@ impl State {
             a.modify_index = idx;
         }
         self.touch(Table::Allocs, idx);
-        self.deployment_alloc_health_changed(&dep, idx);
+        self.deployment_alloc_health_changed(&dep, alloc_id, idx);
     }
 
     fn alloc_healthy_deadline(&mut self, alloc_id: &str, epoch: u64) {
@@ -641,12 +681,13 @@ impl State {
             modify_index: idx,
         });
         for t in a.tasks.values_mut() {
-            t.events.push(TaskEvent::new("Alloc Unhealthy", why));
+            t.events
+                .push(TaskEvent::new("Alloc Unhealthy", "").message(why));
         }
         a.modify_index = idx;
         let dep = a.deployment_id.clone();
         self.touch(Table::Allocs, idx);
-        self.deployment_alloc_health_changed(&dep, idx);
+        self.deployment_alloc_health_changed(&dep, alloc_id, idx);
     }
 
     /// A failed/complete/lost allocation: decide rescheduling and let the

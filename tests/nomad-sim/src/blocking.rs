@@ -41,7 +41,8 @@ pub(crate) fn parse_blocking(
 
 /// Runs `query` under the state lock; when `min_index > 0` and the returned
 /// index is not past it, waits for a write to one of `tables` (or the wait to
-/// elapse, or server shutdown) and runs it again. Returns `(index >= 1, body)`.
+/// elapse, or server shutdown) and runs it again. Returns `(index, body)`; the index
+/// is 0 for a table never written, as Nomad answers.
 pub(crate) async fn blocking_query<F>(
     inner: &Inner,
     shutdown: &watch::Receiver<bool>,
@@ -67,7 +68,6 @@ where
             let st = inner.lock_state();
             query(&st)?
         };
-        let idx = idx.max(1);
         if min_index == 0 || idx > min_index || Instant::now() >= deadline || *shutdown.borrow() {
             return Ok((idx, body));
         }

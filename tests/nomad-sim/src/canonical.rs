@@ -120,7 +120,7 @@ pub(crate) fn default_update() -> Obj {
     }
 }
 
-fn canonical_update(user: &Obj) -> Obj {
+pub(crate) fn canonical_update(user: &Obj) -> Obj {
     let mut out = user.clone();
     for (k, v) in default_update() {
         set_default(&mut out, &k, v);
@@ -160,66 +160,148 @@ fn reschedule_defaults(job_type: &str) -> Option<Value> {
     }
 }
 
-/// An error a Go JSON decoder would raise for a field of the wrong type (HTTP 400).
-fn type_error(v: &Value, field: &str, go_type: &str) -> String {
-    let got = match v {
-        Value::String(_) => "string",
-        Value::Bool(_) => "bool",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-        Value::Number(_) => "number",
-        Value::Null => "null",
+/// An error Go's JSON decoder raises for a field of the wrong type (HTTP 400):
+/// `json: cannot unmarshal string into Go struct field TaskGroup.Job.TaskGroups.Count of
+/// type int` (the struct holding the field, then the field's path from the request).
+fn type_error(v: &Value, strukt: &str, path: &str, go_type: &str) -> String {
+    let kind = crate::gojson::kind(v, go_type == "int");
+    format!("json: cannot unmarshal {kind} into Go struct field {strukt}.{path} of type {go_type}")
+}
+
+/// The Go type of a field as far as the decoder checks it.
+#[derive(Clone, Copy)]
+enum GoType {
+    Str,
+    Int,
+    Bool,
+    Strings,
+    StringMap,
+    AnyMap,
+}
+
+impl GoType {
+    fn name(self) -> &'static str {
+        match self {
+            GoType::Str => "string",
+            GoType::Int => "int",
+            GoType::Bool => "bool",
+            GoType::Strings => "[]string",
+            GoType::StringMap => "map[string]string",
+            GoType::AnyMap => "map[string]interface {}",
+        }
+    }
+}
+
+/// Checks `m[k]` against `t`; `null` always decodes.
+fn check(m: &Obj, k: &str, t: GoType, strukt: &str, prefix: &str) -> Result<(), String> {
+    let Some(v) = m.get(k).filter(|v| !v.is_null()) else {
+        return Ok(());
     };
-    format!("json: cannot unmarshal {got} into Go struct field {field} of type {go_type}")
-}
-
-fn check_int(m: &Obj, k: &str, field: &str) -> Result<(), String> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(()),
-        Some(v) if v.as_i64().is_some() => Ok(()),
-        Some(v) => Err(type_error(v, field, "int")),
+    let path = format!("{prefix}.{k}");
+    let ok = match t {
+        GoType::Str => v.is_string(),
+        GoType::Int => v.as_i64().is_some(),
+        GoType::Bool => v.is_boolean(),
+        GoType::AnyMap => v.is_object(),
+        GoType::Strings => match v.as_array() {
+            None => false,
+            Some(items) => {
+                if let Some(bad) = items.iter().find(|x| !x.is_string() && !x.is_null()) {
+                    return Err(type_error(bad, strukt, &path, "string"));
+                }
+                true
+            }
+        },
+        GoType::StringMap => match v.as_object() {
+            None => false,
+            Some(items) => {
+                if let Some(bad) = items.values().find(|x| !x.is_string() && !x.is_null()) {
+                    return Err(type_error(bad, strukt, &path, "string"));
+                }
+                true
+            }
+        },
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(type_error(v, strukt, &path, t.name()))
     }
 }
 
-fn check_str(m: &Obj, k: &str, field: &str) -> Result<(), String> {
-    match m.get(k) {
-        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
-        Some(v) => Err(type_error(v, field, "string")),
-    }
-}
+const JOB_FIELDS: &[(&str, GoType)] = &[
+    ("ID", GoType::Str),
+    ("Name", GoType::Str),
+    ("Type", GoType::Str),
+    ("Region", GoType::Str),
+    ("Namespace", GoType::Str),
+    ("ParentID", GoType::Str),
+    ("Priority", GoType::Int),
+    ("AllAtOnce", GoType::Bool),
+    ("Stop", GoType::Bool),
+    ("Datacenters", GoType::Strings),
+    ("Meta", GoType::StringMap),
+];
 
-/// Checks the JSON types Go's decoder would reject (answered with HTTP 400).
+const GROUP_FIELDS: &[(&str, GoType)] = &[
+    ("Name", GoType::Str),
+    ("Count", GoType::Int),
+    ("Meta", GoType::StringMap),
+];
+
+const TASK_FIELDS: &[(&str, GoType)] = &[
+    ("Name", GoType::Str),
+    ("Driver", GoType::Str),
+    ("User", GoType::Str),
+    ("Leader", GoType::Bool),
+    ("Config", GoType::AnyMap),
+    ("Env", GoType::StringMap),
+    ("Meta", GoType::StringMap),
+];
+
+/// Checks the JSON types Go's decoder would reject in a request's `Job` (HTTP 400).
 pub(crate) fn check_types(job: &Obj) -> Result<(), String> {
-    for k in ["ID", "Name", "Type", "Region", "Namespace"] {
-        check_str(job, k, &format!("Job.{k}"))?;
+    for (k, t) in JOB_FIELDS {
+        check(job, k, *t, "Job", "Job")?;
     }
-    check_int(job, "Priority", "Job.Priority")?;
-    match job.get("TaskGroups") {
-        None | Some(Value::Null) | Some(Value::Array(_)) => {}
-        Some(v) => return Err(type_error(v, "Job.TaskGroups", "[]*api.TaskGroup")),
-    }
-    for g in job
-        .get("TaskGroups")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    let gs = match job.get("TaskGroups") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(gs)) => gs,
+        Some(v) => {
+            return Err(type_error(v, "Job", "Job.TaskGroups", "[]*api.TaskGroup"));
+        }
+    };
+    for g in gs.iter().filter(|g| !g.is_null()) {
         let Some(g) = g.as_object() else {
-            return Err(type_error(g, "Job.TaskGroups", "api.TaskGroup"));
+            return Err(type_error(g, "Job", "Job.TaskGroups", "api.TaskGroup"));
         };
-        check_int(g, "Count", "Job.TaskGroups.Count")?;
-        check_str(g, "Name", "Job.TaskGroups.Name")?;
-        for t in g
-            .get("Tasks")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for (k, t) in GROUP_FIELDS {
+            check(g, k, *t, "TaskGroup", "Job.TaskGroups")?;
+        }
+        let ts = match g.get("Tasks") {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(ts)) => ts,
+            Some(v) => {
+                return Err(type_error(
+                    v,
+                    "TaskGroup",
+                    "Job.TaskGroups.Tasks",
+                    "[]*api.Task",
+                ));
+            }
+        };
+        for t in ts.iter().filter(|t| !t.is_null()) {
             let Some(t) = t.as_object() else {
-                return Err(type_error(t, "Job.TaskGroups.Tasks", "api.Task"));
+                return Err(type_error(
+                    t,
+                    "TaskGroup",
+                    "Job.TaskGroups.Tasks",
+                    "api.Task",
+                ));
             };
-            check_str(t, "Driver", "Job.TaskGroups.Tasks.Driver")?;
-            check_str(t, "Name", "Job.TaskGroups.Tasks.Name")?;
+            for (k, ty) in TASK_FIELDS {
+                check(t, k, *ty, "Task", "Job.TaskGroups.Tasks")?;
+            }
         }
     }
     Ok(())
@@ -366,6 +448,7 @@ fn canonicalize_group(g: &mut Obj, job_update: Option<&Obj>, job_type: &str, job
         }
     }
     merge_defaults(g, "RestartPolicy", restart_defaults(job_type));
+    merge_defaults(g, "Consul", json!({"Namespace": ""}));
     match reschedule_defaults(job_type) {
         Some(d) => merge_defaults(g, "ReschedulePolicy", d),
         None => set_default(g, "ReschedulePolicy", Value::Null),
@@ -385,10 +468,11 @@ fn canonicalize_group(g: &mut Obj, job_update: Option<&Obj>, job_type: &str, job
             canonicalize_service(svc, &format!("{job_name}-{group_name}"));
         }
     }
+    let restart = o(g, "RestartPolicy").cloned().unwrap_or_default();
     if let Some(Value::Array(ts)) = g.get_mut("Tasks") {
         for t in ts.iter_mut() {
             if let Value::Object(t) = t {
-                canonicalize_task(t, job_name, &group_name);
+                canonicalize_task(t, job_name, &group_name, &restart);
             }
         }
     } else {
@@ -406,7 +490,21 @@ fn canonicalize_service(svc: &mut Obj, default_name: &str) {
     set_default(svc, "EnableTagOverride", json!(false));
 }
 
-fn canonicalize_task(t: &mut Obj, job_name: &str, group_name: &str) {
+/// A task's restart policy: its group's, overridden field by field by its own
+/// (`api.Task.Canonicalize`).
+fn task_restart_policy(group: &Obj, own: Option<&Obj>) -> Value {
+    let mut p = group.clone();
+    for (k, v) in own.into_iter().flatten() {
+        if !v.is_null() {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(p)
+}
+
+fn canonicalize_task(t: &mut Obj, job_name: &str, group_name: &str, group_restart: &Obj) {
+    let restart = task_restart_policy(group_restart, o(t, "RestartPolicy"));
+    t.insert("RestartPolicy".into(), restart);
     set_default(t, "Name", json!(""));
     set_default(t, "Driver", json!(""));
     set_default(t, "User", json!(""));
@@ -425,7 +523,6 @@ fn canonicalize_task(t: &mut Obj, job_name: &str, group_name: &str) {
         "VolumeMounts",
         "ScalingPolicies",
         "CSIPluginConfig",
-        "RestartPolicy",
     ] {
         set_default(t, k, Value::Null);
     }

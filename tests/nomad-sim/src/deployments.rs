@@ -2,8 +2,6 @@
 //! (marking the version stable), failure with Nomad's descriptions, auto-revert
 //! to the newest stable version, promotion, pause and manual fail.
 
-use std::sync::Arc;
-
 use crate::state::{State, Table, Timer};
 use crate::util::now_ns;
 
@@ -17,15 +15,61 @@ pub(crate) const DESC_PROGRESS_DEADLINE: &str = "Failed due to progress deadline
 pub(crate) const DESC_FAILED_BY_USER: &str = "Deployment marked as failed";
 
 impl State {
-    /// Recounts a deployment after an allocation's health changed, then lets
-    /// the reconciler continue the rollout.
-    pub(crate) fn deployment_alloc_health_changed(&mut self, dep_id: &str, idx: u64) {
+    /// Recounts a deployment after an allocation's health changed, then does what
+    /// Nomad's deployment watcher does: a healthy allocation gets an evaluation to move
+    /// the rollout on; an unhealthy one in a group with a progress deadline is marked
+    /// for rescheduling (`DesiredTransition.Reschedule`) with an evaluation too; without
+    /// a progress deadline it fails the deployment (one evaluation, of the failure).
+    pub(crate) fn deployment_alloc_health_changed(
+        &mut self,
+        dep_id: &str,
+        alloc_id: &str,
+        idx: u64,
+    ) {
         let Some(d) = self.deployments.get(dep_id) else {
             return;
         };
         let key = d.key();
+        let healthy = self
+            .allocs
+            .get(alloc_id)
+            .and_then(|a| a.health.as_ref())
+            .and_then(|h| h.healthy)
+            .unwrap_or(false);
+        let group = self.allocs.get(alloc_id).map(|a| a.task_group.clone());
+        let progress_deadline = group
+            .and_then(|g| d.groups.get(&g))
+            .map(|g| g.progress_deadline)
+            .unwrap_or(0);
         self.deployment_check(dep_id, idx);
-        self.run_watcher_eval(&key, "deployment-watcher");
+        let active = self.deployments.get(dep_id).is_some_and(|d| d.active());
+        if healthy {
+            self.create_watcher_eval(&key, dep_id, None);
+        } else if progress_deadline > 0 && active {
+            let idx = self.bump();
+            if let Some(a) = self.allocs.get_mut(alloc_id) {
+                a.reschedule_transition = true;
+                a.modify_index = idx;
+            }
+            self.touch(Table::Allocs, idx);
+            self.create_watcher_eval(&key, dep_id, Some(idx));
+        }
+    }
+
+    /// A pending evaluation by the deployment watcher (no job modify index), at `idx`
+    /// or a new index.
+    pub(crate) fn create_watcher_eval(
+        &mut self,
+        key: &crate::state::JobKey,
+        dep_id: &str,
+        idx: Option<u64>,
+    ) {
+        let idx = idx.unwrap_or_else(|| self.bump());
+        let id = self.create_eval(key, "deployment-watcher", 0, idx, true);
+        if let Some(e) = self.evals.get_mut(&id) {
+            e.deployment_id = dep_id.to_string();
+        }
+        self.refresh_job(key, idx);
     }
 
     /// Recomputes counts and decides success / failure / promotion.
@@ -139,8 +183,12 @@ impl State {
         }
     }
 
-    /// Marks a job version (un)stable; bumps the job's ModifyIndex when it is the
-    /// current version. Returns false when the version does not exist.
+    /// Marks a job version (un)stable like Nomad 1.1's `updateJobStabilityImpl`: nothing
+    /// when the flag is already so; otherwise a copy of that version with the flag is
+    /// written back with its own version and job modify index, into the versions table
+    /// (status recomputed, modify index `idx`) and into the jobs table, where it becomes
+    /// the job even when it is not the current version. Returns false when the version
+    /// does not exist.
     pub(crate) fn set_stable(
         &mut self,
         key: &crate::state::JobKey,
@@ -148,18 +196,17 @@ impl State {
         stable: bool,
         idx: u64,
     ) -> bool {
-        let Some(j) = self.jobs.get_mut(key) else {
+        let Some(j) = self.jobs.get(key) else {
             return false;
         };
-        let Some(v) = j.versions.iter_mut().find(|v| v.version == version) else {
+        let Some(v) = j.versions.iter().find(|v| v.version == version) else {
             return false;
         };
-        v.stable = stable;
-        v.modify_index = idx;
-        if j.version == version {
-            j.modify_index = idx;
+        if v.stable == stable {
+            return true;
         }
-        self.touch(Table::Jobs, idx);
+        let (spec, jmi, submit) = (v.spec.clone(), v.job_modify_index, v.submit_time);
+        self.upsert_job(key, spec, stable, submit, Some((version, jmi)), idx);
         true
     }
 
@@ -243,9 +290,12 @@ impl State {
         }
         self.touch(Table::Deployments, idx);
         if let Some(spec) = rollback {
-            let spec: crate::canonical::Obj = (*spec).clone();
-            let _ = self.register_spec(Arc::new(spec), None, "rollback");
+            // The newest stable version, written again as it is (`Stable` included) in
+            // the same write as the failure.
+            self.upsert_job(&key, spec, true, now_ns(), None, idx);
         }
+        // The failure's evaluation, in that same write.
+        self.create_watcher_eval(&key, dep_id, Some(idx));
     }
 
     /// `POST /v1/deployment/promote/:id`.
@@ -291,7 +341,7 @@ impl State {
         }
         self.touch(Table::Deployments, idx);
         self.deployment_check(dep_id, idx);
-        self.run_watcher_eval(&key, "deployment-watcher");
+        self.create_watcher_eval(&key, dep_id, None);
         Ok(idx)
     }
 
@@ -315,7 +365,7 @@ impl State {
         }
         self.touch(Table::Deployments, idx);
         if !pause {
-            self.run_watcher_eval(&key, "deployment-watcher");
+            self.create_watcher_eval(&key, dep_id, None);
         }
         Ok(idx)
     }

@@ -1,6 +1,7 @@
 //! The HTTP API: routing like Nomad 1.1's agent (`/v1/job/` suffix dispatch,
-//! 405 `Invalid method`, Go-mux 404s), request logging, faults, ACL, region
-//! forwarding errors, blocking reads and JSON/text responses.
+//! 405 `Invalid method`, empty 404s for unknown paths), request logging, faults, ACL,
+//! region forwarding errors, blocking reads, JSON/text responses and the meta headers
+//! Nomad sets on reads and writes (see `REAL_NOMAD.md`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,10 +80,36 @@ impl Query {
     }
 }
 
-fn base_headers(resp: &mut Response) {
+/// Which of Nomad's meta headers an answer carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Meta {
+    /// None: parse, status, and errors raised before the RPC ran.
+    None,
+    /// `X-Nomad-Index` only: writes (register, plan, deregister, stable ...).
+    Write(u64),
+    /// A write that also sets empty query meta (revert): `X-Nomad-Index`,
+    /// `X-Nomad-KnownLeader: false`, `X-Nomad-LastContact: 0`.
+    WriteLeaderUnknown(u64),
+    /// Reads: `X-Nomad-Index`, `X-Nomad-KnownLeader: true`, `X-Nomad-LastContact: 0`
+    /// (on a "not found" answer of a read too).
+    Read(u64),
+}
+
+fn set_meta(resp: &mut Response, meta: Meta) {
     let h = resp.headers_mut();
-    h.insert("X-Nomad-KnownLeader", HeaderValue::from_static("true"));
-    h.insert("X-Nomad-LastContact", HeaderValue::from_static("0"));
+    let (index, leader) = match meta {
+        Meta::None => return,
+        Meta::Write(i) => (i, None),
+        Meta::WriteLeaderUnknown(i) => (i, Some("false")),
+        Meta::Read(i) => (i, Some("true")),
+    };
+    if let Ok(hv) = HeaderValue::from_str(&index.to_string()) {
+        h.insert("X-Nomad-Index", hv);
+    }
+    if let Some(l) = leader {
+        h.insert("X-Nomad-KnownLeader", HeaderValue::from_static(l));
+        h.insert("X-Nomad-LastContact", HeaderValue::from_static("0"));
+    }
 }
 
 /// A text/plain response (Nomad's error bodies).
@@ -96,8 +123,17 @@ pub(crate) fn text(status: u16, body: impl Into<String>) -> Response {
     resp
 }
 
-/// A JSON response with Nomad's query-meta headers.
-pub(crate) fn json_resp(v: &Value, index: Option<u64>, pretty: bool) -> Response {
+/// An answer with no body and no content type: Nomad's 404 for an unknown path, and
+/// the 200 of a namespace write.
+fn empty(status: u16, meta: Meta) -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    set_meta(&mut resp, meta);
+    resp
+}
+
+/// A JSON response with the given meta headers.
+pub(crate) fn json_out(v: &Value, meta: Meta, pretty: bool) -> Response {
     let bytes = if pretty {
         serde_json::to_vec_pretty(v)
     } else {
@@ -109,26 +145,30 @@ pub(crate) fn json_resp(v: &Value, index: Option<u64>, pretty: bool) -> Response
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Some(i) = index
-        && let Ok(hv) = HeaderValue::from_str(&i.max(1).to_string())
-    {
-        resp.headers_mut().insert("X-Nomad-Index", hv);
-    }
-    base_headers(&mut resp);
+    set_meta(&mut resp, meta);
     resp
 }
 
+/// A JSON response: with `index`, as a read answers; without, bare (control API).
+pub(crate) fn json_resp(v: &Value, index: Option<u64>, pretty: bool) -> Response {
+    json_out(v, index.map(Meta::Read).unwrap_or(Meta::None), pretty)
+}
+
 fn error_resp(e: ApiError) -> Response {
-    let mut r = match e {
+    match e {
         ApiError::BadRequest(m) => text(400, m),
         ApiError::Forbidden(m) => text(403, m),
         ApiError::NotFound(m) => text(404, m),
+        ApiError::NotFoundRead(m, index) => {
+            let mut r = text(404, m);
+            set_meta(&mut r, Meta::Read(index));
+            r
+        }
+        ApiError::NoRoute => empty(404, Meta::None),
         ApiError::MethodNotAllowed => text(405, "Invalid method"),
         ApiError::Server(m) => text(500, m),
         ApiError::NotImplemented(m) => text(501, m),
-    };
-    base_headers(&mut r);
-    r
+    }
 }
 
 fn not_implemented(method: &str, path: &str) -> ApiError {
@@ -171,9 +211,7 @@ async fn handle(
         }
         if let Some(status) = f.status {
             record(status);
-            let mut r = text(status, f.body.unwrap_or_default());
-            base_headers(&mut r);
-            return r;
+            return with_vary(text(status, f.body.unwrap_or_default()));
         }
     }
     let headers = req.headers().clone();
@@ -182,7 +220,7 @@ async fn handle(
         Err(e) => {
             let r = error_resp(ApiError::BadRequest(format!("failed to read body: {e}")));
             record(r.status().as_u16());
-            return r;
+            return with_vary(r);
         }
     };
     let q = Query {
@@ -193,6 +231,13 @@ async fn handle(
         Err(e) => error_resp(e),
     };
     record(resp.status().as_u16());
+    with_vary(resp)
+}
+
+/// Nomad's gzip handler adds `Vary: Accept-Encoding` to every answer.
+fn with_vary(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     resp
 }
 
@@ -202,7 +247,6 @@ const UNIMPLEMENTED_PREFIXES: &[&str] = &[
     "/v1/node/",
     "/v1/agent/",
     "/v1/acl/",
-    "/v1/namespace/",
     "/v1/operator/",
     "/v1/system/",
     "/v1/search",
@@ -231,7 +275,7 @@ async fn route(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if !path.starts_with("/v1/") {
-        return Err(ApiError::NotFound("404 page not found\n".into()));
+        return Err(ApiError::NoRoute);
     }
     let inner = &app.sim.inner;
     crate::acl::check(inner.config.acl_token.as_deref(), path, headers)?;
@@ -270,32 +314,37 @@ async fn route(
             require(get)?;
             list_evaluations(app, q, pretty).await
         }
-        "/v1/status/leader" => Ok(json_resp(&json!("127.0.0.1:4647"), None, pretty)),
-        "/v1/status/peers" => Ok(json_resp(&json!(["127.0.0.1:4647"]), None, pretty)),
-        "/v1/regions" => Ok(json_resp(&json!(["global"]), None, pretty)),
-        "/v1/agent/health" => Ok(json_resp(
+        "/v1/status/leader" => Ok(json_out(&json!("127.0.0.1:4647"), Meta::None, pretty)),
+        "/v1/status/peers" => Ok(json_out(&json!(["127.0.0.1:4647"]), Meta::None, pretty)),
+        "/v1/regions" => Ok(json_out(&json!(["global"]), Meta::None, pretty)),
+        "/v1/agent/health" => Ok(json_out(
             &json!({"client": {"ok": true, "message": "ok"}, "server": {"ok": true, "message": "ok"}}),
-            None,
+            Meta::None,
             pretty,
         )),
         "/v1/namespaces" => {
             require(get)?;
-            let st = inner.lock_state();
-            let mut names: Vec<String> = st.jobs.keys().map(|k| k.0.clone()).collect();
-            names.push("default".into());
-            names.sort();
-            names.dedup();
-            let v: Vec<Value> = names
-                .iter()
-                .map(|n| json!({"Name": n, "Description": if n == "default" { "Default shared namespace" } else { "" }, "Quota": "", "CreateIndex": 1, "ModifyIndex": 1}))
-                .collect();
-            let idx = st.index;
-            drop(st);
-            Ok(json_resp(&Value::Array(v), Some(idx), pretty))
+            let prefix = q.prefix().to_string();
+            blocking(app, q, &[Table::Namespaces], pretty, move |st| {
+                let v: Vec<Value> = st
+                    .namespaces
+                    .range(prefix.clone()..)
+                    .take_while(|(name, _)| name.starts_with(&prefix))
+                    .map(|(name, ns)| st.namespace_json(name, ns))
+                    .collect();
+                Ok((st.table(Table::Namespaces), Value::Array(v)))
+            })
+            .await
+        }
+        "/v1/namespace" => {
+            require(write)?;
+            namespace_write(app, None, &body)
         }
         _ => {
             if let Some(rest) = path.strip_prefix("/v1/job/") {
                 job_specific(app, method, path, rest, q, &body, pretty).await
+            } else if let Some(name) = path.strip_prefix("/v1/namespace/") {
+                namespace_specific(app, method, name, q, &body, pretty).await
             } else if let Some(rest) = path.strip_prefix("/v1/allocation/") {
                 if rest.ends_with("/stop") || rest.ends_with("/services") {
                     return Err(not_implemented(method, path));
@@ -314,9 +363,68 @@ async fn route(
             } else if UNIMPLEMENTED_PREFIXES.iter().any(|p| path.starts_with(p)) {
                 Err(not_implemented(method, path))
             } else {
-                Err(ApiError::NotFound("404 page not found\n".into()))
+                Err(ApiError::NoRoute)
             }
         }
+    }
+}
+
+/// `PUT|POST /v1/namespace[/:name]`: 200 with no body, only the index.
+fn namespace_write(
+    app: &AppState,
+    path_name: Option<&str>,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::Server("Request body is empty".into()));
+    }
+    let args = parse_body(body, "structs.Namespace")?;
+    let name = args.get("Name").and_then(Value::as_str).unwrap_or_default();
+    if let Some(p) = path_name
+        && p != name
+    {
+        return Err(ApiError::BadRequest(
+            "Namespace name does not match request path".into(),
+        ));
+    }
+    let description = args
+        .get("Description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let idx = app
+        .sim
+        .inner
+        .lock_state()
+        .upsert_namespace(name, description)?;
+    Ok(empty(200, Meta::Write(idx)))
+}
+
+async fn namespace_specific(
+    app: &AppState,
+    method: &str,
+    name: &str,
+    q: &Query,
+    body: &Bytes,
+    pretty: bool,
+) -> Result<Response, ApiError> {
+    match method {
+        "GET" => {
+            let name = name.to_string();
+            blocking(app, q, &[Table::Namespaces], pretty, move |st| {
+                let ns = st
+                    .namespaces
+                    .get(&name)
+                    .ok_or_else(|| ApiError::NotFound("Namespace not found".into()))?;
+                Ok((ns.modify_index, st.namespace_json(&name, ns)))
+            })
+            .await
+        }
+        "PUT" | "POST" => namespace_write(app, Some(name), body),
+        "DELETE" => {
+            let idx = app.sim.inner.lock_state().delete_namespace(name)?;
+            Ok(empty(200, Meta::Write(idx)))
+        }
+        _ => Err(ApiError::MethodNotAllowed),
     }
 }
 
@@ -328,21 +436,31 @@ fn require(ok: bool) -> Result<(), ApiError> {
     }
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+/// Decodes a request body into `go_type` like Nomad's `decodeBody`: an empty body is an
+/// error, the first JSON value counts, Go's texts for malformed JSON, and `null` is an
+/// empty request.
+fn parse_body(body: &Bytes, go_type: &str) -> Result<Value, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::BadRequest("EOF".into()));
+        return Err(ApiError::BadRequest("Request body is empty".into()));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(e.to_string()))
+    match crate::gojson::decode_first(body).map_err(ApiError::BadRequest)? {
+        Value::Null => Ok(json!({})),
+        v @ Value::Object(_) => Ok(v),
+        v => Err(ApiError::BadRequest(format!(
+            "json: cannot unmarshal {} into Go value of type {go_type}",
+            crate::gojson::kind(&v, false)
+        ))),
+    }
 }
 
-fn write_response(r: &WriteResult, pretty: bool) -> Response {
-    json_resp(
+fn write_response(r: &WriteResult, meta: Meta, pretty: bool) -> Response {
+    json_out(
         &json!({
             "EvalID": r.eval_id, "EvalCreateIndex": r.eval_create_index,
             "JobModifyIndex": r.job_modify_index, "Warnings": "", "Index": r.index,
             "LastContact": 0, "KnownLeader": false
         }),
-        Some(r.index),
+        meta,
         pretty,
     )
 }
@@ -359,11 +477,16 @@ fn job_from_args(
             return Err(ApiError::BadRequest("Job must be specified".into()));
         }
         Some(Value::Object(j)) => j,
-        Some(_) => {
-            return Err(ApiError::BadRequest(
-                "json: cannot unmarshal non-object into Go struct field .Job of type api.Job"
-                    .into(),
-            ));
+        Some(other) => {
+            let request = if plan {
+                "JobPlanRequest"
+            } else {
+                "JobRegisterRequest"
+            };
+            return Err(ApiError::BadRequest(format!(
+                "json: cannot unmarshal {} into Go struct field {request}.Job of type api.Job",
+                crate::gojson::kind(other, false)
+            )));
         }
     };
     check_types(job).map_err(ApiError::BadRequest)?;
@@ -407,7 +530,7 @@ fn register(
     body: &Bytes,
     pretty: bool,
 ) -> Result<Response, ApiError> {
-    let args = parse_body(body)?;
+    let args = parse_body(body, "api.JobRegisterRequest")?;
     let spec = job_from_args(&args, path_id, q, false)?;
     let enforce = args
         .get("EnforceIndex")
@@ -418,12 +541,12 @@ fn register(
                 .and_then(Value::as_u64)
                 .unwrap_or(0)
         });
-    let res = app
-        .sim
-        .inner
-        .lock_state()
-        .register_spec(Arc::new(spec), enforce, "job-register")?;
-    Ok(write_response(&res, pretty))
+    let res =
+        app.sim
+            .inner
+            .lock_state()
+            .register_spec(Arc::new(spec), false, enforce, "job-register")?;
+    Ok(write_response(&res, Meta::Write(res.index), pretty))
 }
 
 async fn blocking(
@@ -434,8 +557,17 @@ async fn blocking(
     f: impl FnMut(&State) -> Result<(u64, Value), ApiError>,
 ) -> Result<Response, ApiError> {
     let (min, wait) = parse_blocking(q.get("index"), q.get("wait"))?;
-    let (idx, v) = blocking_query(&app.sim.inner, &app.shutdown, tables, min, wait, f).await?;
-    Ok(json_resp(&v, Some(idx), pretty))
+    match blocking_query(&app.sim.inner, &app.shutdown, tables, min, wait, f).await {
+        Ok((idx, v)) => Ok(json_out(&v, Meta::Read(idx), pretty)),
+        // A read of something missing still answers with the read's meta, at the
+        // index of the table it looked in.
+        Err(ApiError::NotFound(m)) => {
+            let st = app.sim.inner.lock_state();
+            let idx = tables.first().map(|t| st.table(*t)).unwrap_or(0);
+            Err(ApiError::NotFoundRead(m, idx))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn ns_match(q_ns: &str, ns: &str) -> bool {
@@ -596,15 +728,15 @@ async fn deployment_specific(
     }
     let dep_write = |res: Result<u64, String>| -> Result<Response, ApiError> {
         let idx = res.map_err(ApiError::Server)?;
-        Ok(json_resp(
+        Ok(json_out(
             &json!({"EvalID": "", "EvalCreateIndex": 0, "DeploymentModifyIndex": idx, "RevertedJobVersion": null, "Index": idx}),
-            Some(idx),
+            Meta::Write(idx),
             pretty,
         ))
     };
     if let Some(id) = op("promote/") {
         require(write)?;
-        let args = parse_body(body)?;
+        let args = parse_body(body, "structs.DeploymentPromoteRequest")?;
         let all = args.get("All").and_then(Value::as_bool).unwrap_or(false);
         let groups: Vec<String> = args
             .get("Groups")
@@ -623,7 +755,7 @@ async fn deployment_specific(
     }
     if let Some(id) = op("pause/") {
         require(write)?;
-        let args = parse_body(body)?;
+        let args = parse_body(body, "structs.DeploymentPauseRequest")?;
         let pause = args.get("Pause").and_then(Value::as_bool).unwrap_or(false);
         let r = app.sim.inner.lock_state().pause_deployment(&id, pause);
         return dep_write(r);
@@ -664,8 +796,18 @@ async fn job_specific(
     let inner = &app.sim.inner;
     if let Some(id) = rest.strip_suffix("/evaluate") {
         require(write)?;
-        let res = inner.lock_state().evaluate(&key_of(id))?;
-        return Ok(write_response(&res, pretty));
+        // With a body, the job comes from its `JobID` (Nomad reads no path then).
+        let id = if body.is_empty() {
+            id.to_string()
+        } else {
+            let args = parse_body(body, "structs.JobEvaluateRequest")?;
+            match args.get("JobID").and_then(Value::as_str) {
+                Some(j) if !j.is_empty() => j.to_string(),
+                _ => return Err(ApiError::BadRequest("Job ID must be specified".into())),
+            }
+        };
+        let res = inner.lock_state().evaluate(&key_of(&id))?;
+        return Ok(write_response(&res, Meta::Write(res.index), pretty));
     }
     if let Some(id) = rest.strip_suffix("/allocations") {
         require(get)?;
@@ -703,24 +845,24 @@ async fn job_specific(
     if let Some(id) = rest.strip_suffix("/periodic/force") {
         require(write)?;
         let v = inner.lock_state().periodic_force(&key_of(id))?;
-        let idx = v.get("Index").and_then(Value::as_u64);
-        return Ok(json_resp(&v, idx, pretty));
+        let idx = v.get("Index").and_then(Value::as_u64).unwrap_or(0);
+        return Ok(json_out(&v, Meta::Write(idx), pretty));
     }
     if let Some(id) = rest.strip_suffix("/plan") {
         require(write)?;
-        let args = parse_body(body)?;
+        let args = parse_body(body, "api.JobPlanRequest")?;
         let spec = job_from_args(&args, Some(id), q, true)?;
         let want_diff = args.get("Diff").and_then(Value::as_bool).unwrap_or(false);
         let key: JobKey = (
             s(&spec, "Namespace").unwrap_or("default").to_string(),
             id.to_string(),
         );
-        let v = inner.lock_state().plan(&key, &spec, want_diff);
-        let idx = v.get("Index").and_then(Value::as_u64);
-        return Ok(json_resp(&v, idx, pretty));
+        let v = inner.lock_state().plan(&key, &spec, want_diff)?;
+        let idx = v.get("Index").and_then(Value::as_u64).unwrap_or(0);
+        return Ok(json_out(&v, Meta::Write(idx), pretty));
     }
+    // Nomad 1.1 serves `/summary` and `/versions` whatever the method.
     if let Some(id) = rest.strip_suffix("/summary") {
-        require(get)?;
         let key = key_of(id);
         return blocking(app, q, &[Table::Summary], pretty, move |st| {
             let j = st
@@ -736,7 +878,7 @@ async fn job_specific(
         let args = if body.is_empty() {
             json!({})
         } else {
-            parse_body(body)?
+            parse_body(body, "structs.JobDispatchRequest")?
         };
         if let Some(bid) = args.get("JobID").and_then(Value::as_str)
             && !bid.is_empty()
@@ -765,11 +907,10 @@ async fn job_specific(
             })
             .unwrap_or_default();
         let v = inner.lock_state().dispatch(&key_of(id), payload, meta)?;
-        let idx = v.get("Index").and_then(Value::as_u64);
-        return Ok(json_resp(&v, idx, pretty));
+        let idx = v.get("Index").and_then(Value::as_u64).unwrap_or(0);
+        return Ok(json_out(&v, Meta::Write(idx), pretty));
     }
     if let Some(id) = rest.strip_suffix("/versions") {
-        require(get)?;
         let key = key_of(id);
         let diffs = q.flag("diffs");
         return blocking(app, q, &[Table::Jobs], pretty, move |st| {
@@ -777,19 +918,21 @@ async fn job_specific(
                 .jobs
                 .get(&key)
                 .ok_or_else(|| ApiError::NotFound("job versions not found".into()))?;
-            let versions: Vec<Value> = j.versions.iter().rev().map(|v| st.version_json(j, v)).collect();
+            let versions: Vec<Value> = j.versions.iter().rev().map(|v| st.version_json(v)).collect();
             let diff_v = if diffs {
                 let ds: Vec<Value> = j
                     .versions
                     .windows(2)
                     .rev()
-                    .map(|w| crate::plan_diff::job_diff(Some(&w[0].spec), &w[1].spec, false))
+                    .map(|w| crate::plan_diff::job_diff(Some(&w[0].spec), &w[1].spec, true))
                     .collect();
                 Value::Array(ds)
             } else {
                 Value::Null
             };
-            let idx = j.versions.iter().map(|v| v.modify_index).max().unwrap_or(j.modify_index).max(j.modify_index);
+            // The newest version's modify index (not the largest: a stability change
+            // of an older version writes that one again).
+            let idx = j.versions.last().map(|v| v.modify_index).unwrap_or(j.modify_index);
             Ok((
                 idx,
                 json!({"Versions": versions, "Diffs": diff_v, "Index": idx, "KnownLeader": true, "LastContact": 0}),
@@ -799,7 +942,7 @@ async fn job_specific(
     }
     if let Some(id) = rest.strip_suffix("/revert") {
         require(write)?;
-        let args = parse_body(body)?;
+        let args = parse_body(body, "structs.JobRevertRequest")?;
         if let Some(bid) = args.get("JobID").and_then(Value::as_str)
             && bid != id
         {
@@ -808,7 +951,11 @@ async fn job_specific(
         let version = args.get("JobVersion").and_then(Value::as_u64).unwrap_or(0);
         let prior = args.get("EnforcePriorVersion").and_then(Value::as_u64);
         let res = inner.lock_state().revert(&key_of(id), version, prior)?;
-        return Ok(write_response(&res, pretty));
+        return Ok(write_response(
+            &res,
+            Meta::WriteLeaderUnknown(res.index),
+            pretty,
+        ));
     }
     if let Some(id) = rest.strip_suffix("/deployments") {
         require(get)?;
@@ -841,7 +988,7 @@ async fn job_specific(
     }
     if let Some(id) = rest.strip_suffix("/stable") {
         require(write)?;
-        let args = parse_body(body)?;
+        let args = parse_body(body, "structs.JobStabilityRequest")?;
         if let Some(bid) = args.get("JobID").and_then(Value::as_str)
             && bid != id
         {
@@ -850,11 +997,7 @@ async fn job_specific(
         let version = args.get("JobVersion").and_then(Value::as_u64).unwrap_or(0);
         let stable = args.get("Stable").and_then(Value::as_bool).unwrap_or(false);
         let idx = inner.lock_state().stable(&key_of(id), version, stable)?;
-        return Ok(json_resp(
-            &json!({"JobModifyIndex": idx, "Index": idx}),
-            Some(idx),
-            pretty,
-        ));
+        return Ok(json_out(&json!({"Index": idx}), Meta::Write(idx), pretty));
     }
     if rest.ends_with("/scale") || rest.ends_with("/services") {
         return Err(not_implemented(method, path));
@@ -877,11 +1020,11 @@ async fn job_specific(
         "DELETE" => {
             let purge = q.flag("purge");
             let res = inner.lock_state().deregister(&key_of(id), purge);
-            Ok(json_resp(
+            Ok(json_out(
                 &json!({"EvalID": res.eval_id, "EvalCreateIndex": res.eval_create_index,
                         "JobModifyIndex": res.job_modify_index, "VolumeEvalID": "", "VolumeEvalIndex": 0,
                         "Index": res.index, "LastContact": 0, "KnownLeader": false}),
-                Some(res.index),
+                Meta::Write(res.index),
                 pretty,
             ))
         }
@@ -890,7 +1033,7 @@ async fn job_specific(
 }
 
 fn parse_hcl(body: &Bytes, pretty: bool) -> Result<Response, ApiError> {
-    let args = parse_body(body)?;
+    let args = parse_body(body, "api.JobsParseRequest")?;
     let src = args
         .get("JobHCL")
         .and_then(Value::as_str)
@@ -903,12 +1046,8 @@ fn parse_hcl(body: &Bytes, pretty: bool) -> Result<Response, ApiError> {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let job = crate::hcl::parse_job(src).map_err(ApiError::BadRequest)?;
-    let job = if canonicalize {
-        canonicalize_job(&job, "default", "global")
-    } else {
-        job
-    };
-    Ok(json_resp(&Value::Object(job), None, pretty))
+    let job = crate::apijob::api_job(&job, canonicalize);
+    Ok(json_out(&Value::Object(job), Meta::None, pretty))
 }
 
 /// The values of `map` whose key starts with `prefix`, in key order (Nomad's `?prefix=`).

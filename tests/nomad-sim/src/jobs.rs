@@ -10,6 +10,18 @@ use serde_json::{Value, json};
 use crate::canonical::{Obj, b, s};
 use crate::plan_diff::{annotate, job_diff};
 use crate::state::{JobEntry, JobKey, JobVersion, State, TRACKED_VERSIONS, Table};
+
+/// Drops the oldest version beyond [`TRACKED_VERSIONS`] (`versions` oldest first), but
+/// never the newest stable one: then the next oldest goes (Nomad's `upsertJobVersion`).
+fn prune_versions(versions: &mut Vec<JobVersion>) {
+    while versions.len() > TRACKED_VERSIONS {
+        let oldest_is_newest_stable = versions
+            .iter()
+            .rposition(|v| v.stable)
+            .is_some_and(|i| i == 0);
+        versions.remove(usize::from(oldest_is_newest_stable));
+    }
+}
 use crate::util::{new_uuid, now_ns};
 
 /// An error answered to an API client: status code + text/plain body.
@@ -21,6 +33,10 @@ pub(crate) enum ApiError {
     Forbidden(String),
     /// 404
     NotFound(String),
+    /// 404 of a read, with the read's meta headers at this index (`job not found`).
+    NotFoundRead(String, u64),
+    /// 404 of an unknown path: no body, no content type.
+    NoRoute,
     /// 405
     MethodNotAllowed,
     /// 500
@@ -43,10 +59,13 @@ const ENFORCE_PREFIX: &str = "Enforcing job modify index";
 
 impl State {
     /// Registers a canonical, validated job spec. `enforce` is the check-and-set
-    /// `JobModifyIndex` (`Some(0)`: must not exist).
+    /// `JobModifyIndex` (`Some(0)`: must not exist). `stable` is the `Stable` flag the
+    /// registered job carries: false from a client, but a revert (by hand or Nomad's
+    /// auto-revert) registers a copy of the old version, flag included.
     pub(crate) fn register_spec(
         &mut self,
         spec: Arc<Obj>,
+        stable: bool,
         enforce: Option<u64>,
         triggered_by: &str,
     ) -> Result<WriteResult, ApiError> {
@@ -76,10 +95,11 @@ impl State {
                 _ => {}
             }
         }
+        self.check_namespace(&key.0, &key.1)?;
         let changed = existing.is_none_or(|e| *e.spec != *spec);
         let idx = self.bump();
         if changed {
-            self.write_version(&key, spec, idx);
+            self.upsert_job(&key, spec, stable, now_ns(), None, idx);
         }
         let (jmi, is_parent) = match self.jobs.get(&key) {
             Some(j) => (j.job_modify_index, j.is_parent()),
@@ -98,60 +118,78 @@ impl State {
         Ok(res)
     }
 
-    fn write_version(&mut self, key: &JobKey, spec: Arc<Obj>, idx: u64) {
-        let now = now_ns();
-        if let Some(e) = self.jobs.get_mut(key) {
-            let status = e.status.clone();
-            if let Some(cur) = e.versions.iter_mut().rev().find(|v| v.version == e.version) {
-                cur.status = status.clone();
+    /// Writes a job like Nomad's `upsertJobImpl`: into the jobs table and, as its
+    /// version, into the versions table. Without `keep`, the version is one past the
+    /// current one and the job modify index is `idx`; with `keep = (version, jmi)` both
+    /// stay (a stability change). Either way the job's status is computed now, before any
+    /// evaluation of this write exists, and the version keeps that status for good.
+    pub(crate) fn upsert_job(
+        &mut self,
+        key: &JobKey,
+        spec: Arc<Obj>,
+        stable: bool,
+        submit_time: i64,
+        keep: Option<(u64, u64)>,
+        idx: u64,
+    ) {
+        let create_index = self.jobs.get(key).map(|e| e.create_index).unwrap_or(idx);
+        let status = self.derive_status(key, &spec, create_index).to_string();
+        let (version, jmi) = match (keep, self.jobs.get(key)) {
+            (Some(k), _) => k,
+            (None, Some(e)) => (e.version + 1, idx),
+            (None, None) => (0, idx),
+        };
+        let entry = JobVersion {
+            spec: spec.clone(),
+            version,
+            stable,
+            submit_time,
+            create_index,
+            modify_index: idx,
+            job_modify_index: jmi,
+            status: status.clone(),
+        };
+        match self.jobs.get_mut(key) {
+            Some(e) => {
+                e.spec = spec;
+                e.version = version;
+                e.stable = stable;
+                e.submit_time = submit_time;
+                e.status = status;
+                e.status_description = String::new();
+                e.modify_index = idx;
+                e.job_modify_index = jmi;
+                match e.versions.iter_mut().find(|v| v.version == version) {
+                    Some(v) => *v = entry,
+                    None => {
+                        e.versions.push(entry);
+                        e.versions.sort_by_key(|v| v.version);
+                    }
+                }
+                prune_versions(&mut e.versions);
             }
-            e.spec = spec.clone();
-            e.version += 1;
-            e.submit_time = now;
-            e.modify_index = idx;
-            e.job_modify_index = idx;
-            e.versions.push(JobVersion {
-                spec,
-                version: e.version,
-                stable: false,
-                submit_time: now,
-                create_index: e.create_index,
-                modify_index: idx,
-                job_modify_index: idx,
-                status,
-            });
-            while e.versions.len() > TRACKED_VERSIONS {
-                e.versions.remove(0);
-            }
-        } else {
-            self.jobs.insert(
-                key.clone(),
-                JobEntry {
-                    spec: spec.clone(),
-                    version: 0,
-                    submit_time: now,
-                    status: "pending".into(),
-                    status_description: String::new(),
-                    create_index: idx,
-                    modify_index: idx,
-                    job_modify_index: idx,
-                    versions: vec![JobVersion {
+            None => {
+                self.jobs.insert(
+                    key.clone(),
+                    JobEntry {
                         spec,
-                        version: 0,
-                        stable: false,
-                        submit_time: now,
-                        create_index: idx,
+                        version,
+                        stable,
+                        submit_time,
+                        status,
+                        status_description: String::new(),
+                        create_index,
                         modify_index: idx,
-                        job_modify_index: idx,
-                        status: "pending".into(),
-                    }],
-                    summary: BTreeMap::new(),
-                    children: Default::default(),
-                    summary_create_index: idx,
-                    summary_modify_index: idx,
-                },
-            );
-            self.touch(Table::Summary, idx);
+                        job_modify_index: jmi,
+                        versions: vec![entry],
+                        summary: BTreeMap::new(),
+                        children: Default::default(),
+                        summary_create_index: idx,
+                        summary_modify_index: idx,
+                    },
+                );
+                self.touch(Table::Summary, idx);
+            }
         }
         self.touch(Table::Jobs, idx);
     }
@@ -164,12 +202,13 @@ impl State {
                 self.jobs.remove(key);
                 self.touch(Table::Jobs, idx);
                 self.touch(Table::Summary, idx);
-            } else if let Some(j) = self.jobs.get(key)
-                && !j.stopped()
-            {
+            } else if let Some(j) = self.jobs.get(key) {
+                // A copy of the current job, stopped: a new version that keeps the
+                // current one's `Stable` flag and submit time.
                 let mut spec = (*j.spec).clone();
                 spec.insert("Stop".into(), json!(true));
-                self.write_version(key, Arc::new(spec), idx);
+                let (stable, submit) = (j.stable, j.submit_time);
+                self.upsert_job(key, Arc::new(spec), stable, submit, None, idx);
             }
         }
         let eval_id = self.create_eval(key, "job-deregister", idx, idx, true);
@@ -211,8 +250,8 @@ impl State {
             }
             enforce = Some(cur.job_modify_index);
         }
-        let spec = target.spec.clone();
-        self.register_spec(spec, enforce, "job-register")
+        let (spec, stable) = (target.spec.clone(), target.stable);
+        self.register_spec(spec, stable, enforce, "job-register")
     }
 
     /// `POST /v1/job/:id/stable`.
@@ -228,8 +267,8 @@ impl State {
             .is_some_and(|j| j.versions.iter().any(|v| v.version == version));
         if !exists {
             return Err(ApiError::Server(format!(
-                "job {:?} at version {} not found",
-                key.1, version
+                "job {:?} in namespace {:?} at version {} not found",
+                key.1, key.0, version
             )));
         }
         let idx = self.bump();
@@ -238,7 +277,13 @@ impl State {
     }
 
     /// `POST /v1/job/:id/plan`: never writes.
-    pub(crate) fn plan(&self, key: &JobKey, new_spec: &Obj, want_diff: bool) -> Value {
+    pub(crate) fn plan(
+        &self,
+        key: &JobKey,
+        new_spec: &Obj,
+        want_diff: bool,
+    ) -> Result<Value, ApiError> {
+        self.check_namespace(&key.0, &key.1)?;
         let existing = self.jobs.get(key);
         let old = existing.map(|j| j.spec.as_ref());
         let changed = old.is_none_or(|o| o != new_spec);
@@ -250,16 +295,16 @@ impl State {
         } else {
             Value::Null
         };
-        json!({
+        Ok(json!({
             "Index": existing.map(|j| j.job_modify_index).unwrap_or(0),
             "JobModifyIndex": existing.map(|j| j.job_modify_index).unwrap_or(0),
             "Diff": diff,
             "Annotations": {"DesiredTGUpdates": updates, "PreemptedAllocs": null},
             "FailedTGAllocs": null,
             "CreatedEvals": null,
-            "NextPeriodicLaunch": "0001-01-01T00:00:00Z",
+            "NextPeriodicLaunch": null,
             "Warnings": ""
-        })
+        }))
     }
 
     /// `POST /v1/job/:id/dispatch`.
@@ -355,7 +400,7 @@ impl State {
         if !m.is_empty() {
             child.insert("Meta".into(), Value::Object(m));
         }
-        let res = self.register_spec(Arc::new(child), None, "job-register")?;
+        let res = self.register_spec(Arc::new(child), false, None, "job-register")?;
         let ci = self
             .jobs
             .get(&(key.0.clone(), child_id.clone()))
@@ -393,7 +438,7 @@ impl State {
         child.insert("Name".into(), json!(child_id));
         child.insert("ParentID".into(), json!(key.1));
         child.insert("Periodic".into(), Value::Null);
-        let res = self.register_spec(Arc::new(child), None, "periodic-job")?;
+        let res = self.register_spec(Arc::new(child), false, None, "periodic-job")?;
         Ok(
             json!({"EvalID": res.eval_id, "EvalCreateIndex": res.eval_create_index, "Index": res.index}),
         )

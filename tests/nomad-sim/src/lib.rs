@@ -2,6 +2,10 @@
 //! Nomad 1.1's behaviour (paths, fields, status codes, text error bodies, state
 //! transitions), for testing nomad-operator without a Nomad binary.
 //!
+//! `tests/differential.rs` holds it to a real Nomad 1.1.2 agent, field by field;
+//! `REAL_NOMAD.md` lists the real answers that are easy to get wrong, and
+//! `tests/diff/exceptions.rs` the few differences kept on purpose.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use nomad_sim::{SimConfig, Simulator};
@@ -14,14 +18,17 @@
 
 mod acl;
 mod allocations;
+mod apijob;
 mod blocking;
 mod canonical;
 mod control;
 mod deployments;
 mod faults;
+mod gojson;
 mod hcl;
 mod http;
 mod jobs;
+mod namespaces;
 mod plan_diff;
 mod scheduler;
 mod server;

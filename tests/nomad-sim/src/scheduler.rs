@@ -20,6 +20,17 @@ const NOT_NEEDED: &str = "alloc not needed due to job update";
 const UPDATING: &str = "alloc is being updated due to job update";
 const RESCHEDULED: &str = "alloc was rescheduled because it failed";
 
+/// How a dead allocation is replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replace {
+    /// A failed allocation due for rescheduling: the replacement tracks it.
+    Reschedule,
+    /// A failed allocation of an older version: a destructive update.
+    Update,
+    /// A service allocation that completed.
+    Plain,
+}
+
 impl State {
     /// Creates an evaluation for a job. `pending` evaluations are processed by
     /// the scheduler loop right away.
@@ -111,7 +122,16 @@ impl State {
         let key = (ev.namespace.clone(), ev.job_id.clone());
         let idx = self.bump();
         self.reconcile(&key, idx, id);
+        // The scheduler links the evaluation to the job's latest deployment.
+        let ci = self.jobs.get(&key).map(|j| j.create_index);
+        let dep = self
+            .latest_deployment(&key)
+            .filter(|d| Some(d.job_create_index) == ci)
+            .map(|d| d.id.clone());
         if let Some(ev) = self.evals.get_mut(id) {
+            if let Some(dep) = dep {
+                ev.deployment_id = dep;
+            }
             ev.status = "complete".into();
             ev.modify_index = idx;
             ev.snapshot_index = idx - 1;
@@ -158,47 +178,64 @@ impl State {
             .any(|e| e.status == "pending")
     }
 
+    /// A job's status as Nomad's `getJobStatus` computes it from its allocations (those
+    /// of this incarnation, `create_index`) and evaluations, for the job `spec`.
+    pub(crate) fn derive_status(
+        &self,
+        key: &JobKey,
+        spec: &Obj,
+        create_index: u64,
+    ) -> &'static str {
+        let stopped = crate::canonical::b(spec, "Stop");
+        let periodic = spec.get("Periodic").is_some_and(|p| {
+            p.get("Enabled")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false)
+        });
+        let parameterized = spec
+            .get("ParameterizedJob")
+            .is_some_and(serde_json::Value::is_object);
+        if (periodic || parameterized) && !crate::canonical::b(spec, "Dispatched") {
+            return if stopped { "dead" } else { "running" };
+        }
+        let allocs: Vec<_> = self
+            .job_alloc_ids(key)
+            .iter()
+            .filter_map(|id| self.allocs.get(id))
+            .filter(|a| a.job_create_index == create_index)
+            .collect();
+        if allocs.iter().any(|a| !a.terminal()) {
+            "running"
+        } else if self.has_pending_eval(key)
+            || allocs.iter().any(|a| {
+                a.reschedule_at.is_some()
+                    && a.next_allocation.is_empty()
+                    && a.desired_status == "run"
+            })
+        {
+            "pending"
+        } else if stopped
+            || !allocs.is_empty()
+            || self.evals_by_job.get(key).is_some_and(|v| !v.is_empty())
+        {
+            "dead"
+        } else {
+            "pending"
+        }
+    }
+
+    /// Updates the status in the jobs table (not the stored version: Nomad writes a
+    /// version's status only when the version itself is written).
     fn update_status(&mut self, key: &JobKey, idx: u64) {
         let Some(j) = self.jobs.get(key) else {
             return;
         };
-        let ci = j.create_index;
-        let status = if j.is_parent() {
-            if j.stopped() { "dead" } else { "running" }
-        } else {
-            let allocs: Vec<_> = self
-                .job_alloc_ids(key)
-                .iter()
-                .filter_map(|id| self.allocs.get(id))
-                .filter(|a| a.job_create_index == ci)
-                .collect();
-            if allocs.iter().any(|a| !a.terminal()) {
-                "running"
-            } else if self.has_pending_eval(key)
-                || allocs.iter().any(|a| {
-                    a.reschedule_at.is_some()
-                        && a.next_allocation.is_empty()
-                        && a.desired_status == "run"
-                })
-            {
-                "pending"
-            } else if j.stopped()
-                || !allocs.is_empty()
-                || self.evals_by_job.get(key).is_some_and(|v| !v.is_empty())
-            {
-                "dead"
-            } else {
-                "pending"
-            }
-        };
+        let status = self.derive_status(key, &j.spec, j.create_index);
         if let Some(j) = self.jobs.get_mut(key)
             && j.status != status
         {
             j.status = status.to_string();
             j.modify_index = idx;
-            if let Some(v) = j.versions.iter_mut().rev().find(|v| v.version == j.version) {
-                v.status = status.to_string();
-            }
             self.touch(Table::Jobs, idx);
         }
     }
@@ -530,7 +567,8 @@ impl State {
             create_index: u64,
         }
         let mut occupants: Vec<Occ> = Vec::new();
-        let mut replace_now: Vec<(u64, String)> = Vec::new();
+        // Dead allocations replaced now: (name index, ID, how).
+        let mut replace_now: Vec<(u64, String, Replace)> = Vec::new();
         let mut canaries: Vec<String> = Vec::new();
         for id in self.job_alloc_ids(key) {
             let Some(a) = self.allocs.get(id) else {
@@ -544,6 +582,10 @@ impl State {
                 continue;
             }
             let current = a.job_version == version && a.job_modify_index == jmi;
+            // Nomad ignores a batch job's finished allocations of older versions.
+            if batch && !current && a.client_terminal() {
+                continue;
+            }
             if a.canary && dep_active && Some(a.deployment_id.as_str()) == dep_id && in_canary_phase
             {
                 canaries.push(a.id.clone());
@@ -557,10 +599,13 @@ impl State {
                 create_index: a.create_index,
             };
             match a.client_status.as_str() {
-                "complete" if !batch => replace_now.push((a.index, a.id.clone())),
-                "failed" if !current || a.reschedule_at.is_some_and(|t| t <= now) => {
-                    replace_now.push((a.index, a.id.clone()))
+                "complete" if !batch => replace_now.push((a.index, a.id.clone(), Replace::Plain)),
+                "failed" if a.reschedule_at.is_some_and(|t| t <= now) => {
+                    replace_now.push((a.index, a.id.clone(), Replace::Reschedule))
                 }
+                // A failed allocation of an older version that is not rescheduled is
+                // replaced like any other by the update to the new version.
+                "failed" if !current => replace_now.push((a.index, a.id.clone(), Replace::Update)),
                 "lost" => {}
                 _ => occupants.push(occ),
             }
@@ -604,7 +649,11 @@ impl State {
             }
         }
         let placement_dep = if dep_active { dep_id } else { None };
-        let place = |st: &mut State, index: u64, canary: bool, previous: Option<String>| {
+        let place = |st: &mut State,
+                     index: u64,
+                     canary: bool,
+                     previous: Option<String>,
+                     rescheduled: bool| {
             st.place_alloc(
                 Placement {
                     key,
@@ -618,6 +667,7 @@ impl State {
                     deployment_id: placement_dep,
                     canary,
                     previous,
+                    rescheduled,
                 },
                 idx,
             );
@@ -634,7 +684,7 @@ impl State {
                 .map(|d| d.placed_canaries.len() as u64)
                 .unwrap_or(0);
             for (index, _) in destructive.iter().take(want.saturating_sub(have) as usize) {
-                place(self, *index, true, None);
+                place(self, *index, true, None, false);
                 changes += 1;
             }
             limit = 0;
@@ -674,35 +724,45 @@ impl State {
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
         {
             self.stop_alloc(id, UPDATING, idx);
-            place(self, *index, false, Some(id.clone()));
+            place(self, *index, false, Some(id.clone()), false);
             changes += 1;
         }
         // Replacements for failed (rescheduled), completed service and lost allocations.
         let mut occupied: BTreeSet<u64> = kept.iter().map(|o| o.index).collect();
-        for (index, id) in &replace_now {
-            if *index >= count || occupied.contains(index) {
+        let blocked = dep
+            .as_ref()
+            .is_some_and(|d| d.status == "failed" || d.status == "paused");
+        for (index, id, how) in &replace_now {
+            if *index >= count || occupied.contains(index) || (*how == Replace::Update && blocked) {
                 continue;
             }
-            let failed = self
-                .allocs
-                .get(id)
-                .is_some_and(|a| a.client_status == "failed");
-            if failed && let Some(a) = self.allocs.get_mut(id) {
+            let why = match how {
+                Replace::Reschedule => Some(RESCHEDULED),
+                Replace::Update => Some(UPDATING),
+                Replace::Plain => None,
+            };
+            if let Some(why) = why
+                && let Some(a) = self.allocs.get_mut(id)
+            {
                 a.desired_status = "stop".into();
-                a.desired_description = RESCHEDULED.into();
+                a.desired_description = why.into();
+                a.modify_index = idx;
             }
-            place(self, *index, false, Some(id.clone()));
+            place(
+                self,
+                *index,
+                false,
+                Some(id.clone()),
+                *how == Replace::Reschedule,
+            );
             occupied.insert(*index);
             changes += 1;
         }
         // Missing names (new job, scale up, lost allocations).
-        let blocked = dep
-            .as_ref()
-            .is_some_and(|d| d.status == "failed" || d.status == "paused");
         if !blocked {
             for index in 0..count {
                 if !occupied.contains(&index) {
-                    place(self, index, false, None);
+                    place(self, index, false, None, false);
                     changes += 1;
                 }
             }
@@ -751,6 +811,23 @@ impl State {
                 Some(g) => {
                     let count = u(g, "Count").unwrap_or(0);
                     let mut by_index: Vec<_> = live.clone();
+                    // A batch allocation that completed keeps its slot while the job is
+                    // unchanged: ignored, never placed again.
+                    let batch = matches!(s(new_spec, "Type"), Some("batch" | "sysbatch"));
+                    if batch && !spec_changed && job.is_some() {
+                        by_index.extend(
+                            self.job_alloc_ids(key)
+                                .iter()
+                                .filter_map(|id| self.allocs.get(id))
+                                .filter(|a| {
+                                    a.job_create_index == ci
+                                        && a.task_group == name
+                                        && a.desired_status == "run"
+                                        && a.client_status == "complete"
+                                        && a.job_version == version
+                                }),
+                        );
+                    }
                     by_index.sort_by_key(|a| a.index);
                     let (keep, extra): (Vec<_>, Vec<_>) =
                         by_index.into_iter().partition(|a| a.index < count);

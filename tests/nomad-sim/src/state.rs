@@ -27,6 +27,7 @@ pub(crate) enum Table {
     Allocs,
     Deployments,
     Evals,
+    Namespaces,
 }
 
 /// One watch channel per table; the value is the table's last write index.
@@ -36,6 +37,7 @@ pub(crate) struct Watchers {
     pub allocs: watch::Sender<u64>,
     pub deployments: watch::Sender<u64>,
     pub evals: watch::Sender<u64>,
+    pub namespaces: watch::Sender<u64>,
 }
 
 impl Watchers {
@@ -46,6 +48,7 @@ impl Watchers {
             allocs: watch::channel(0).0,
             deployments: watch::channel(0).0,
             evals: watch::channel(0).0,
+            namespaces: watch::channel(0).0,
         }
     }
 
@@ -56,11 +59,13 @@ impl Watchers {
             Table::Allocs => &self.allocs,
             Table::Deployments => &self.deployments,
             Table::Evals => &self.evals,
+            Table::Namespaces => &self.namespaces,
         }
     }
 }
 
-/// One stored job version.
+/// One stored job version (Nomad's `job_version` table): the job as it was written,
+/// status at that moment included; only a stability change writes it again.
 #[derive(Clone, Debug)]
 pub(crate) struct JobVersion {
     pub spec: Arc<Obj>,
@@ -97,6 +102,7 @@ pub(crate) struct Children {
 pub(crate) struct JobEntry {
     pub spec: Arc<Obj>,
     pub version: u64,
+    pub stable: bool,
     pub submit_time: i64,
     pub status: String,
     pub status_description: String,
@@ -118,14 +124,6 @@ impl JobEntry {
 
     pub(crate) fn stopped(&self) -> bool {
         crate::canonical::b(&self.spec, "Stop")
-    }
-
-    pub(crate) fn stable(&self) -> bool {
-        self.versions
-            .iter()
-            .rev()
-            .find(|v| v.version == self.version)
-            .is_some_and(|v| v.stable)
     }
 
     pub(crate) fn is_parent(&self) -> bool {
@@ -153,6 +151,7 @@ pub(crate) struct TaskEvent {
     pub restart_reason: String,
     pub start_delay: i64,
     pub kill_timeout: i64,
+    pub signal: i64,
     pub message: String,
 }
 
@@ -171,17 +170,36 @@ impl TaskEvent {
         self
     }
 
+    /// An event with a message (`TaskEvent.SetMessage`): `Message`, `DisplayMessage`
+    /// and `Details.message` all carry it.
+    pub(crate) fn message(mut self, m: &str) -> Self {
+        self.message = m.to_string();
+        self.display = m.to_string();
+        self.details.insert("message".into(), m.to_string());
+        self
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "Type": self.kind, "Time": self.time, "Message": self.message,
             "DisplayMessage": self.display, "Details": self.details,
             "FailsTask": self.fails_task, "RestartReason": self.restart_reason,
-            "SetupError": "", "DriverError": "", "ExitCode": self.exit_code, "Signal": 0,
+            "SetupError": "", "DriverError": "", "ExitCode": self.exit_code, "Signal": self.signal,
             "KillTimeout": self.kill_timeout, "KillError": "", "KillReason": "",
             "StartDelay": self.start_delay, "DownloadError": "", "ValidationError": "",
             "DiskLimit": 0, "FailedSibling": "", "VaultError": "", "TaskSignalReason": "",
             "TaskSignal": "", "DriverMessage": "", "GenericSource": ""
         })
+    }
+}
+
+/// A time as Nomad's task states and deployments encode it: RFC 3339, or `null` for
+/// none (Go's zero time behind a pointer).
+pub(crate) fn time_or_null(ns: i64) -> Value {
+    if ns == 0 {
+        Value::Null
+    } else {
+        Value::String(rfc3339(ns))
     }
 }
 
@@ -212,9 +230,10 @@ impl TaskSim {
     fn to_json(&self) -> Value {
         json!({
             "State": self.state, "Failed": self.failed, "Restarts": self.restarts,
-            "LastRestart": rfc3339(self.last_restart), "StartedAt": rfc3339(self.started_at),
-            "FinishedAt": rfc3339(self.finished_at),
-            "Events": self.events.iter().map(TaskEvent::to_json).collect::<Vec<_>>()
+            "LastRestart": time_or_null(self.last_restart), "StartedAt": time_or_null(self.started_at),
+            "FinishedAt": time_or_null(self.finished_at),
+            "Events": self.events.iter().map(TaskEvent::to_json).collect::<Vec<_>>(),
+            "TaskHandle": null
         })
     }
 }
@@ -225,6 +244,15 @@ pub(crate) struct AllocHealth {
     pub healthy: Option<bool>,
     pub timestamp: i64,
     pub canary: bool,
+    pub modify_index: u64,
+}
+
+/// The server-managed fields of the job an allocation embeds.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct JobSnap {
+    pub status: String,
+    pub stable: bool,
+    pub submit_time: i64,
     pub modify_index: u64,
 }
 
@@ -239,6 +267,7 @@ pub(crate) struct Alloc {
     pub job_id: String,
     pub task_group: String,
     pub job: Arc<Obj>,
+    pub job_snap: JobSnap,
     pub job_version: u64,
     pub job_create_index: u64,
     pub job_modify_index: u64,
@@ -253,6 +282,9 @@ pub(crate) struct Alloc {
     pub previous_allocation: String,
     pub next_allocation: String,
     pub reschedule_times: Vec<i64>,
+    /// `DesiredTransition.Reschedule`: set by the deployment watcher on an unhealthy
+    /// allocation of a group with a progress deadline.
+    pub reschedule_transition: bool,
     /// When a failed allocation may be replaced (unix ns), if reschedulable.
     pub reschedule_at: Option<i64>,
     pub health_gen: u64,
@@ -310,6 +342,27 @@ impl Alloc {
         json!({ "Events": events })
     }
 
+    /// The client's description of its status (`getClientStatus`).
+    fn client_description_json(&self) -> &str {
+        if !self.client_description.is_empty() {
+            return &self.client_description;
+        }
+        match self.client_status.as_str() {
+            "pending" => "No tasks have started",
+            "running" => "Tasks are running",
+            "failed" => "Failed tasks",
+            "complete" => "All tasks have completed",
+            _ => "",
+        }
+    }
+
+    fn desired_transition_json(&self) -> Value {
+        json!({
+            "Migrate": null, "ForceReschedule": null,
+            "Reschedule": if self.reschedule_transition { json!(true) } else { Value::Null }
+        })
+    }
+
     /// The allocation list stub (`structs.AllocListStub`).
     pub(crate) fn stub_json(&self, node_id: &str, node_name: &str) -> Value {
         json!({
@@ -318,7 +371,8 @@ impl Alloc {
             "JobType": s(&self.job, "Type").unwrap_or("service"), "JobVersion": self.job_version,
             "TaskGroup": self.task_group, "DesiredStatus": self.desired_status,
             "DesiredDescription": self.desired_description, "ClientStatus": self.client_status,
-            "ClientDescription": self.client_description, "DesiredTransition": {"Migrate": null, "Reschedule": null, "ForceReschedule": null},
+            "ClientDescription": self.client_description_json(),
+            "DesiredTransition": self.desired_transition_json(),
             "TaskStates": self.task_states_json(),
             "DeploymentStatus": self.deployment_status_json(),
             "FollowupEvalID": "", "RescheduleTracker": self.reschedule_json(),
@@ -328,29 +382,121 @@ impl Alloc {
         })
     }
 
-    /// The full allocation (`structs.Allocation`) including its job.
+    /// The full allocation (`structs.Allocation`) including its job. Nomad encodes it
+    /// with `omitempty` on every top-level field: empty strings, zeros, `false`, `null`,
+    /// empty maps and an all-null `DesiredTransition` are left out.
     pub(crate) fn full_json(&self, node_id: &str, node_name: &str, job: Value) -> Value {
+        let g = crate::canonical::group(&self.job, &self.task_group);
+        let empty = Map::new();
+        let ts: Vec<&Map<String, Value>> = crate::canonical::tasks(g.unwrap_or(&empty)).collect();
+        let disk = g
+            .and_then(|g| crate::canonical::o(g, "EphemeralDisk"))
+            .and_then(|d| crate::canonical::u(d, "SizeMB"))
+            .unwrap_or(0);
+        let res = |t: &Map<String, Value>, k: &str| {
+            crate::canonical::o(t, "Resources")
+                .and_then(|r| crate::canonical::u(r, k))
+                .unwrap_or(0)
+        };
+        let mut allocated = Map::new();
+        let mut lifecycles = Map::new();
+        let mut task_resources = Map::new();
+        let (mut cpu, mut cores, mut mem, mut mem_max) = (0, 0, 0, 0);
+        for t in &ts {
+            let name = s(t, "Name").unwrap_or_default().to_string();
+            let (c, m, mm) = (res(t, "CPU"), res(t, "MemoryMB"), res(t, "MemoryMaxMB"));
+            cpu += c;
+            cores += res(t, "Cores");
+            mem += m;
+            mem_max += mm.max(m);
+            allocated.insert(
+                name.clone(),
+                json!({"Cpu": {"CpuShares": c, "ReservedCores": null}, "Devices": null,
+                       "Memory": {"MemoryMB": m, "MemoryMaxMB": mm}, "Networks": null}),
+            );
+            lifecycles.insert(
+                name.clone(),
+                t.get("Lifecycle").cloned().unwrap_or(Value::Null),
+            );
+            task_resources.insert(name, t.get("Resources").cloned().unwrap_or(Value::Null));
+        }
+        // A stand-in for the scheduler's bin-packing score (the real one depends on
+        // the node's capacity).
+        let score = 0.5;
         let mut v = self.stub_json(node_id, node_name);
         if let Value::Object(m) = &mut v {
+            m.remove("JobType");
+            m.remove("JobVersion");
             m.insert("Job".into(), job);
             m.insert("DeploymentID".into(), json!(self.deployment_id));
             m.insert("PreviousAllocation".into(), json!(self.previous_allocation));
             m.insert("NextAllocation".into(), json!(self.next_allocation));
             m.insert("AllocModifyIndex".into(), json!(self.alloc_modify_index));
-            m.insert("Metrics".into(), json!({"NodesEvaluated": 1, "NodesFiltered": 0, "NodesAvailable": {"dc1": 1}, "ClassFiltered": null, "ConstraintFiltered": null, "NodesExhausted": 0, "ClassExhausted": null, "DimensionExhausted": null, "QuotaExhausted": null, "Scores": null, "ScoreMetaData": null, "AllocationTime": 41000, "CoalescedFailures": 0}));
-            let resources: Map<String, Value> = crate::canonical::tasks(
-                crate::canonical::group(&self.job, &self.task_group).unwrap_or(&Map::new()),
-            )
-            .filter_map(|t| {
-                let name = s(t, "Name")?.to_string();
-                let r = t.get("Resources").cloned().unwrap_or(Value::Null);
-                Some((name, r))
-            })
-            .collect();
-            m.insert("TaskResources".into(), Value::Object(resources));
+            m.insert(
+                "Metrics".into(),
+                json!({
+                    "NodesEvaluated": 1, "NodesFiltered": 0, "NodesAvailable": {"dc1": 1},
+                    "ClassFiltered": null, "ConstraintFiltered": null, "NodesExhausted": 0,
+                    "ClassExhausted": null, "DimensionExhausted": null, "QuotaExhausted": null,
+                    "ResourcesExhausted": null, "Scores": null,
+                    "ScoreMetaData": [{"NodeID": node_id, "NormScore": score, "Scores": {
+                        "binpack": score, "job-anti-affinity": 0.0, "node-affinity": 0.0,
+                        "node-reschedule-penalty": 0.0}}],
+                    "AllocationTime": 41000, "CoalescedFailures": 0
+                }),
+            );
+            m.insert("TaskResources".into(), Value::Object(task_resources));
+            m.insert(
+                "AllocatedResources".into(),
+                json!({
+                    "Shared": {"DiskMB": disk, "Networks": null, "Ports": null},
+                    "TaskLifecycles": lifecycles, "Tasks": allocated
+                }),
+            );
+            m.insert(
+                "Resources".into(),
+                json!({
+                    "CPU": cpu, "Cores": cores, "Devices": null, "DiskMB": disk, "IOPS": 0,
+                    "MemoryMB": mem, "MemoryMaxMB": mem_max, "Networks": null
+                }),
+            );
+            m.insert(
+                "SharedResources".into(),
+                json!({
+                    "CPU": 0, "Cores": 0, "Devices": null, "DiskMB": disk, "IOPS": 0,
+                    "MemoryMB": 0, "MemoryMaxMB": 0, "Networks": null
+                }),
+            );
+            m.insert(
+                "NetworkStatus".into(),
+                json!({"Address": "", "DNS": null, "InterfaceName": ""}),
+            );
+            omit_empty(m, &["DesiredTransition"]);
         }
         v
     }
+}
+
+/// Go's `omitempty` on a struct's top-level fields (Nomad's `Allocation` and
+/// `Evaluation`): drops empty strings, zeros, `false`, `null`, empty lists and maps, the
+/// zero time, and the `structs` (by value) named in `by_value` whose fields are all
+/// empty. A pointer to a struct is kept even when its fields are zero.
+pub(crate) fn omit_empty(m: &mut Map<String, Value>, by_value: &[&str]) {
+    fn empty(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty() || s == "0001-01-01T00:00:00Z",
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+        }
+    }
+    m.retain(|k, v| {
+        let all_empty =
+            by_value.contains(&k.as_str()) && v.as_object().is_some_and(|o| o.values().all(empty));
+        !empty(v) && !all_empty
+    });
 }
 
 /// Per-group state of a deployment (`structs.DeploymentState`).
@@ -409,7 +555,7 @@ impl Deployment {
                     json!({
                         "AutoRevert": g.auto_revert, "AutoPromote": g.auto_promote,
                         "ProgressDeadline": g.progress_deadline,
-                        "RequireProgressBy": rfc3339(g.require_progress_by),
+                        "RequireProgressBy": time_or_null(g.require_progress_by),
                         "Promoted": g.promoted,
                         "PlacedCanaries": if g.placed_canaries.is_empty() { Value::Null } else { json!(g.placed_canaries) },
                         "DesiredCanaries": g.desired_canaries, "DesiredTotal": g.desired_total,
@@ -453,9 +599,9 @@ pub(crate) struct Eval {
 }
 
 impl Eval {
-    /// `structs.Evaluation` JSON.
+    /// `structs.Evaluation` JSON, `omitempty` on every field as Nomad encodes it.
     pub(crate) fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "ID": self.id, "Namespace": self.namespace, "Priority": self.priority,
             "Type": self.kind, "TriggeredBy": self.triggered_by, "JobID": self.job_id,
             "JobModifyIndex": self.job_modify_index, "NodeID": "", "NodeModifyIndex": 0,
@@ -468,7 +614,11 @@ impl Eval {
             "LeaderACL": "", "SnapshotIndex": self.snapshot_index,
             "CreateIndex": self.create_index, "ModifyIndex": self.modify_index,
             "CreateTime": self.create_time, "ModifyTime": self.modify_time
-        })
+        });
+        if let Value::Object(m) = &mut v {
+            omit_empty(m, &[]);
+        }
+        v
     }
 }
 
@@ -506,6 +656,14 @@ pub(crate) enum Timer {
     },
 }
 
+/// A namespace (`structs.Namespace`).
+#[derive(Clone, Debug)]
+pub(crate) struct Namespace {
+    pub description: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
 /// The simulated client node every allocation runs on.
 #[derive(Clone, Debug)]
 pub(crate) struct Node {
@@ -530,6 +688,7 @@ pub(crate) struct State {
     pub watchers: Arc<Watchers>,
     pub wake: Arc<Notify>,
     pub node: Node,
+    pub namespaces: BTreeMap<String, Namespace>,
 }
 
 fn table_name(t: Table) -> &'static str {
@@ -539,6 +698,7 @@ fn table_name(t: Table) -> &'static str {
         Table::Allocs => "allocs",
         Table::Deployments => "deployment",
         Table::Evals => "evals",
+        Table::Namespaces => "namespaces",
     }
 }
 
@@ -564,6 +724,14 @@ impl State {
                 name: format!("sim-node-{}", &id[..8]),
                 id,
             },
+            namespaces: BTreeMap::from([(
+                "default".to_string(),
+                Namespace {
+                    description: "Default shared namespace".into(),
+                    create_index: 1,
+                    modify_index: 1,
+                },
+            )]),
         }
     }
 
@@ -582,13 +750,14 @@ impl State {
         self.watchers.sender(t).send_replace(idx);
     }
 
-    /// The last write index of `t` (at least 1, as Nomad reports).
+    /// The last write index of `t`: 0 while it was never written, as Nomad reports.
     pub(crate) fn table(&self, t: Table) -> u64 {
-        self.table_index
-            .get(table_name(t))
-            .copied()
-            .unwrap_or(0)
-            .max(1)
+        let written = self.table_index.get(table_name(t)).copied().unwrap_or(0);
+        match t {
+            // The default namespace is written at index 1.
+            Table::Namespaces => written.max(1),
+            _ => written,
+        }
     }
 
     /// Schedules a timer `after` (already scaled) from now.
@@ -614,7 +783,7 @@ impl State {
         let mut m = (*j.spec).clone();
         m.insert("Status".into(), json!(j.status));
         m.insert("StatusDescription".into(), json!(j.status_description));
-        m.insert("Stable".into(), json!(j.stable()));
+        m.insert("Stable".into(), json!(j.stable));
         m.insert("Version".into(), json!(j.version));
         m.insert("SubmitTime".into(), json!(j.submit_time));
         m.insert("CreateIndex".into(), json!(j.create_index));
@@ -623,53 +792,48 @@ impl State {
         Value::Object(m)
     }
 
-    /// Renders one stored version of a job.
-    pub(crate) fn version_json(&self, j: &JobEntry, v: &JobVersion) -> Value {
-        let current = v.version == j.version;
+    /// Renders one stored version of a job, as the versions table holds it (the current
+    /// version too: its status is the one it was written with).
+    pub(crate) fn version_json(&self, v: &JobVersion) -> Value {
         let mut m = (*v.spec).clone();
-        m.insert(
-            "Status".into(),
-            json!(if current { &j.status } else { &v.status }),
-        );
-        m.insert(
-            "StatusDescription".into(),
-            json!(if current { &j.status_description } else { "" }),
-        );
+        m.insert("Status".into(), json!(v.status));
+        m.insert("StatusDescription".into(), json!(""));
         m.insert("Stable".into(), json!(v.stable));
         m.insert("Version".into(), json!(v.version));
         m.insert("SubmitTime".into(), json!(v.submit_time));
         m.insert("CreateIndex".into(), json!(v.create_index));
-        m.insert(
-            "ModifyIndex".into(),
-            json!(if current {
-                j.modify_index
-            } else {
-                v.modify_index
-            }),
-        );
+        m.insert("ModifyIndex".into(), json!(v.modify_index));
         m.insert("JobModifyIndex".into(), json!(v.job_modify_index));
         Value::Object(m)
     }
 
-    /// Renders the job embedded in an allocation.
+    /// Renders the job embedded in an allocation: the job as the jobs table held it
+    /// when the allocation was placed (or last updated in place).
     pub(crate) fn alloc_job_json(&self, a: &Alloc) -> Value {
-        let key = a.key();
-        if let Some(j) = self.jobs.get(&key)
-            && let Some(v) = j.versions.iter().find(|v| v.version == a.job_version)
-            && Arc::ptr_eq(&v.spec, &a.job)
-        {
-            return self.version_json(j, v);
-        }
+        let snap = &a.job_snap;
         let mut m = (*a.job).clone();
-        m.insert("Version".into(), json!(a.job_version));
-        m.insert("CreateIndex".into(), json!(a.job_create_index));
-        m.insert("JobModifyIndex".into(), json!(a.job_modify_index));
-        m.insert("ModifyIndex".into(), json!(a.job_modify_index));
-        m.insert("Stable".into(), json!(false));
-        m.insert("Status".into(), json!(""));
+        m.insert("Status".into(), json!(snap.status));
         m.insert("StatusDescription".into(), json!(""));
-        m.insert("SubmitTime".into(), json!(0));
+        m.insert("Stable".into(), json!(snap.stable));
+        m.insert("Version".into(), json!(a.job_version));
+        m.insert("SubmitTime".into(), json!(snap.submit_time));
+        m.insert("CreateIndex".into(), json!(a.job_create_index));
+        m.insert("ModifyIndex".into(), json!(snap.modify_index));
+        m.insert("JobModifyIndex".into(), json!(a.job_modify_index));
         Value::Object(m)
+    }
+
+    /// The jobs table's view of a job for an allocation's embedded copy.
+    pub(crate) fn job_snap(&self, key: &JobKey) -> JobSnap {
+        self.jobs
+            .get(key)
+            .map(|j| JobSnap {
+                status: j.status.clone(),
+                stable: j.stable,
+                submit_time: j.submit_time,
+                modify_index: j.modify_index,
+            })
+            .unwrap_or_default()
     }
 
     /// Job summary JSON (`structs.JobSummary`).

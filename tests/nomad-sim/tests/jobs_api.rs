@@ -4,7 +4,7 @@
 mod common;
 
 use common::{service_job, start};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_read_versions_and_cas_conflict() {
@@ -187,7 +187,27 @@ async fn namespaces_and_prefix_listing() {
     .await;
     let mut other = service_job("api-3", "/bin/sleep", &["1000"], 1, json!(null));
     other["Namespace"] = json!("team");
+    // A job can only go into a namespace that exists.
+    let r = s.post("/v1/jobs", json!({"Job": other})).await;
+    assert_eq!(
+        (r.status, r.text.as_str()),
+        (500, "job \"api-3\" is in nonexistent namespace \"team\"")
+    );
+    let r = s
+        .post(
+            "/v1/namespace/team",
+            json!({"Name": "team", "Description": "t"}),
+        )
+        .await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""));
     s.register(other).await;
+    let names: Vec<Value> = s
+        .get_json("/v1/namespaces")
+        .await
+        .as_array()
+        .map(|a| a.iter().map(|n| n["Name"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, [json!("default"), json!("team")]);
     let l = s.get_json("/v1/jobs?prefix=api-").await;
     assert_eq!(l.as_array().map(Vec::len), Some(2));
     assert!(l[0]["JobSummary"]["Summary"]["web"].is_object());
@@ -259,7 +279,9 @@ async fn revert_and_stable() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(r.json()["JobModifyIndex"].as_u64().is_some());
+    // Nomad 1.1 answers only the index.
+    assert!(r.json()["Index"].as_u64().is_some());
+    assert!(r.json().get("JobModifyIndex").is_none());
     assert_eq!(s.get_json("/v1/job/rv").await["Stable"], true);
     let r = s
         .post(
@@ -397,7 +419,15 @@ async fn dispatch_periodic_and_evaluate() {
         (r.status, r.text.as_str()),
         (500, "can't force launch non-periodic job")
     );
+    // With a body, Nomad takes the job from its `JobID`, and without one refuses.
     let r = s.post("/v1/job/svc/evaluate", json!({})).await;
+    assert_eq!(
+        (r.status, r.text.as_str()),
+        (400, "Job ID must be specified")
+    );
+    let r = s
+        .post("/v1/job/svc/evaluate", json!({"JobID": "svc"}))
+        .await;
     assert_eq!(r.status, 200);
 
     let mut p = service_job("param", "/bin/true", &[], 1, json!(null));
