@@ -17,6 +17,13 @@ pub const GROUP: &str = "nomadoperator.dev";
 pub const FINALIZER: &str = "nomadoperator.dev/cleanup";
 /// Annotation whose value, when changed, lets the operator register a spec that failed before.
 pub const RETRY_ANNOTATION: &str = "nomadoperator.dev/retry";
+/// Nomad job `Meta` key recording the namespace of the owning `NomadJob`.
+pub const META_OWNER_NAMESPACE: &str = "nomadoperator.dev/owner-namespace";
+/// Nomad job `Meta` key recording the name of the owning `NomadJob`.
+pub const META_OWNER_NAME: &str = "nomadoperator.dev/owner-name";
+/// Nomad job `Meta` key recording the UID of the owning `NomadJob` (informational: a
+/// re-created object of the same namespace and name adopts the job).
+pub const META_OWNER_UID: &str = "nomadoperator.dev/owner-uid";
 
 /// The desired state of a Nomad job.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -192,6 +199,11 @@ pub struct NomadJobStatus {
     /// The last revert of this job, by the operator or by Nomad's auto-revert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revert: Option<RevertStatus>,
+    /// A Nomad write the operator recorded before making it and whose outcome it has not
+    /// seen yet. Set just before a register or a revert and cleared once the outcome is
+    /// known, so a restart in between can tell from Nomad whether the write happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingWrite>,
     /// Standard conditions: `Ready`, `Reconciling`, `Stalled`, and `Drifted` when the job
     /// in Nomad differs from the spec.
     #[serde(default)]
@@ -342,6 +354,40 @@ pub struct RevertStatus {
     pub time: Time,
     /// Who reverted: the operator or Nomad's own auto-revert.
     pub by: RevertActor,
+}
+
+/// A Nomad write the operator is about to make (recorded in `status.pending` first).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingWrite {
+    /// What the write is.
+    pub kind: PendingKind,
+    /// Digest of the spec the write serves.
+    pub digest: String,
+    /// The job's `JobModifyIndex` the write starts from (0 for a new job): for a register,
+    /// its check-and-set index. The write happened when the job has moved past it.
+    pub job_modify_index: u64,
+    /// For a revert: the version whose deployment failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u64>,
+    /// For a revert: the stable version it goes back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_version: Option<u64>,
+    /// For a revert: the failed deployment's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For a register: whether it corrects drift (the spec itself did not change).
+    #[serde(default)]
+    pub corrects_drift: bool,
+}
+
+/// The kinds of Nomad writes recorded in `status.pending`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PendingKind {
+    /// `POST /v1/job/:id` with check-and-set.
+    Register,
+    /// `POST /v1/job/:id/revert`.
+    Revert,
 }
 
 /// Who reverted a job.

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kube::Client;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Client, ResourceExt};
 
-use crate::crd::{NomadJob, NomadJobStatus};
+use crate::crd::NomadJob;
 use crate::metrics::Metrics;
 use crate::nomad::NomadClient;
 
@@ -35,8 +35,6 @@ pub struct Context {
     pub metrics: Metrics,
     /// When each object was last planned.
     pub plans: PlanClock,
-    /// The status last written per object, until the watch cache shows it.
-    pub written: WrittenStatus,
 }
 
 /// When each object was last planned, so that a reconcile woken by Nomad need not plan
@@ -71,77 +69,6 @@ impl PlanClock {
             .unwrap_or_else(|p| p.into_inner())
             .remove(obj);
     }
-}
-
-/// The status this operator last wrote for each object, kept until the watch cache
-/// holds that write. A reconcile can start from a cached object that predates the
-/// operator's own last status write (the watch event is still on its way); it then
-/// starts from what was written instead, so it never writes an older status back.
-#[derive(Default)]
-pub struct WrittenStatus {
-    last: Mutex<HashMap<ObjectRef<NomadJob>, (u64, NomadJobStatus)>>,
-}
-
-impl WrittenStatus {
-    /// Records that `status` was written to `obj`, giving it `resource_version`.
-    pub fn record(
-        &self,
-        obj: &ObjectRef<NomadJob>,
-        resource_version: Option<&str>,
-        status: NomadJobStatus,
-    ) {
-        // Resource versions that are not numbers cannot be ordered: trust the cache.
-        let Some(version) = resource_version.and_then(|v| v.parse::<u64>().ok()) else {
-            return;
-        };
-        self.last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(obj.clone(), (version, status));
-    }
-
-    /// The status a reconcile of `cached` starts from: the cached one when the cache
-    /// already holds the last write (then the record is dropped), else the one written.
-    pub fn current(&self, cached: &NomadJob) -> NomadJobStatus {
-        let obj = ObjectRef::from_obj(cached);
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let cache_is_current = last
-            .get(&obj)
-            .is_none_or(|(written, _)| cache_holds_write(cached.resource_version(), *written));
-        if cache_is_current {
-            last.remove(&obj);
-            cached.status.clone().unwrap_or_default()
-        } else {
-            last.get(&obj).map(|(_, s)| s.clone()).unwrap_or_default()
-        }
-    }
-
-    /// Forgets `obj`.
-    pub fn forget(&self, obj: &ObjectRef<NomadJob>) {
-        self.last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(obj);
-    }
-
-    /// How many writes the cache has not caught up with yet.
-    pub fn len(&self) -> usize {
-        self.last.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// True when the cache holds every write.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Whether a cached object at `cached_version` includes a write that produced
-/// `written`. The etcd-backed apiserver's resource versions are increasing numbers;
-/// one that is not a number is taken as current.
-fn cache_holds_write(cached_version: Option<String>, written: u64) -> bool {
-    cached_version
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_none_or(|cached| cached >= written)
 }
 
 /// Exponential back-off per object: `base * 2^failures`, capped; reset on success.
@@ -258,71 +185,6 @@ mod tests {
         assert!(clock.due(&a, Duration::ZERO));
         clock.forget(&a);
         assert!(clock.due(&a, Duration::from_secs(60)));
-    }
-
-    fn object(resource_version: &str, job_version: u64) -> NomadJob {
-        let mut obj = NomadJob::new(
-            "a",
-            serde_json::from_value(serde_json::json!({"job": {}})).expect("spec"),
-        );
-        obj.metadata.namespace = Some("ns".into());
-        obj.metadata.resource_version = Some(resource_version.into());
-        obj.status = Some(NomadJobStatus {
-            job_version: Some(job_version),
-            ..Default::default()
-        });
-        obj
-    }
-
-    #[test]
-    fn written_status_stands_in_for_a_stale_cache_until_the_cache_catches_up() {
-        let written = WrittenStatus::default();
-        let stale = object("10", 1);
-        let obj = ObjectRef::from_obj(&stale);
-        assert_eq!(
-            written.current(&stale).job_version,
-            Some(1),
-            "nothing written"
-        );
-
-        let newer = NomadJobStatus {
-            job_version: Some(2),
-            ..Default::default()
-        };
-        written.record(&obj, Some("12"), newer);
-        assert_eq!(
-            written.current(&stale).job_version,
-            Some(2),
-            "the cache (10) predates the write (12)"
-        );
-        assert_eq!(written.len(), 1);
-
-        let caught_up = object("12", 2);
-        assert_eq!(written.current(&caught_up).job_version, Some(2));
-        assert!(written.is_empty(), "dropped once the cache holds the write");
-        assert_eq!(
-            written.current(&stale).job_version,
-            Some(1),
-            "after that, the cache is the source"
-        );
-    }
-
-    #[test]
-    fn a_later_cached_object_wins_and_unordered_versions_trust_the_cache() {
-        let written = WrittenStatus::default();
-        let later = object("20", 3);
-        let obj = ObjectRef::from_obj(&later);
-        written.record(&obj, Some("12"), NomadJobStatus::default());
-        assert_eq!(written.current(&later).job_version, Some(3));
-
-        written.record(&obj, Some("not-a-number"), NomadJobStatus::default());
-        assert!(written.is_empty(), "an unordered version is not recorded");
-        written.record(&obj, Some("30"), NomadJobStatus::default());
-        assert_eq!(written.current(&object("opaque", 4)).job_version, Some(4));
-
-        written.record(&obj, Some("40"), NomadJobStatus::default());
-        written.forget(&obj);
-        assert!(written.is_empty());
     }
 
     #[test]

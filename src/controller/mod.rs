@@ -1,18 +1,27 @@
-//! The `NomadJob` controller: plan -> register -> follow the deployment -> revert ->
-//! mirror status.
+//! The `NomadJob` controller. One reconcile ([`reconcile`]) reads as four steps:
+//! [`observe`] Nomad, [`classify`] everything into one state (pure), [`act`] on the one
+//! step that state calls for, and [`report`] the new status and Events (pure).
 //!
-//! Pure decisions live in [`render`], [`ownership`], [`decide`] and [`status`]; the I/O
-//! steps in [`reconcile`]; Events in [`events`]; event-driven triggers from Nomad in [`nomad_watch`]; wiring in
-//! [`run`].
+//! Around them: rendering the job from the spec ([`render`], pure), who owns a Nomad job
+//! ([`ownership`], pure), what a delete does ([`deletion`], pure), the status types'
+//! helpers ([`status`], pure), the Kubernetes writes ([`kube_side`]), Events
+//! ([`events`]), event-driven triggers from Nomad ([`nomad_watch`]), and the wiring
+//! ([`run`]).
 
+pub mod act;
+pub mod classify;
 pub mod context;
-pub mod decide;
+pub mod deletion;
 pub mod error;
 pub mod events;
+pub mod kube_side;
 pub mod nomad_watch;
+pub mod observe;
 pub mod ownership;
 pub mod reconcile;
 pub mod render;
+pub mod report;
+pub mod resync;
 pub mod run;
 pub mod status;
 

@@ -1,9 +1,7 @@
 //! Who owns a Nomad job: this object, another `NomadJob`, or nobody the operator knows
 //! (pure).
 
-use serde_json::Value;
-
-use super::render::{META_OWNER_NAME, META_OWNER_NAMESPACE};
+use super::observe::JobView;
 
 /// The relation between a `NomadJob` and the Nomad job with its ID.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,20 +37,19 @@ impl Ownership {
     }
 }
 
-/// Classifies the existing Nomad job (if any) relative to the object `namespace/name`.
-pub fn ownership(existing: Option<&Value>, namespace: &str, name: &str) -> Ownership {
+/// Classifies the existing Nomad job (if any) relative to the object `namespace/name`,
+/// by the owner its `Meta` records.
+pub fn ownership(existing: Option<&JobView>, namespace: &str, name: &str) -> Ownership {
     let Some(job) = existing else {
         return Ownership::Absent;
     };
-    let meta = job.get("Meta");
-    let get = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str);
-    match (get(META_OWNER_NAMESPACE), get(META_OWNER_NAME)) {
-        (Some(ns), Some(n)) if ns == namespace && n == name => Ownership::Ours,
-        (Some(ns), Some(n)) => Ownership::OwnedBy {
-            namespace: ns.to_string(),
-            name: n.to_string(),
+    match &job.owner {
+        Some((ns, n)) if ns == namespace && n == name => Ownership::Ours,
+        Some((ns, n)) => Ownership::OwnedBy {
+            namespace: ns.clone(),
+            name: n.clone(),
         },
-        _ => Ownership::Foreign,
+        None => Ownership::Foreign,
     }
 }
 
@@ -63,8 +60,11 @@ mod tests {
 
     #[test]
     fn classifies_by_owner_meta() {
+        use crate::crd::{META_OWNER_NAME, META_OWNER_NAMESPACE};
+        let view = |job: serde_json::Value| JobView::parse(&job);
         assert_eq!(ownership(None, "a", "web"), Ownership::Absent);
-        let ours = json!({"Meta": {META_OWNER_NAMESPACE: "a", META_OWNER_NAME: "web", "x": "y"}});
+        let ours =
+            view(json!({"Meta": {META_OWNER_NAMESPACE: "a", META_OWNER_NAME: "web", "x": "y"}}));
         assert_eq!(ownership(Some(&ours), "a", "web"), Ownership::Ours);
         assert_eq!(
             ownership(Some(&ours), "b", "web"),
@@ -74,11 +74,11 @@ mod tests {
             }
         );
         assert_eq!(
-            ownership(Some(&json!({"Meta": null})), "a", "web"),
+            ownership(Some(&view(json!({"Meta": null}))), "a", "web"),
             Ownership::Foreign
         );
         assert_eq!(
-            ownership(Some(&json!({"ID": "web"})), "a", "web"),
+            ownership(Some(&view(json!({"ID": "web"}))), "a", "web"),
             Ownership::Foreign
         );
     }

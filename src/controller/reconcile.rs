@@ -1,65 +1,63 @@
-//! The reconcile of one `NomadJob`: a pipeline of named steps.
+//! The reconcile of one `NomadJob`, as four named steps:
 //!
-//! `validate and render -> ownership guard -> follow the failed deployment (revert) ->
-//! plan -> register with check-and-set -> mirror Nomad's view -> write status`.
-//! Decisions are the pure functions of [`super::decide`] and [`super::status`]; the steps
-//! here only gather inputs and carry out what those decide.
+//! ```text
+//! observe   read Nomad's job and deployments                      (observe.rs)
+//! classify  pure: (spec, Nomad's view, memory) -> one JobState     (classify.rs)
+//! act       the one Step that state calls for -> the Fact of it     (act.rs)
+//!           ... classify again, until the state calls for nothing
+//! report    pure: (previous status, facts) -> status + Events       (report.rs)
+//! ```
+//!
+//! Crash safety: before a register or a revert, the write is recorded in
+//! `status.pending`; after a restart, [`classify`] tells from the job's indexes whether it
+//! happened. Deletion ([`cleanup`]) works from the status and the spec's policies alone,
+//! so neither an invalid spec nor one that cannot even be decoded blocks it.
+//!
+//! The controller watches only the objects' metadata; each reconcile reads its object
+//! afresh, so one object that cannot be decoded (say, nested deeper than the JSON
+//! decoder allows) is reported on by itself and never stops the watch of the others.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, GetParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
-use serde_json::Value;
+use serde::Deserialize;
 use tracing::{debug, info, warn};
 
-use crate::crd::{
-    DeletionPolicy, FINALIZER, NomadJob, NomadJobStatus, RevertStatus, condition, reason,
-};
+use crate::crd::{DeletionPolicy, FINALIZER, NomadJob, NomadJobStatus, reason};
 use crate::nomad::{NomadError, Scope};
 
-use super::context::Context;
-use super::decide::{
-    FailureResponse, PlanAction, Readiness, deployment_of, failed_deployment, failure_response,
-    plan_action, readiness, resync_delay, short_id,
+use super::act::act;
+use super::classify::{
+    Fact, JobState, Memory, Policy, Progress, Spec, Step, absorb, classify, intent, next_action,
 };
+use super::context::Context;
+use super::deletion::{Deletion, deletion};
 use super::error::Error;
+use super::kube_side::{ApiServer, FIELD_MANAGER, KubeSide, Target};
+use super::observe::{self, JobView, Observed};
 use super::ownership::ownership;
 use super::render::{DesiredJob, render};
-use super::status::{
-    NomadView, Truth, changed_fields, find_condition, mirror, plan_status, set_condition,
-    set_readiness,
-};
+use super::report::{Inputs, Notice, Report, report};
+use super::resync::resync_delay;
+use super::status::{find_condition, set_readiness};
 
-/// Field manager of the operator's server-side applies.
-pub const FIELD_MANAGER: &str = "nomad-operator";
+/// How many steps one reconcile takes at most (a guard; a normal one takes a few).
+const MAX_STEPS: usize = 16;
 
-/// How often a check-and-set conflict is answered by re-planning within one reconcile.
-const CAS_ATTEMPTS: u32 = 3;
-
-/// Reconciles one object (the controller's entry point).
-pub async fn reconcile(obj: Arc<NomadJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Reconciles one object (the controller's entry point): reads it, then adds the
+/// finalizer, applies the spec, or cleans up after a delete.
+pub async fn reconcile(
+    meta: Arc<PartialObjectMeta<NomadJob>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
-    let namespace = obj.namespace().ok_or(Error::MissingObjectKey)?;
-    let obj_ref = ObjectRef::from_obj(&*obj);
-    let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => apply(obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => cleanup(obj, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(inner)
-        | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner,
-        other => Error::Finalizer(Box::new(other)),
-    });
+    let target = Target::of(&meta.metadata).ok_or(Error::MissingObjectKey)?;
+    let obj_ref = object_ref(&target);
+    let result = reconcile_target(&target, &ctx).await;
     if result.is_ok() {
         ctx.backoff.reset(&obj_ref);
     }
@@ -71,10 +69,16 @@ pub async fn reconcile(obj: Arc<NomadJob>, ctx: Arc<Context>) -> Result<Action, 
 }
 
 /// What the controller does after a failed reconcile: back off exponentially per object.
-pub fn error_policy(obj: Arc<NomadJob>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next_delay(&ObjectRef::from_obj(&*obj));
+pub fn error_policy(
+    meta: Arc<PartialObjectMeta<NomadJob>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let obj_ref = ObjectRef::<NomadJob>::new(meta.metadata.name.as_deref().unwrap_or_default())
+        .within(meta.metadata.namespace.as_deref().unwrap_or_default());
+    let delay = ctx.backoff.next_delay(&obj_ref);
     warn!(
-        object = %ObjectRef::from_obj(&*obj),
+        object = %obj_ref,
         category = error.category(),
         retry_in = ?delay,
         "reconcile failed: {error}"
@@ -82,779 +86,501 @@ pub fn error_policy(obj: Arc<NomadJob>, error: &Error, ctx: Arc<Context>) -> Act
     Action::requeue(delay)
 }
 
-/// The `Apply` branch: bring Nomad to the spec and mirror Nomad into the status.
-async fn apply(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let generation = obj.metadata.generation;
-    let previous = ctx.written.current(&obj);
-    let mut status = previous.clone();
-    status.observed_generation = generation;
+/// The object reference the context's maps use.
+pub fn object_ref(target: &Target) -> ObjectRef<NomadJob> {
+    ObjectRef::new(&target.name).within(&target.namespace)
+}
 
+async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Error> {
+    let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &target.namespace);
+    let request = kube::core::Request::new(api.resource_url())
+        .get(&target.name, &GetParams::default())
+        .map_err(|e| Error::Kube(kube::Error::BuildRequest(e)))?;
+    let text = match ctx.kube.request_text(request).await {
+        Ok(text) => text,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Action::await_change()),
+        Err(e) => return Err(e.into()),
+    };
+    let kube = ApiServer::new(ctx);
+    match serde_json::from_str::<NomadJob>(&text) {
+        Ok(obj) => {
+            let head = Head::of(&obj);
+            match finalizer_step(&obj.metadata) {
+                FinalizerStep::Add => add_finalizer(ctx, target, &obj.metadata).await,
+                FinalizerStep::Apply => apply(&obj, ctx, &kube).await,
+                FinalizerStep::Cleanup => {
+                    let desired = render(&obj, &ctx.defaults).ok();
+                    let action = cleanup(&head, desired.as_ref(), ctx, &kube).await?;
+                    remove_finalizer(ctx, target, &obj.metadata).await?;
+                    Ok(action)
+                }
+                FinalizerStep::Nothing => Ok(Action::await_change()),
+            }
+        }
+        Err(decode_error) => undecodable(&text, decode_error, target, ctx, &kube).await,
+    }
+}
+
+/// What the finalizer calls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalizerStep {
+    /// Not being deleted and no finalizer yet: add it (the next reconcile applies).
+    Add,
+    /// Not being deleted: apply the spec.
+    Apply,
+    /// Being deleted with the finalizer: apply the deletion policy, then remove it.
+    Cleanup,
+    /// Being deleted without the finalizer: nothing left to do.
+    Nothing,
+}
+
+/// The finalizer step for an object with `metadata` (pure).
+pub fn finalizer_step(metadata: &ObjectMeta) -> FinalizerStep {
+    let has = metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER));
+    match (metadata.deletion_timestamp.is_some(), has) {
+        (false, false) => FinalizerStep::Add,
+        (false, true) => FinalizerStep::Apply,
+        (true, true) => FinalizerStep::Cleanup,
+        (true, false) => FinalizerStep::Nothing,
+    }
+}
+
+async fn add_finalizer(
+    ctx: &Context,
+    target: &Target,
+    metadata: &ObjectMeta,
+) -> Result<Action, Error> {
+    let mut finalizers = metadata.finalizers.clone().unwrap_or_default();
+    finalizers.push(FINALIZER.into());
+    patch_finalizers(ctx, target, metadata, finalizers).await?;
+    Ok(Action::await_change())
+}
+
+async fn remove_finalizer(
+    ctx: &Context,
+    target: &Target,
+    metadata: &ObjectMeta,
+) -> Result<(), Error> {
+    let finalizers = metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(ctx, target, metadata, finalizers).await
+}
+
+/// Sets the object's finalizers, guarded by its resource version (a concurrent change is
+/// a conflict and is retried, never overwritten).
+async fn patch_finalizers(
+    ctx: &Context,
+    target: &Target,
+    metadata: &ObjectMeta,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
+    let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &target.namespace);
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": metadata.resource_version}
+    });
+    api.patch_metadata(
+        &target.name,
+        &PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The spec as the decisions see it.
+fn spec_of(obj: &NomadJob, ctx: &Context) -> Spec {
     if obj.spec.suspend {
-        set_condition(
-            &mut status.conditions,
-            condition::RECONCILING,
-            Truth::False,
-            reason::SUSPENDED,
-            "spec.suspend is true: the operator makes no Nomad calls for this object",
-            generation,
-            &now,
-        );
-        finish(&obj, ctx, &previous, &status).await?;
-        return Ok(Action::await_change());
+        return Spec::Suspended;
+    }
+    match render(obj, &ctx.defaults) {
+        Ok(desired) => Spec::Desired(desired),
+        Err(invalid) => Spec::Invalid(invalid.to_string()),
+    }
+}
+
+/// Brings Nomad to the spec and mirrors Nomad into the status: observe, classify and
+/// act until the state calls for nothing, then report. Writes the status (and records a
+/// pending write before each Nomad write) through `kube`.
+pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Result<Action, Error> {
+    let target = Target::of(&obj.metadata).ok_or(Error::MissingObjectKey)?;
+    let obj_ref = object_ref(&target);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let previous = obj.status.clone().unwrap_or_default();
+    let spec = spec_of(obj, ctx);
+    let policy = Policy::of(&obj.spec);
+    let owner = (target.namespace.as_str(), target.name.as_str());
+    let mut memory = Memory::from_status(&previous);
+    let mut progress = Progress {
+        plan_due: ctx.plans.due(&obj_ref, ctx.resync),
+        ..Progress::default()
+    };
+    let mut observed: Option<Observed> = None;
+    let mut facts: Vec<Fact> = Vec::new();
+    let mut written = previous.clone();
+    let inputs = |state: &JobState,
+                  observed: Option<&Observed>,
+                  memory: &Memory,
+                  facts: &[Fact],
+                  error: Option<&Error>|
+     -> Report {
+        report(
+            &previous,
+            &Inputs {
+                spec: &spec,
+                policy,
+                observed,
+                memory,
+                facts,
+                state,
+                error,
+                generation: obj.metadata.generation,
+                now: &now,
+            },
+        )
+    };
+
+    let mut state;
+    let mut outcome: Result<(), Error> = Ok(());
+    let mut steps = 0;
+    loop {
+        state = classify(&spec, observed.as_ref(), &memory, &progress, &policy, owner);
+        let step = next_action(&state);
+        steps += 1;
+        let Spec::Desired(desired) = &spec else {
+            break;
+        };
+        if step == Step::Done || steps > MAX_STEPS {
+            break;
+        }
+        debug!(object = %obj_ref, ?state, step = ?step_name(&step), "step");
+        if let Some(pending) = intent(&step, &desired.digest, observed.as_ref()) {
+            // Record the write before making it: a restart in between can then tell
+            // from Nomad whether it happened.
+            let mut before = memory.clone();
+            before.pending = Some(pending);
+            let interim = inputs(&state, observed.as_ref(), &before, &facts, None).status;
+            if let Err(e) = kube.write_status(&target, &written, &interim).await {
+                outcome = Err(e);
+                break;
+            }
+            written = interim;
+            memory = before;
+        }
+        let scope = scope_of(desired);
+        match act(&ctx.nomad, &scope, desired, step).await {
+            Ok(Some(fact)) => {
+                count(ctx, &fact);
+                absorb(
+                    &fact,
+                    &desired.digest,
+                    &now,
+                    &mut observed,
+                    &mut memory,
+                    &mut progress,
+                );
+                facts.push(fact);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                outcome = Err(e.into());
+                break;
+            }
+        }
+    }
+    if matches!(state, JobState::KeptChanging) {
+        outcome = Err(Error::CasExhausted(super::classify::CAS_ATTEMPTS));
+    }
+    // The summary and allocations, for the status only, read once at the end.
+    if let (Ok(()), Spec::Desired(desired), Some(o)) = (&outcome, &spec, observed.as_mut())
+        && o.job.is_some()
+        && !matches!(state, JobState::Conflict { .. })
+    {
+        match observe::details(&ctx.nomad, &scope_of(desired), &desired.id).await {
+            Ok(details) => o.details = Some(details),
+            Err(e) => outcome = Err(e.into()),
+        }
     }
 
-    let desired = match render(&obj, &ctx.defaults) {
-        Ok(desired) => desired,
-        Err(invalid) => {
-            let message = format!("invalid spec: {invalid}");
-            set_readiness(
-                &mut status.conditions,
-                &Readiness::Stalled {
-                    reason: reason::INVALID_SPEC,
-                    message,
-                },
-                generation,
-                &now,
-            );
-            finish(&obj, ctx, &previous, &status).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    status.job_id = Some(desired.id.clone());
-    status.job_namespace = Some(desired.namespace.clone());
-
-    let scope = Scope {
-        namespace: Some(desired.namespace.clone()),
-        region: desired.region.clone(),
-    };
-    let outcome = sync(&obj, ctx, &desired, &scope, &mut status, &now).await;
+    let Report { status, notices } = inputs(
+        &state,
+        observed.as_ref(),
+        &memory,
+        &facts,
+        outcome.as_ref().err(),
+    );
+    let write = kube.write_status(&target, &written, &status).await;
+    for notice in notices {
+        log_notice(&obj_ref, &notice);
+        kube.publish(&target, notice).await;
+    }
+    remember(ctx, &obj_ref, &spec, &state, &facts);
+    let ready = find_condition(&status.conditions, crate::crd::condition::READY)
+        .map_or("Unknown", |c| c.status.as_str());
+    ctx.metrics.record_ready(&obj_ref.to_string(), Some(ready));
     match outcome {
-        Ok(action) => {
-            finish(&obj, ctx, &previous, &status).await?;
-            Ok(action)
-        }
-        Err(Error::OwnedElsewhere(message)) => {
-            mirror(&mut status, &NomadView::default());
-            status.plan = None;
-            set_readiness(
-                &mut status.conditions,
-                &Readiness::Stalled {
-                    reason: reason::CONFLICT,
-                    message,
-                },
-                generation,
-                &now,
-            );
-            finish(&obj, ctx, &previous, &status).await?;
-            Ok(Action::requeue(resync_delay(ctx.resync, &resync_key(&obj))))
-        }
-        Err(Error::Nomad(NomadError::BadRequest(message))) => {
-            let message =
-                format!("Nomad rejected the job: {message}. Fix spec.job and apply again");
-            set_readiness(
-                &mut status.conditions,
-                &Readiness::Stalled {
-                    reason: reason::NOMAD_REJECTED,
-                    message,
-                },
-                generation,
-                &now,
-            );
-            finish(&obj, ctx, &previous, &status).await?;
-            Ok(Action::await_change())
-        }
+        // The error is what the caller must see; a failed status write is only logged.
         Err(error) => {
-            let readiness = match &error {
-                Error::Nomad(NomadError::PermissionDenied(m)) => Readiness::Stalled {
-                    reason: reason::PERMISSION_DENIED,
-                    message: format!(
-                        "Nomad refused the operator's token: {m}. Check the token's ACL policy"
-                    ),
-                },
-                other => Readiness::Progressing {
-                    reason: reason::NOMAD_UNAVAILABLE,
-                    message: format!("{other}; retrying with back-off"),
-                },
-            };
-            set_readiness(&mut status.conditions, &readiness, generation, &now);
-            // The error is what the caller must see; a failed status write is only logged.
-            if let Err(write_error) = finish(&obj, ctx, &previous, &status).await {
-                warn!(object = %ObjectRef::from_obj(&*obj), "writing status failed: {write_error}");
+            if let Err(write_error) = write {
+                warn!(object = %obj_ref, "writing status failed: {write_error}");
             }
-            Err(error)
+            match error {
+                Error::Nomad(NomadError::BadRequest(_)) => Ok(Action::await_change()),
+                other => Err(other),
+            }
+        }
+        Ok(()) => {
+            write?;
+            Ok(match state {
+                JobState::Suspended | JobState::Invalid { .. } => Action::await_change(),
+                _ => Action::requeue(resync_delay(ctx.resync, &resync_key(obj))),
+            })
         }
     }
 }
 
-/// The Nomad part of a reconcile: ownership, failure handling, plan and register, mirror.
-async fn sync(
-    obj: &NomadJob,
+/// Updates what the context remembers of `obj` after a reconcile: which Nomad job it
+/// owns (for routing Nomad's changes), and when it was planned.
+fn remember(
     ctx: &Context,
-    desired: &DesiredJob,
-    scope: &Scope,
-    status: &mut NomadJobStatus,
-    now: &Time,
-) -> Result<Action, Error> {
-    let generation = obj.metadata.generation;
-    let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    let mut job = read_job(ctx, scope, &desired.id).await?;
-
-    if let Some(message) = ownership(job.as_ref(), &namespace, &name).conflict_message(&desired.id)
-    {
-        mirror(status, &NomadView::default());
-        status.plan = None;
-        set_readiness(
-            &mut status.conditions,
-            &Readiness::Stalled {
-                reason: reason::CONFLICT,
-                message,
-            },
-            generation,
-            now,
+    obj_ref: &ObjectRef<NomadJob>,
+    spec: &Spec,
+    state: &JobState,
+    facts: &[Fact],
+) {
+    let Spec::Desired(desired) = spec else {
+        return;
+    };
+    if !matches!(state, JobState::Conflict { .. }) {
+        ctx.jobs.insert(
+            (desired.namespace.clone(), desired.id.clone()),
+            obj_ref.clone(),
         );
-        return Ok(Action::requeue(resync_delay(ctx.resync, &resync_key(obj))));
     }
+    if facts.iter().any(|f| matches!(f, Fact::Registered { .. })) {
+        // Plan again on the next reconcile, while the rollout is being mirrored anyway:
+        // `status.plan` then settles to `None` before the object is at rest instead of
+        // changing at the first resync.
+        ctx.plans.forget(obj_ref);
+    } else if facts.iter().any(|f| matches!(f, Fact::Planned(_))) {
+        ctx.plans.planned(obj_ref);
+    }
+}
 
-    // Only the owner receives the job's Nomad events.
-    ctx.jobs.insert(
-        (desired.namespace.clone(), desired.id.clone()),
-        ObjectRef::from_obj(obj),
-    );
-
-    let mut deployments = match &job {
-        Some(_) => ctx.nomad.job_deployments(scope, &desired.id).await?,
-        None => Vec::new(),
+fn count(ctx: &Context, fact: &Fact) {
+    match fact {
+        Fact::Registered { .. } => ctx.metrics.registers.inc(),
+        Fact::Reverted { .. } => ctx.metrics.reverts.inc(),
+        _ => 0,
     };
+}
 
-    // A failed deployment of the version registered for this spec: answer it once.
-    let applied_this_spec = status.last_applied_digest.as_deref() == Some(desired.digest.as_str());
-    let already_failed = status.failed_digest.as_deref() == Some(desired.digest.as_str());
-    if let (Some(current), Some(applied), true, false) = (
-        &job,
-        status.applied_version,
-        applied_this_spec,
-        already_failed,
-    ) && let Some(failed) = failed_deployment(&deployments, applied).cloned()
-    {
-        let reverted =
-            respond_to_failure(obj, ctx, desired, scope, status, current, &failed, now).await?;
-        if reverted {
-            job = read_job(ctx, scope, &desired.id).await?;
-            deployments = ctx.nomad.job_deployments(scope, &desired.id).await?;
-        }
-    }
-
-    let holding_failed = status.failed_digest.as_deref() == Some(desired.digest.as_str());
-    let obj_ref = ObjectRef::from_obj(obj);
-    let plan_due = ctx.plans.due(&obj_ref, ctx.resync);
-    let drift_reported = if !holding_failed
-        && needs_plan(status, &desired.digest, job.as_ref(), plan_due)
-    {
-        let (action, registered_job) =
-            plan_and_register(obj, ctx, desired, scope, status, job.take()).await?;
-        job = registered_job;
-        if action.registers() {
-            // Plan again on the next reconcile, while the rollout is being mirrored
-            // anyway: `status.plan` then settles to `None` before the object is at rest
-            // instead of changing at the first resync.
-            ctx.plans.forget(&obj_ref);
-            deployments = ctx.nomad.job_deployments(scope, &desired.id).await?;
-        } else {
-            ctx.plans.planned(&obj_ref);
-        }
-        update_drift_condition(status, action, generation, now);
-        action == PlanAction::ReportDrift
+fn log_notice(obj_ref: &ObjectRef<NomadJob>, notice: &Notice) {
+    if notice.warning {
+        warn!(object = %obj_ref, reason = %notice.reason, "{}", notice.note);
     } else {
-        find_condition(&status.conditions, condition::DRIFTED).is_some_and(|c| c.status == "True")
-    };
+        info!(object = %obj_ref, reason = %notice.reason, "{}", notice.note);
+    }
+}
 
-    let view = observe(ctx, scope, &desired.id, job, deployments).await?;
-    mirror(status, &view);
-    let readiness = match (&view.job, status.applied_version) {
-        _ if holding_failed => failed_spec_readiness(status, &view, obj.spec.revert_on_failure),
-        (Some(job), Some(applied)) if !drift_reported => readiness(job, applied, &view.deployments),
-        (Some(_), _) if drift_reported => Readiness::Stalled {
-            reason: reason::DRIFT_DETECTED,
-            message: "the job in Nomad differs from the spec; driftPolicy is Report, so it is left as it is".into(),
-        },
-        _ => Readiness::Progressing { reason: reason::REGISTERED, message: "waiting for the job to appear in Nomad".into() },
-    };
-    set_readiness(&mut status.conditions, &readiness, generation, now);
-    Ok(Action::requeue(resync_delay(ctx.resync, &resync_key(obj))))
+/// A short name of a step, for the logs (facts can be large).
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Observe => "observe",
+        Step::Plan => "plan",
+        Step::Register { .. } => "register",
+        Step::ReadVersions => "read versions",
+        Step::Revert { .. } => "revert",
+        Step::Record(_) => "record",
+        Step::Done => "done",
+    }
+}
+
+fn scope_of(desired: &DesiredJob) -> Scope {
+    Scope {
+        namespace: Some(desired.namespace.clone()),
+        region: desired.region.clone(),
+    }
 }
 
 /// The key that spreads `obj`'s resyncs: its UID (its name when it has none yet).
 fn resync_key(obj: &NomadJob) -> String {
+    use kube::ResourceExt;
     obj.uid().unwrap_or_else(|| obj.name_any())
 }
 
-/// Whether this reconcile must plan: the spec is not known to be applied, the job's
-/// spec index moved since the operator last saw it (someone changed the job), or the
-/// resync interval passed since the last plan (`plan_due`).
-fn needs_plan(status: &NomadJobStatus, digest: &str, job: Option<&Value>, plan_due: bool) -> bool {
-    let applied = status.last_applied_digest.as_deref() == Some(digest);
-    let index = job
-        .and_then(|j| j.get("JobModifyIndex"))
-        .and_then(Value::as_u64);
-    plan_due || !applied || index.is_none() || index != status.job_modify_index
+/// What deletion needs of an object: its metadata, policies and status. It can be read
+/// even from an object whose spec cannot be decoded.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Head {
+    /// The object's metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The policies of its spec.
+    #[serde(default)]
+    pub spec: HeadSpec,
+    /// Its status.
+    #[serde(default)]
+    pub status: Option<NomadJobStatus>,
 }
 
-/// Plans the desired job and registers it with check-and-set when the plan says so.
-/// A check-and-set conflict means someone else changed the job: re-read, re-check
-/// ownership and re-plan, a few times at most. Ownership is checked on the same job state
-/// the check-and-set index comes from: when the plan saw another `JobModifyIndex` than
-/// the job that was read, the job is read and checked again before anything is
-/// registered, so a job created or taken over in between is never overwritten.
-async fn plan_and_register(
-    obj: &NomadJob,
+/// The policies of a spec, without the job.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadSpec {
+    /// `spec.suspend`.
+    #[serde(default)]
+    pub suspend: bool,
+    /// `spec.deletionPolicy`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+impl Head {
+    /// The head of a decoded object.
+    pub fn of(obj: &NomadJob) -> Self {
+        Self {
+            metadata: obj.metadata.clone(),
+            spec: HeadSpec {
+                suspend: obj.spec.suspend,
+                deletion_policy: obj.spec.deletion_policy,
+            },
+            status: obj.status.clone(),
+        }
+    }
+}
+
+/// The `Cleanup` branch: applies `spec.deletionPolicy` to the job this object manages.
+/// The job is the one the status records (recorded before the first register), or the
+/// one the spec names when the status has none; the job is removed only when Nomad
+/// says it is this object's.
+pub async fn cleanup(
+    head: &Head,
+    desired: Option<&DesiredJob>,
     ctx: &Context,
-    desired: &DesiredJob,
-    scope: &Scope,
-    status: &mut NomadJobStatus,
-    mut job: Option<Value>,
-) -> Result<(PlanAction, Option<Value>), Error> {
-    let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
-    for attempt in 0..CAS_ATTEMPTS {
-        if attempt > 0 {
-            job = read_job(ctx, scope, &desired.id).await?;
-            if let Some(message) =
-                ownership(job.as_ref(), &namespace, &name).conflict_message(&desired.id)
-            {
-                return Err(Error::OwnedElsewhere(message));
-            }
-        }
-        let plan = ctx
-            .nomad
-            .plan_job(scope, &desired.id, &desired.job, true)
-            .await?;
-        let read_index = job
-            .as_ref()
-            .and_then(|j| j.get("JobModifyIndex"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        if plan.job_modify_index != read_index {
-            debug!(object = %ObjectRef::from_obj(obj), read_index, plan_index = plan.job_modify_index, "the job changed between read and plan; reading it again");
-            continue;
-        }
-        status.plan = Some(plan_status(&plan));
-        let diff = plan
-            .diff
-            .as_ref()
-            .map(|d| d.r#type)
-            .unwrap_or(crate::nomad::DiffType::None);
-        let action = plan_action(
-            diff,
-            job.is_some(),
-            &desired.digest,
-            status,
-            obj.spec.drift_policy,
-        );
-        debug!(object = %ObjectRef::from_obj(obj), ?diff, ?action, "planned");
-        if !action.registers() {
-            if action == PlanAction::InSync {
-                let version = job
-                    .as_ref()
-                    .and_then(|j| j.get("Version"))
-                    .and_then(Value::as_u64);
-                if status.last_applied_digest.as_deref() != Some(desired.digest.as_str())
-                    || status.applied_version.is_none()
-                {
-                    status.applied_version = version;
-                }
-                status.last_applied_digest = Some(desired.digest.clone());
-            }
-            if action == PlanAction::ReportDrift
-                && find_condition(&status.conditions, condition::DRIFTED)
-                    .is_none_or(|c| c.status != "True")
-            {
-                publish(ctx, obj, EventType::Warning, reason::DRIFT_DETECTED, "the job in Nomad differs from the spec; driftPolicy is Report, so it is left as it is".into()).await;
-            }
-            return Ok((action, job));
-        }
-        match ctx
-            .nomad
-            .register_job(scope, &desired.job, Some(plan.job_modify_index))
-            .await
-        {
-            Ok(response) => {
-                ctx.metrics.registers.inc();
-                let registered = read_job(ctx, scope, &desired.id).await?;
-                let version = registered
-                    .as_ref()
-                    .and_then(|j| j.get("Version"))
-                    .and_then(Value::as_u64);
-                status.applied_version = version;
-                status.last_applied_digest = Some(desired.digest.clone());
-                let version_text = version.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
-                let (reason, note) = match action {
-                    PlanAction::CorrectDrift => (
-                        reason::DRIFT_CORRECTED,
-                        format!(
-                            "the job was changed in Nomad; re-registered the spec as version {version_text}"
-                        ),
-                    ),
-                    _ => (
-                        reason::REGISTERED,
-                        format!(
-                            "registered version {version_text} (evaluation {})",
-                            short_id(&response.eval_id)
-                        ),
-                    ),
-                };
-                info!(object = %ObjectRef::from_obj(obj), job = %desired.id, version = %version_text, "{note}");
-                publish(ctx, obj, EventType::Normal, reason, note).await;
-                return Ok((action, registered));
-            }
-            Err(NomadError::Conflict(message)) => {
-                info!(object = %ObjectRef::from_obj(obj), job = %desired.id, "check-and-set conflict, re-planning: {message}");
-            }
-            Err(other) => return Err(other.into()),
-        }
-    }
-    publish(
-        ctx,
-        obj,
-        EventType::Warning,
-        reason::CONFLICT,
-        format!("the Nomad job kept changing between plan and register ({CAS_ATTEMPTS} check-and-set conflicts)"),
-    )
-    .await;
-    Err(Error::CasExhausted(CAS_ATTEMPTS))
-}
-
-/// Records a failed deployment of the applied spec, and reverts when the policy says so.
-/// Returns whether the job changed (a revert by the operator).
-#[allow(clippy::too_many_arguments)]
-async fn respond_to_failure(
-    obj: &NomadJob,
-    ctx: &Context,
-    desired: &DesiredJob,
-    scope: &Scope,
-    status: &mut NomadJobStatus,
-    job: &Value,
-    failed: &crate::nomad::Deployment,
-    now: &Time,
-) -> Result<bool, Error> {
-    let current = job
-        .get("Version")
-        .and_then(Value::as_u64)
-        .unwrap_or_default();
-    let nomad_reverted = super::decide::auto_revert_target(&failed.status_description).is_some();
-    let versions = if obj.spec.revert_on_failure && !nomad_reverted {
-        ctx.nomad.job_versions(scope, &desired.id).await?
-    } else {
-        Vec::new()
-    };
-    let mut response = failure_response(failed, current, &versions, obj.spec.revert_on_failure);
-    publish(
-        ctx,
-        obj,
-        EventType::Warning,
-        reason::DEPLOYMENT_FAILED,
-        format!(
-            "deployment {} of version {} failed: {}",
-            short_id(&failed.id),
-            failed.job_version,
-            failed.status_description
-        ),
-    )
-    .await;
-    let mut reverted = false;
-    if let FailureResponse::Revert {
-        to_version,
-        current_version,
-    } = response
-    {
-        match ctx
-            .nomad
-            .revert_job(scope, &desired.id, to_version, Some(current_version))
-            .await
-        {
-            Ok(_) => {
-                ctx.metrics.reverts.inc();
-                reverted = true;
-            }
-            Err(NomadError::Conflict(message)) => {
-                info!(object = %ObjectRef::from_obj(obj), "not reverting, the job changed meanwhile: {message}");
-                response = FailureResponse::RecordOnly;
-            }
-            Err(other) => return Err(other.into()),
-        }
-    }
-    match (&response, response.actor()) {
-        (
-            FailureResponse::RevertedByNomad { to_version }
-            | FailureResponse::Revert { to_version, .. },
-            Some(by),
-        ) => {
-            status.last_revert = Some(RevertStatus {
-                from_version: failed.job_version,
-                to_version: *to_version,
-                reason: failed.status_description.clone(),
-                time: now.clone(),
-                by,
-            });
-            let who = if by == crate::crd::RevertActor::Nomad {
-                "Nomad's auto-revert"
-            } else {
-                "the operator"
-            };
-            publish(
-                ctx,
-                obj,
-                EventType::Normal,
-                reason::REVERTED,
-                format!(
-                    "{who} reverted the job from version {} to stable version {to_version}",
-                    failed.job_version
-                ),
-            )
-            .await;
-        }
-        (FailureResponse::NoStableVersion, _) => {
-            publish(
-                ctx,
-                obj,
-                EventType::Warning,
-                reason::NO_STABLE_VERSION,
-                format!(
-                    "version {} failed and the job has no stable version to revert to",
-                    failed.job_version
-                ),
-            )
-            .await;
-        }
-        _ => {}
-    }
-    status.failed_digest = Some(desired.digest.clone());
-    Ok(reverted)
-}
-
-/// Readiness while the current spec is the one that failed.
-fn failed_spec_readiness(
-    status: &NomadJobStatus,
-    view: &NomadView,
-    revert_on_failure: bool,
-) -> Readiness {
-    let applied = status.applied_version.unwrap_or_default();
-    let description = deployment_of(&view.deployments, applied)
-        .map(|d| d.status_description.clone())
-        .unwrap_or_else(|| "deployment failed".into());
-    let revert = status
-        .last_revert
-        .as_ref()
-        .filter(|r| r.from_version == applied);
-    let (reason, what) = match revert {
-        Some(r) => (
-            reason::REVERTED,
-            format!(
-                "; reverted to stable version {} by {:?}",
-                r.to_version, r.by
-            )
-            .to_lowercase(),
-        ),
-        None if revert_on_failure => (
-            reason::NO_STABLE_VERSION,
-            "; there was no stable version to revert to".into(),
-        ),
-        None => (
-            reason::DEPLOYMENT_FAILED,
-            "; spec.revertOnFailure is false, nothing was reverted".into(),
-        ),
-    };
-    Readiness::Stalled {
-        reason,
-        message: format!(
-            "version {applied} of this spec failed: {description}{what}. It is not registered again until the spec or the annotation nomadoperator.dev/retry changes"
-        ),
-    }
-}
-
-/// Sets or clears the `Drifted` condition after a plan.
-fn update_drift_condition(
-    status: &mut NomadJobStatus,
-    action: PlanAction,
-    generation: Option<i64>,
-    now: &Time,
-) {
-    let drifted = find_condition(&status.conditions, condition::DRIFTED).is_some();
-    match action {
-        PlanAction::ReportDrift => set_condition(
-            &mut status.conditions,
-            condition::DRIFTED,
-            Truth::True,
-            reason::DRIFT_DETECTED,
-            "the job in Nomad differs from the spec the operator applied",
-            generation,
-            now,
-        ),
-        PlanAction::CorrectDrift => set_condition(
-            &mut status.conditions,
-            condition::DRIFTED,
-            Truth::False,
-            reason::DRIFT_CORRECTED,
-            "the job was changed in Nomad and the spec was registered again",
-            generation,
-            now,
-        ),
-        _ if drifted => set_condition(
-            &mut status.conditions,
-            condition::DRIFTED,
-            Truth::False,
-            reason::IN_SYNC,
-            "the job in Nomad matches the spec",
-            generation,
-            now,
-        ),
-        _ => {}
-    }
-}
-
-/// Reads what the status mirrors: summary and allocations (job and deployments are
-/// already at hand).
-async fn observe(
-    ctx: &Context,
-    scope: &Scope,
-    id: &str,
-    job: Option<Value>,
-    deployments: Vec<crate::nomad::Deployment>,
-) -> Result<NomadView, Error> {
-    if job.is_none() {
-        return Ok(NomadView::default());
-    }
-    let summary = match ctx.nomad.job_summary(scope, id).await {
-        Ok(summary) => Some(summary),
-        Err(NomadError::NotFound(_)) => None,
-        Err(other) => return Err(other.into()),
-    };
-    let allocations = ctx
-        .nomad
-        .job_allocations(scope, id, false, None)
-        .await?
-        .value;
-    Ok(NomadView {
-        job,
-        deployments,
-        summary,
-        allocations,
-    })
-}
-
-/// `GET /v1/job/:id`, with "not found" as `None`.
-async fn read_job(ctx: &Context, scope: &Scope, id: &str) -> Result<Option<Value>, Error> {
-    match ctx.nomad.read_job(scope, id).await {
-        Ok(job) => Ok(Some(job)),
-        Err(NomadError::NotFound(_)) => Ok(None),
-        Err(other) => Err(other.into()),
-    }
-}
-
-/// Writes the status when it changed, and publishes an Event when the `Ready`
-/// condition's reason changed to one a person should hear about.
-async fn finish(
-    obj: &NomadJob,
-    ctx: &Context,
-    previous: &NomadJobStatus,
-    status: &NomadJobStatus,
-) -> Result<(), Error> {
-    announce_transition(obj, ctx, previous, status).await;
-    let ready = find_condition(&status.conditions, condition::READY)
-        .map_or("Unknown", |c| c.status.as_str());
-    ctx.metrics
-        .record_ready(&ObjectRef::from_obj(obj).to_string(), Some(ready));
-    if previous == status {
-        return Ok(());
-    }
-    debug!(
-        object = %ObjectRef::from_obj(obj),
-        changed = ?changed_fields(previous, status),
-        "writing status"
-    );
-    let namespace = obj.namespace().ok_or(Error::MissingObjectKey)?;
-    let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &namespace);
-    let patch = serde_json::json!({
-        "apiVersion": "nomadoperator.dev/v1alpha1",
-        "kind": "NomadJob",
-        "status": status,
-    });
-    let written = api
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    ctx.metrics.status_writes.inc();
-    ctx.written.record(
-        &ObjectRef::from_obj(obj),
-        written.metadata.resource_version.as_deref(),
-        status.clone(),
-    );
-    Ok(())
-}
-
-/// Reasons of the `Ready` condition that warrant a Warning Event when they appear.
-const WARNING_REASONS: [&str; 5] = [
-    reason::INVALID_SPEC,
-    reason::CONFLICT,
-    reason::NOMAD_UNAVAILABLE,
-    reason::PERMISSION_DENIED,
-    reason::NOMAD_REJECTED,
-];
-
-async fn announce_transition(
-    obj: &NomadJob,
-    ctx: &Context,
-    previous: &NomadJobStatus,
-    status: &NomadJobStatus,
-) {
-    let Some(ready) = find_condition(&status.conditions, condition::READY) else {
-        return;
-    };
-    let before = find_condition(&previous.conditions, condition::READY);
-    if before.is_some_and(|b| b.reason == ready.reason && b.status == ready.status) {
-        return;
-    }
-    if WARNING_REASONS.contains(&ready.reason.as_str()) {
-        publish(
-            ctx,
-            obj,
-            EventType::Warning,
-            &ready.reason,
-            ready.message.clone(),
-        )
-        .await;
-    } else if ready.status == "True" {
-        publish(
-            ctx,
-            obj,
-            EventType::Normal,
-            &ready.reason,
-            ready.message.clone(),
-        )
-        .await;
-    }
-}
-
-/// Publishes an Event about `obj` in the background: a reconcile never waits for the
-/// apiserver to take an Event, and a failure to publish one is logged, never fatal.
-pub(crate) async fn publish(
-    ctx: &Context,
-    obj: &NomadJob,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    ctx.events.publish(event, obj.object_ref(&())).await;
-}
-
-/// The `Cleanup` branch: apply `spec.deletionPolicy` to the job this object manages.
-/// It relies on the status (what was registered), so an invalid spec never blocks it.
-async fn cleanup(obj: Arc<NomadJob>, ctx: &Context) -> Result<Action, Error> {
-    let status = ctx.written.current(&obj);
-    let obj_ref = ObjectRef::from_obj(&*obj);
+    kube: &impl KubeSide,
+) -> Result<Action, Error> {
+    let target = Target::of(&head.metadata).ok_or(Error::MissingObjectKey)?;
+    let obj_ref = object_ref(&target);
     ctx.plans.forget(&obj_ref);
-    ctx.written.forget(&obj_ref);
     ctx.metrics.record_ready(&obj_ref.to_string(), None);
-    let Some(id) = status.job_id.clone() else {
+    let status = head.status.clone().unwrap_or_default();
+    let recorded = status.job_id.clone().zip(status.job_namespace.clone());
+    let Some((id, namespace)) =
+        recorded.or_else(|| desired.map(|d| (d.id.clone(), d.namespace.clone())))
+    else {
         return Ok(Action::await_change());
     };
-    let namespace = status
-        .job_namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let region = render(&obj, &ctx.defaults)
-        .ok()
-        .and_then(|d| d.region)
-        .or_else(|| ctx.defaults.region.clone());
     ctx.jobs.remove(&(namespace.clone(), id.clone()), &obj_ref);
-
-    if obj.spec.suspend || obj.spec.deletion_policy == DeletionPolicy::Orphan {
-        let why = if obj.spec.suspend {
-            "the object is suspended"
-        } else {
-            "deletionPolicy is Orphan"
-        };
-        publish(
-            ctx,
-            &obj,
-            EventType::Normal,
-            reason::DELETED,
-            format!("left Nomad job {id:?} running: {why}"),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
     let scope = Scope {
         namespace: Some(namespace),
-        region,
+        region: desired
+            .and_then(|d| d.region.clone())
+            .or_else(|| ctx.defaults.region.clone()),
     };
-    let job = read_job(ctx, &scope, &id).await?;
-    let owner_ns = obj.namespace().unwrap_or_default();
-    if ownership(job.as_ref(), &owner_ns, &obj.name_any()) != super::ownership::Ownership::Ours {
-        // Gone already, or not ours to remove: nothing to do.
-        return Ok(Action::await_change());
-    }
-    let purge = obj.spec.deletion_policy == DeletionPolicy::Purge;
-    let stopped = job
-        .as_ref()
-        .and_then(|j| j.get("Stop"))
-        .and_then(Value::as_bool)
-        == Some(true);
-    if stopped && !purge {
-        return Ok(Action::await_change());
-    }
-    match ctx.nomad.deregister_job(&scope, &id, purge).await {
-        Ok(_) | Err(NomadError::NotFound(_)) => {}
-        Err(other) => return Err(other.into()),
-    }
-    let what = if purge {
-        "purged"
+    let policy = head.spec.deletion_policy;
+    let job = if head.spec.suspend || policy == DeletionPolicy::Orphan {
+        None
     } else {
-        "deregistered (stopped)"
+        observe::read_job(&ctx.nomad, &scope, &id)
+            .await?
+            .as_ref()
+            .map(JobView::parse)
     };
-    publish(
-        ctx,
-        &obj,
-        EventType::Normal,
-        reason::DELETED,
-        format!("{what} Nomad job {id:?}"),
-    )
-    .await;
+    let owned = ownership(job.as_ref(), &target.namespace, &target.name);
+    let note = match deletion(policy, head.spec.suspend, job.as_ref(), &owned) {
+        Deletion::Orphan(why) => Some(format!("left Nomad job {id:?} running: {why}")),
+        Deletion::Nothing => None,
+        Deletion::Stop | Deletion::Purge => {
+            let purge = policy == DeletionPolicy::Purge;
+            match ctx.nomad.deregister_job(&scope, &id, purge).await {
+                Ok(_) | Err(NomadError::NotFound(_)) => {}
+                Err(other) => return Err(other.into()),
+            }
+            let what = if purge {
+                "purged"
+            } else {
+                "deregistered (stopped)"
+            };
+            Some(format!("{what} Nomad job {id:?}"))
+        }
+    };
+    if let Some(note) = note {
+        kube.publish(
+            &target,
+            Notice {
+                warning: false,
+                reason: reason::DELETED.into(),
+                note,
+            },
+        )
+        .await;
+    }
     Ok(Action::await_change())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn plans_only_when_the_spec_or_the_job_index_moved_or_the_resync_is_due() {
-        let status = NomadJobStatus {
-            last_applied_digest: Some("d1".into()),
-            job_modify_index: Some(7),
-            ..Default::default()
-        };
-        let job = json!({"JobModifyIndex": 7});
-        assert!(
-            !needs_plan(&status, "d1", Some(&job), false),
-            "nothing moved"
-        );
-        assert!(needs_plan(&status, "d1", Some(&job), true), "resync due");
-        assert!(needs_plan(&status, "d2", Some(&job), false), "spec changed");
-        assert!(
-            needs_plan(&status, "d1", Some(&json!({"JobModifyIndex": 9})), false),
-            "job changed in Nomad"
-        );
-        assert!(needs_plan(&status, "d1", None, false), "job gone");
+/// An object whose JSON cannot be decoded as a `NomadJob`: it is reported on (a
+/// `Stalled/InvalidSpec` condition and one Event) and makes no Nomad call, and its
+/// deletion still applies the deletion policy to the job its status records.
+async fn undecodable(
+    text: &str,
+    decode_error: serde_json::Error,
+    target: &Target,
+    ctx: &Context,
+    kube: &impl KubeSide,
+) -> Result<Action, Error> {
+    let Ok(head) = serde_json::from_str::<Head>(text) else {
+        warn!(object = %object_ref(target), "cannot read the object at all: {decode_error}");
+        return Ok(Action::await_change());
+    };
+    match finalizer_step(&head.metadata) {
+        FinalizerStep::Cleanup => {
+            let action = cleanup(&head, None, ctx, kube).await?;
+            remove_finalizer(ctx, target, &head.metadata).await?;
+            return Ok(action);
+        }
+        FinalizerStep::Nothing => return Ok(Action::await_change()),
+        FinalizerStep::Add | FinalizerStep::Apply => {}
     }
+    let previous = head.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    status.observed_generation = head.metadata.generation;
+    let message = format!(
+        "the object cannot be decoded ({decode_error}); fix the manifest (spec.job must be a Nomad job in JSON form, nested at most 100 levels)"
+    );
+    set_readiness(
+        &mut status.conditions,
+        &super::report::Readiness::Stalled {
+            reason: reason::INVALID_SPEC,
+            message: message.clone(),
+        },
+        head.metadata.generation,
+        &Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let announced = find_condition(&previous.conditions, crate::crd::condition::READY)
+        .is_some_and(|c| c.reason == reason::INVALID_SPEC && c.message == message);
+    kube.write_status(target, &previous, &status).await?;
+    if !announced {
+        warn!(object = %object_ref(target), "{message}");
+        kube.publish(
+            target,
+            Notice {
+                warning: true,
+                reason: reason::INVALID_SPEC.into(),
+                note: message,
+            },
+        )
+        .await;
+    }
+    Ok(Action::await_change())
 }

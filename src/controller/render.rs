@@ -3,15 +3,9 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::crd::{NomadJob, RETRY_ANNOTATION};
-
-/// `Meta` key recording the namespace of the owning `NomadJob`.
-pub const META_OWNER_NAMESPACE: &str = "nomadoperator.dev/owner-namespace";
-/// `Meta` key recording the name of the owning `NomadJob`.
-pub const META_OWNER_NAME: &str = "nomadoperator.dev/owner-name";
-/// `Meta` key recording the UID of the owning `NomadJob` (informational: a re-created
-/// object of the same namespace and name adopts the job).
-pub const META_OWNER_UID: &str = "nomadoperator.dev/owner-uid";
+use crate::crd::{
+    META_OWNER_NAME, META_OWNER_NAMESPACE, META_OWNER_UID, NomadJob, RETRY_ANNOTATION,
+};
 
 /// Where jobs go when neither the spec nor the job says.
 #[derive(Clone, Debug, Default)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc;
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
@@ -17,7 +18,7 @@ use crate::crd::{FINALIZER, NomadJob, RETRY_ANNOTATION};
 use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
-use super::context::{Backoff, Context, JobIndex, PlanClock, WrittenStatus};
+use super::context::{Backoff, Context, JobIndex, PlanClock};
 use super::events::EventPublisher;
 use super::nomad_watch::{self, WatchConfig};
 use super::reconcile::{error_policy, reconcile};
@@ -108,7 +109,6 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         jobs: Arc::new(JobIndex::default()),
         metrics,
         plans: PlanClock::default(),
-        written: WrittenStatus::default(),
     }))
 }
 
@@ -147,7 +147,7 @@ pub async fn run_controller(
     for namespace in namespaces {
         let (tx, rx) = mpsc::unbounded();
         routes.insert(namespace.clone(), tx);
-        let api: Api<NomadJob> = match &namespace {
+        let api: Api<Watched> = match &namespace {
             Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
             None => Api::all(ctx.kube.clone()),
         };
@@ -155,6 +155,9 @@ pub async fn run_controller(
             namespace = namespace.as_deref().unwrap_or("*"),
             "watching NomadJobs"
         );
+        // Only the objects' metadata is watched: a spec is read (and decoded) by the
+        // reconcile of its object alone, so one object that cannot be decoded never stops
+        // the watch of the others.
         let (reader, writer) = reflector::store();
         let objects = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -189,21 +192,26 @@ pub async fn run_controller(
 
 async fn route_triggers(
     mut triggers: mpsc::UnboundedReceiver<ObjectRef<NomadJob>>,
-    routes: std::collections::HashMap<Option<String>, mpsc::UnboundedSender<ObjectRef<NomadJob>>>,
+    routes: std::collections::HashMap<Option<String>, mpsc::UnboundedSender<ObjectRef<Watched>>>,
 ) {
     while let Some(obj) = triggers.next().await {
         let route = routes.get(&None).or_else(|| routes.get(&obj.namespace));
+        let mut watched = ObjectRef::<Watched>::new(&obj.name);
+        watched.namespace = obj.namespace.clone();
         if let Some(tx) = route
-            && tx.unbounded_send(obj).is_err()
+            && tx.unbounded_send(watched).is_err()
         {
             warn!("a controller stopped taking triggers");
         }
     }
 }
 
+/// What the controller watches and caches of each `NomadJob`: its metadata.
+type Watched = PartialObjectMeta<NomadJob>;
+
 /// Drops what the reconcile never reads from the cached objects (managed fields and
 /// kubectl's last-applied annotation), which would otherwise dominate the cache.
-fn slim(obj: &mut NomadJob) {
+fn slim(obj: &mut Watched) {
     obj.metadata.managed_fields = None;
     obj.annotations_mut()
         .remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -212,7 +220,7 @@ fn slim(obj: &mut NomadJob) {
 /// What of an object makes it worth a reconcile: its generation (the spec), the retry
 /// annotation, deletion and finalizers. Status writes change none of these, so the
 /// operator's own status updates do not wake it.
-fn trigger_fingerprint(obj: &NomadJob) -> Option<u64> {
+fn trigger_fingerprint(obj: &Watched) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     obj.metadata.generation.hash(&mut hasher);

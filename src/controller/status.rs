@@ -9,41 +9,41 @@ use crate::crd::{
 };
 use crate::nomad::{AllocationListStub, Deployment, DiffType, JobPlanResponse, JobSummary};
 
-use super::decide::{Readiness, latest_deployment};
+use super::observe::{Details, JobView};
+use super::report::Readiness;
 
 /// How many allocations `status.allocations` holds at most (newest first).
 pub const MAX_ALLOCATIONS: usize = 10;
 
-/// Nomad's view of the job, as read during a reconcile.
-#[derive(Clone, Debug, Default)]
-pub struct NomadView {
-    /// The job (`GET /v1/job/:id`), `None` when it does not exist.
-    pub job: Option<Value>,
-    /// Its deployments, any order.
-    pub deployments: Vec<Deployment>,
-    /// Its summary.
-    pub summary: Option<JobSummary>,
-    /// Its allocations, any order.
-    pub allocations: Vec<AllocationListStub>,
-}
-
-/// Copies Nomad's view of the job into `status`.
-pub fn mirror(status: &mut NomadJobStatus, view: &NomadView) {
-    let job = view.job.as_ref();
-    let u64_field = |key: &str| job.and_then(|j| j.get(key)).and_then(Value::as_u64);
-    status.job_version = u64_field("Version");
-    status.job_modify_index = u64_field("JobModifyIndex");
-    status.job_status = job
-        .and_then(|j| j.get("Status"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    status.deployment = latest_deployment(&view.deployments).map(deployment_status);
-    status.summary = view
+/// Copies Nomad's view of the job into `status`: the job, its latest deployment, and
+/// (when they were read) its summary and newest allocations. No job clears them all.
+pub fn mirror(
+    status: &mut NomadJobStatus,
+    job: Option<&JobView>,
+    deployments: &[Deployment],
+    details: Option<&Details>,
+) {
+    status.job_version = job.map(|j| j.version);
+    status.job_modify_index = job.map(|j| j.job_modify_index);
+    status.job_status = job.map(|j| j.status.clone());
+    status.deployment = deployments
+        .iter()
+        .max_by_key(|d| d.create_index)
+        .map(deployment_status);
+    if job.is_none() {
+        status.summary = NamedMap::default();
+        status.allocations = Vec::new();
+        return;
+    }
+    let Some(details) = details else {
+        return;
+    };
+    status.summary = details
         .summary
         .as_ref()
         .map(summary_status)
         .unwrap_or_default();
-    let mut allocs: Vec<&AllocationListStub> = view.allocations.iter().collect();
+    let mut allocs: Vec<&AllocationListStub> = details.allocations.iter().collect();
     allocs.sort_by(|a, b| {
         b.create_index
             .cmp(&a.create_index)
@@ -494,14 +494,14 @@ mod tests {
                 a
             })
             .collect();
-        let view = NomadView {
-            job: Some(job),
-            deployments: vec![older, deployment],
+        let job = JobView::parse(&job);
+        let details = Details {
             summary: Some(summary),
             allocations,
         };
+        let deployments = vec![older, deployment];
         let mut status = NomadJobStatus::default();
-        mirror(&mut status, &view);
+        mirror(&mut status, Some(&job), &deployments, Some(&details));
         assert_eq!(
             (status.job_version, status.job_modify_index),
             (Some(4), Some(77))
@@ -527,7 +527,11 @@ mod tests {
         assert_eq!((task.failed, task.restarts), (true, 2));
         assert_eq!(status.allocations[0].healthy, Some(true));
 
-        mirror(&mut status, &NomadView::default());
+        // Details not read this time: the summary and allocations stay as they were.
+        mirror(&mut status, Some(&job), &deployments, None);
+        assert_eq!(status.allocations.len(), MAX_ALLOCATIONS);
+
+        mirror(&mut status, None, &[], None);
         assert_eq!(
             (status.job_version, status.deployment.as_ref()),
             (None, None)

@@ -1,0 +1,673 @@
+//! Step 2 of a reconcile, **classify** (pure): what the spec, Nomad's view and the
+//! operator's memory add up to, as one [`JobState`], and the one [`Step`] that state
+//! calls for ([`next_action`]). Step 3 ([`super::act`]) carries the step out and returns
+//! a [`Fact`]; [`absorb`] folds the fact into what the next classification sees.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::{
+    DriftPolicy, NomadJobSpec, NomadJobStatus, PendingKind, PendingWrite, RevertActor, RevertStatus,
+};
+use crate::nomad::{Deployment, DiffType};
+
+use super::observe::{JobView, Observed, Planned, VersionView};
+use super::ownership::ownership;
+use super::render::DesiredJob;
+
+/// How often a check-and-set conflict, or a plan that saw another job than the one read,
+/// is answered by reading and planning again within one reconcile.
+pub const CAS_ATTEMPTS: u32 = 3;
+
+/// What the spec asks for.
+#[derive(Clone, Debug)]
+pub enum Spec {
+    /// `spec.suspend` is true: no Nomad calls.
+    Suspended,
+    /// The spec cannot be turned into a Nomad job.
+    Invalid(String),
+    /// The job to run.
+    Desired(DesiredJob),
+}
+
+/// The user's choices that steer decisions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Policy {
+    /// `spec.driftPolicy`.
+    pub drift: DriftPolicy,
+    /// `spec.revertOnFailure`.
+    pub revert_on_failure: bool,
+}
+
+impl Policy {
+    /// The policy of `spec`.
+    pub fn of(spec: &NomadJobSpec) -> Self {
+        Self {
+            drift: spec.drift_policy,
+            revert_on_failure: spec.revert_on_failure,
+        }
+    }
+}
+
+/// What the operator remembers between reconciles. It lives in `status` (one owner per
+/// fact) and changes only through [`absorb`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Memory {
+    /// Digest of the spec last registered (or found already registered).
+    pub applied_digest: Option<String>,
+    /// The Nomad version registered for it.
+    pub applied_version: Option<u64>,
+    /// Digest of a spec whose deployment failed and was answered.
+    pub failed_digest: Option<String>,
+    /// A Nomad write recorded before it was made, outcome not yet seen.
+    pub pending: Option<PendingWrite>,
+    /// The last revert.
+    pub last_revert: Option<RevertStatus>,
+    /// The job's `JobModifyIndex` when the status was last written.
+    pub seen_job_modify_index: Option<u64>,
+    /// The last plan of the applied spec found a difference that was not registered
+    /// (drift left alone under `driftPolicy: Report`).
+    pub unregistered_difference: bool,
+}
+
+impl Memory {
+    /// What `status` remembers.
+    pub fn from_status(status: &NomadJobStatus) -> Self {
+        Self {
+            applied_digest: status.last_applied_digest.clone(),
+            applied_version: status.applied_version,
+            failed_digest: status.failed_digest.clone(),
+            pending: status.pending.clone(),
+            last_revert: status.last_revert.clone(),
+            seen_job_modify_index: status.job_modify_index,
+            unregistered_difference: status.plan.as_ref().is_some_and(|p| p.diff_type != "None")
+                && status.last_applied_digest.is_some(),
+        }
+    }
+}
+
+/// What happened so far in this reconcile.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// The resync interval passed since the object was last planned.
+    pub plan_due: bool,
+    /// This reconcile registered the spec (it is not planned again before the next one).
+    pub registered: bool,
+    /// The job changed since it was read (a write of ours, or someone else's).
+    pub stale: bool,
+    /// Check-and-set conflicts and plans that saw another job than the one read.
+    pub retries: u32,
+}
+
+/// A failed deployment of the applied version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedDeployment {
+    /// Deployment ID.
+    pub id: String,
+    /// The version it rolled out.
+    pub version: u64,
+    /// Nomad's description, such as `Failed due to progress deadline`.
+    pub description: String,
+}
+
+impl FailedDeployment {
+    fn of(d: &Deployment) -> Self {
+        Self {
+            id: d.id.clone(),
+            version: d.job_version,
+            description: d.status_description.clone(),
+        }
+    }
+}
+
+/// How a failed deployment is answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Nomad's auto-revert already went back to `to_version`: record it.
+    RevertedByNomad {
+        /// The stable version Nomad rolled back to.
+        to_version: u64,
+    },
+    /// Revert to the newest stable version, with check-and-set on `current_version`.
+    Revert {
+        /// The stable version to go back to.
+        to_version: u64,
+        /// The job's current version (`EnforcePriorVersion`).
+        current_version: u64,
+    },
+    /// There is no stable version to return to.
+    NoStableVersion,
+    /// `spec.revertOnFailure` is false, or the job moved on since: record the failure.
+    RecordOnly,
+}
+
+/// Why a plan is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanReason {
+    /// The job does not exist in Nomad.
+    Absent,
+    /// The spec is not the one last applied.
+    SpecChanged,
+    /// The job's spec index moved since the operator last saw it.
+    JobChanged,
+    /// The resync interval passed.
+    ResyncDue,
+}
+
+/// Where one object stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// `spec.suspend` is true.
+    Suspended,
+    /// The spec cannot be rendered.
+    Invalid {
+        /// What is wrong.
+        message: String,
+    },
+    /// Nomad has not been read in this reconcile.
+    Unobserved,
+    /// The job changed since it was read.
+    Stale,
+    /// A recorded write did not happen (the job has not moved past its index).
+    PendingNotLanded,
+    /// A recorded write happened; which version it made needs the job's versions.
+    PendingNeedsVersions,
+    /// A recorded register happened and made `version`.
+    PendingRegisterLanded {
+        /// The version the register created.
+        version: u64,
+    },
+    /// A recorded revert happened.
+    PendingRevertLanded,
+    /// The job belongs to another object or was created outside the operator.
+    Conflict {
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The applied version's deployment failed; the answer needs the job's versions.
+    FailedNeedsVersions(FailedDeployment),
+    /// The applied version's deployment failed and has not been answered.
+    Failed(FailedDeployment, Answer),
+    /// The spec is the one that failed: nothing is registered until it changes.
+    HoldingFailedSpec,
+    /// A plan is needed.
+    NeedsPlan(PlanReason),
+    /// Planned: the job does not exist; register it.
+    Absent,
+    /// Planned: the spec changed; register it with check-and-set on `cas_index`.
+    OutOfSync {
+        /// The plan's `JobModifyIndex`.
+        cas_index: u64,
+    },
+    /// Planned: the spec did not change but the job did, and `driftPolicy` is `Correct`.
+    Drifted {
+        /// The plan's `JobModifyIndex`.
+        cas_index: u64,
+    },
+    /// The job differs from the applied spec and `driftPolicy` is `Report`.
+    DriftReported,
+    /// The job kept changing between read, plan and register.
+    KeptChanging,
+    /// The job is stopped in Nomad.
+    Stopped,
+    /// The applied version is being rolled out.
+    Deploying,
+    /// Nomad runs the spec.
+    InSync,
+}
+
+/// The one step a state calls for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Read the job and its deployments.
+    Observe,
+    /// Plan the desired job.
+    Plan,
+    /// Register the desired job with check-and-set (recorded as pending first).
+    Register {
+        /// `JobModifyIndex` to enforce.
+        cas_index: u64,
+        /// The spec did not change: this corrects drift.
+        corrects_drift: bool,
+    },
+    /// Read the job's versions.
+    ReadVersions,
+    /// Revert to a stable version (recorded as pending first).
+    Revert {
+        /// The failed deployment.
+        failed: FailedDeployment,
+        /// The stable version to go back to.
+        to_version: u64,
+        /// `EnforcePriorVersion`.
+        current_version: u64,
+    },
+    /// Record a fact that needs no Nomad call.
+    Record(Fact),
+    /// Nothing more to do in this reconcile.
+    Done,
+}
+
+/// What a step found or did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fact {
+    /// The job and its deployments were read.
+    Observed(Box<Observed>),
+    /// The job was planned.
+    Planned(Box<Planned>),
+    /// The spec was registered as `version`.
+    Registered {
+        /// The version Nomad created.
+        version: u64,
+        /// The evaluation Nomad created.
+        eval_id: String,
+        /// It corrected drift.
+        corrects_drift: bool,
+        /// The job as read right after the register.
+        job: Option<JobView>,
+    },
+    /// Nomad refused the register's check-and-set: someone else changed the job.
+    CasConflict,
+    /// The job's versions were read.
+    Versions(Vec<VersionView>),
+    /// The operator reverted the job.
+    Reverted {
+        /// The failed deployment.
+        failed: FailedDeployment,
+        /// The stable version the job went back to.
+        to_version: u64,
+    },
+    /// A failed deployment was answered without a revert by the operator.
+    FailureRecorded {
+        /// The failed deployment.
+        failed: FailedDeployment,
+        /// How it was answered (not [`Answer::Revert`]).
+        answer: Answer,
+    },
+    /// A recorded write turned out not to have happened.
+    PendingCleared,
+    /// A recorded register turned out to have made `version`.
+    RegisterRecovered {
+        /// The version the register created.
+        version: u64,
+    },
+    /// A recorded revert turned out to have happened.
+    RevertRecovered,
+}
+
+/// Classifies one object. `owner` is the object's (namespace, name).
+pub fn classify(
+    spec: &Spec,
+    observed: Option<&Observed>,
+    memory: &Memory,
+    progress: &Progress,
+    policy: &Policy,
+    owner: (&str, &str),
+) -> JobState {
+    let desired = match spec {
+        Spec::Suspended => return JobState::Suspended,
+        Spec::Invalid(message) => {
+            return JobState::Invalid {
+                message: message.clone(),
+            };
+        }
+        Spec::Desired(desired) => desired,
+    };
+    let Some(observed) = observed else {
+        return JobState::Unobserved;
+    };
+    if progress.stale {
+        return JobState::Stale;
+    }
+    if let Some(pending) = &memory.pending {
+        return resolve_pending(pending, observed);
+    }
+    if let Some(message) =
+        ownership(observed.job.as_ref(), owner.0, owner.1).conflict_message(&desired.id)
+    {
+        return JobState::Conflict { message };
+    }
+    let digest = desired.digest.as_str();
+    let applied = memory.applied_digest.as_deref() == Some(digest);
+    let held = memory.failed_digest.as_deref() == Some(digest);
+    if let (true, false, Some(version), Some(job)) =
+        (applied, held, memory.applied_version, &observed.job)
+        && let Some(failed) = failed_deployment(&observed.deployments, version)
+    {
+        return answer_failure(failed, job, observed.versions.as_deref(), policy);
+    }
+    if held {
+        return JobState::HoldingFailedSpec;
+    }
+    if progress.retries >= CAS_ATTEMPTS {
+        return JobState::KeptChanging;
+    }
+    if let Some(plan) = &observed.plan {
+        if plan.job_modify_index != observed.job_modify_index() {
+            return JobState::Stale;
+        }
+        if plan.diff != DiffType::None {
+            return match (&observed.job, applied, policy.drift) {
+                (None, _, _) => JobState::Absent,
+                (Some(_), false, _) => JobState::OutOfSync {
+                    cas_index: plan.job_modify_index,
+                },
+                (Some(_), true, DriftPolicy::Correct) => JobState::Drifted {
+                    cas_index: plan.job_modify_index,
+                },
+                (Some(_), true, DriftPolicy::Report) => JobState::DriftReported,
+            };
+        }
+    } else if !progress.registered
+        && let Some(reason) = plan_reason(memory, digest, observed, progress.plan_due)
+    {
+        return JobState::NeedsPlan(reason);
+    } else if applied && memory.unregistered_difference {
+        return JobState::DriftReported;
+    }
+    settled(observed, memory)
+}
+
+/// The state of a job that needs no write: stopped, deploying or in sync.
+fn settled(observed: &Observed, memory: &Memory) -> JobState {
+    let Some(job) = &observed.job else {
+        return JobState::Deploying;
+    };
+    if job.stop {
+        return JobState::Stopped;
+    }
+    let rolling = memory
+        .applied_version
+        .and_then(|v| deployment_of(&observed.deployments, v))
+        .is_some_and(|d| !matches!(d.status.as_str(), "successful" | "failed" | "cancelled"));
+    if rolling {
+        JobState::Deploying
+    } else {
+        JobState::InSync
+    }
+}
+
+/// Whether a recorded write happened: the job moved past the index it started from.
+fn resolve_pending(pending: &PendingWrite, observed: &Observed) -> JobState {
+    if observed.job_modify_index() <= pending.job_modify_index {
+        return JobState::PendingNotLanded;
+    }
+    match pending.kind {
+        PendingKind::Revert => JobState::PendingRevertLanded,
+        PendingKind::Register => match &observed.versions {
+            None => JobState::PendingNeedsVersions,
+            // Check-and-set: the first version past the index is the register's.
+            Some(versions) => {
+                let first = versions
+                    .iter()
+                    .filter(|v| v.job_modify_index > pending.job_modify_index)
+                    .min_by_key(|v| v.job_modify_index)
+                    .map(|v| v.version);
+                let version = first
+                    .or(observed.job.as_ref().map(|j| j.version))
+                    .unwrap_or(0);
+                JobState::PendingRegisterLanded { version }
+            }
+        },
+    }
+}
+
+/// How to answer a failed deployment of the applied version.
+fn answer_failure(
+    failed: &Deployment,
+    job: &JobView,
+    versions: Option<&[VersionView]>,
+    policy: &Policy,
+) -> JobState {
+    let info = FailedDeployment::of(failed);
+    if let Some(to_version) = auto_revert_target(&failed.status_description) {
+        return JobState::Failed(info, Answer::RevertedByNomad { to_version });
+    }
+    if !policy.revert_on_failure || job.version != failed.job_version {
+        return JobState::Failed(info, Answer::RecordOnly);
+    }
+    let Some(versions) = versions else {
+        return JobState::FailedNeedsVersions(info);
+    };
+    let stable = versions
+        .iter()
+        .filter(|v| v.stable && v.version != job.version)
+        .map(|v| v.version)
+        .max();
+    let answer = match stable {
+        Some(to_version) => Answer::Revert {
+            to_version,
+            current_version: job.version,
+        },
+        None => Answer::NoStableVersion,
+    };
+    JobState::Failed(info, answer)
+}
+
+/// Why the object must be planned, if it must: the spec is not known to be applied, the
+/// job's spec index moved since the operator last saw it, or the resync is due.
+fn plan_reason(
+    memory: &Memory,
+    digest: &str,
+    observed: &Observed,
+    plan_due: bool,
+) -> Option<PlanReason> {
+    let Some(job) = &observed.job else {
+        return Some(PlanReason::Absent);
+    };
+    if memory.applied_digest.as_deref() != Some(digest) {
+        Some(PlanReason::SpecChanged)
+    } else if memory.seen_job_modify_index != Some(job.job_modify_index) {
+        Some(PlanReason::JobChanged)
+    } else if plan_due {
+        Some(PlanReason::ResyncDue)
+    } else {
+        None
+    }
+}
+
+/// The one step `state` calls for.
+pub fn next_action(state: &JobState) -> Step {
+    match state {
+        JobState::Unobserved | JobState::Stale => Step::Observe,
+        JobState::PendingNotLanded => Step::Record(Fact::PendingCleared),
+        JobState::PendingNeedsVersions | JobState::FailedNeedsVersions(_) => Step::ReadVersions,
+        JobState::PendingRegisterLanded { version } => {
+            Step::Record(Fact::RegisterRecovered { version: *version })
+        }
+        JobState::PendingRevertLanded => Step::Record(Fact::RevertRecovered),
+        JobState::Failed(
+            failed,
+            Answer::Revert {
+                to_version,
+                current_version,
+            },
+        ) => Step::Revert {
+            failed: failed.clone(),
+            to_version: *to_version,
+            current_version: *current_version,
+        },
+        JobState::Failed(failed, answer) => Step::Record(Fact::FailureRecorded {
+            failed: failed.clone(),
+            answer: answer.clone(),
+        }),
+        JobState::NeedsPlan(_) => Step::Plan,
+        JobState::Absent => Step::Register {
+            cas_index: 0,
+            corrects_drift: false,
+        },
+        JobState::OutOfSync { cas_index } => Step::Register {
+            cas_index: *cas_index,
+            corrects_drift: false,
+        },
+        JobState::Drifted { cas_index } => Step::Register {
+            cas_index: *cas_index,
+            corrects_drift: true,
+        },
+        JobState::Suspended
+        | JobState::Invalid { .. }
+        | JobState::Conflict { .. }
+        | JobState::HoldingFailedSpec
+        | JobState::DriftReported
+        | JobState::KeptChanging
+        | JobState::Stopped
+        | JobState::Deploying
+        | JobState::InSync => Step::Done,
+    }
+}
+
+/// The write a step records in `status.pending` before making it, if it writes.
+pub fn intent(step: &Step, digest: &str, observed: Option<&Observed>) -> Option<PendingWrite> {
+    let index = observed.map_or(0, Observed::job_modify_index);
+    match step {
+        Step::Register {
+            cas_index,
+            corrects_drift,
+        } => Some(PendingWrite {
+            kind: PendingKind::Register,
+            digest: digest.to_string(),
+            job_modify_index: *cas_index,
+            from_version: None,
+            to_version: None,
+            reason: None,
+            corrects_drift: *corrects_drift,
+        }),
+        Step::Revert {
+            failed, to_version, ..
+        } => Some(PendingWrite {
+            kind: PendingKind::Revert,
+            digest: digest.to_string(),
+            job_modify_index: index,
+            from_version: Some(failed.version),
+            to_version: Some(*to_version),
+            reason: Some(failed.description.clone()),
+            corrects_drift: false,
+        }),
+        _ => None,
+    }
+}
+
+/// Folds `fact` into what the next classification sees. `digest` is the desired spec's.
+pub fn absorb(
+    fact: &Fact,
+    digest: &str,
+    now: &Time,
+    observed: &mut Option<Observed>,
+    memory: &mut Memory,
+    progress: &mut Progress,
+) {
+    let revert = |from_version: u64, to_version: u64, reason: &str, by: RevertActor| RevertStatus {
+        from_version,
+        to_version,
+        reason: reason.to_string(),
+        time: now.clone(),
+        by,
+    };
+    match fact {
+        Fact::Observed(fresh) => {
+            *observed = Some((**fresh).clone());
+            progress.stale = false;
+        }
+        Fact::Planned(plan) => {
+            if let Some(o) = observed.as_mut() {
+                let matches = plan.job_modify_index == o.job_modify_index();
+                if plan.diff == DiffType::None && matches {
+                    // Nomad runs this spec: it counts as applied (as the version running).
+                    if memory.applied_digest.as_deref() != Some(digest)
+                        || memory.applied_version.is_none()
+                    {
+                        memory.applied_version = o.job.as_ref().map(|j| j.version);
+                    }
+                    memory.applied_digest = Some(digest.to_string());
+                }
+                memory.unregistered_difference = plan.diff != DiffType::None && matches;
+                o.plan = Some((**plan).clone());
+            }
+        }
+        Fact::Registered { version, job, .. } => {
+            memory.applied_digest = Some(digest.to_string());
+            memory.applied_version = Some(*version);
+            memory.pending = None;
+            memory.unregistered_difference = false;
+            progress.registered = true;
+            if let Some(o) = observed.as_mut() {
+                o.job = job.clone();
+                o.plan = None;
+            }
+        }
+        Fact::CasConflict => {
+            memory.pending = None;
+            progress.retries += 1;
+            progress.stale = true;
+        }
+        Fact::Versions(versions) => {
+            if let Some(o) = observed.as_mut() {
+                o.versions = Some(versions.clone());
+            }
+        }
+        Fact::Reverted { failed, to_version } => {
+            memory.last_revert = Some(revert(
+                failed.version,
+                *to_version,
+                &failed.description,
+                RevertActor::Operator,
+            ));
+            memory.failed_digest = Some(digest.to_string());
+            memory.pending = None;
+            progress.stale = true;
+        }
+        Fact::FailureRecorded { failed, answer } => {
+            if let Answer::RevertedByNomad { to_version } = answer {
+                memory.last_revert = Some(revert(
+                    failed.version,
+                    *to_version,
+                    &failed.description,
+                    RevertActor::Nomad,
+                ));
+            }
+            memory.failed_digest = Some(digest.to_string());
+        }
+        Fact::PendingCleared => memory.pending = None,
+        Fact::RegisterRecovered { version } => {
+            if let Some(pending) = memory.pending.take() {
+                memory.applied_digest = Some(pending.digest);
+                memory.applied_version = Some(*version);
+            }
+        }
+        Fact::RevertRecovered => {
+            if let Some(pending) = memory.pending.take() {
+                memory.last_revert = Some(revert(
+                    pending.from_version.unwrap_or_default(),
+                    pending.to_version.unwrap_or_default(),
+                    pending.reason.as_deref().unwrap_or_default(),
+                    RevertActor::Operator,
+                ));
+                memory.failed_digest = Some(pending.digest);
+            }
+        }
+    }
+}
+
+/// The deployment of the version the operator registered, if it failed.
+///
+/// Looks only at deployments of `applied_version` (newest first), so a later deployment,
+/// such as the one of Nomad's auto-revert, does not hide the failure.
+pub fn failed_deployment(deployments: &[Deployment], applied_version: u64) -> Option<&Deployment> {
+    deployment_of(deployments, applied_version).filter(|d| d.status == "failed")
+}
+
+/// The newest deployment of `version`, if any.
+pub fn deployment_of(deployments: &[Deployment], version: u64) -> Option<&Deployment> {
+    deployments
+        .iter()
+        .filter(|d| d.job_version == version)
+        .max_by_key(|d| d.create_index)
+}
+
+/// Parses Nomad's "... - rolling back to job version N" deployment description.
+pub fn auto_revert_target(description: &str) -> Option<u64> {
+    let (_, tail) = description.rsplit_once("rolling back to job version ")?;
+    tail.trim().parse().ok()
+}
+
+#[cfg(test)]
+#[path = "classify_tests.rs"]
+mod tests;

@@ -1,0 +1,268 @@
+//! Step 1 of a reconcile, **observe**: what Nomad says about the job, read with as few
+//! calls as the step needs, and typed views of the answers that are parsed once.
+
+use serde_json::Value;
+
+use crate::crd::{META_OWNER_NAME, META_OWNER_NAMESPACE};
+use crate::nomad::{
+    AllocationListStub, Deployment, DiffType, JobPlanResponse, JobSummary, NomadClient, NomadError,
+    Scope,
+};
+
+/// The fields of a Nomad job (`GET /v1/job/:id`) that the operator decides on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobView {
+    /// `Version`.
+    pub version: u64,
+    /// `JobModifyIndex`: moves only when the spec changes; the check-and-set value.
+    pub job_modify_index: u64,
+    /// `ModifyIndex`: moves on any change.
+    pub modify_index: u64,
+    /// `Stop`: the job was deregistered (or submitted stopped).
+    pub stop: bool,
+    /// `Status`: `pending`, `running` or `dead`.
+    pub status: String,
+    /// The `NomadJob` recorded in the job's `Meta` (namespace, name), if any.
+    pub owner: Option<(String, String)>,
+    /// Whether Nomad creates a deployment for this job: a service job whose update
+    /// strategy (job or group level) has `MaxParallel > 0`.
+    pub expects_deployment: bool,
+}
+
+impl JobView {
+    /// Reads the fields the operator uses from a job as Nomad stores it.
+    pub fn parse(job: &Value) -> Self {
+        let u64_field = |key: &str| job.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let meta = |key: &str| {
+            job.get("Meta")
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let owner = match (meta(META_OWNER_NAMESPACE), meta(META_OWNER_NAME)) {
+            (Some(namespace), Some(name)) => Some((namespace, name)),
+            _ => None,
+        };
+        Self {
+            version: u64_field("Version"),
+            job_modify_index: u64_field("JobModifyIndex"),
+            modify_index: u64_field("ModifyIndex"),
+            stop: job.get("Stop").and_then(Value::as_bool).unwrap_or(false),
+            status: job
+                .get("Status")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            owner,
+            expects_deployment: expects_deployment(job),
+        }
+    }
+}
+
+/// Whether Nomad will create a deployment for this (stored, canonical) job: service jobs
+/// whose groups have an update strategy with `MaxParallel > 0`.
+fn expects_deployment(job: &Value) -> bool {
+    let service = job.get("Type").and_then(Value::as_str).unwrap_or("service") == "service";
+    let parallel = |update: Option<&Value>| {
+        update
+            .and_then(|u| u.get("MaxParallel"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            > 0
+    };
+    let job_level = parallel(job.get("Update"));
+    let groups = job.get("TaskGroups").and_then(Value::as_array);
+    let group_level = groups.is_some_and(|gs| gs.iter().any(|g| parallel(g.get("Update"))));
+    service && (job_level || group_level)
+}
+
+/// One entry of `GET /v1/job/:id/versions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionView {
+    /// `Version`.
+    pub version: u64,
+    /// `JobModifyIndex` of the register that created the version.
+    pub job_modify_index: u64,
+    /// `Stable`: set by a successful deployment.
+    pub stable: bool,
+}
+
+impl VersionView {
+    fn parse(job: &Value) -> Self {
+        Self {
+            version: job.get("Version").and_then(Value::as_u64).unwrap_or(0),
+            job_modify_index: job
+                .get("JobModifyIndex")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            stable: job.get("Stable").and_then(Value::as_bool).unwrap_or(false),
+        }
+    }
+}
+
+/// The plan made in this reconcile: what the decisions need of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Planned {
+    /// The top-level diff type (only it counts: sub-objects of `Edited` may say `None`).
+    pub diff: DiffType,
+    /// The server job's `JobModifyIndex` (0 for a new job): the register's check-and-set
+    /// index, and the job state the ownership check must have seen.
+    pub job_modify_index: u64,
+    /// The whole answer, for `status.plan`.
+    pub answer: JobPlanResponse,
+}
+
+impl Planned {
+    /// Wraps a plan answer.
+    pub fn new(answer: JobPlanResponse) -> Self {
+        Self {
+            diff: answer
+                .diff
+                .as_ref()
+                .map(|d| d.r#type)
+                .unwrap_or(DiffType::None),
+            job_modify_index: answer.job_modify_index,
+            answer,
+        }
+    }
+}
+
+/// Nomad's view of the job, as far as this reconcile has read it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// The job, `None` when it does not exist.
+    pub job: Option<JobView>,
+    /// Its deployments, any order.
+    pub deployments: Vec<Deployment>,
+    /// Its summary and allocations, read last (for the status only).
+    pub details: Option<Details>,
+    /// The plan made in this reconcile since the job was last read.
+    pub plan: Option<Planned>,
+    /// Its versions, newest first, when a decision needed them.
+    pub versions: Option<Vec<VersionView>>,
+}
+
+/// What only the status needs: the job summary and the allocations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Details {
+    /// The summary (`None` when Nomad has none).
+    pub summary: Option<JobSummary>,
+    /// The allocations, any order.
+    pub allocations: Vec<AllocationListStub>,
+}
+
+impl Observed {
+    /// The job's `JobModifyIndex`, 0 when it does not exist (what a plan reports then).
+    pub fn job_modify_index(&self) -> u64 {
+        self.job.as_ref().map_or(0, |j| j.job_modify_index)
+    }
+}
+
+/// Reads the job and, when it exists, its deployments.
+pub async fn job_and_deployments(
+    nomad: &NomadClient,
+    scope: &Scope,
+    id: &str,
+) -> Result<Observed, NomadError> {
+    let job = read_job(nomad, scope, id).await?;
+    let deployments = match &job {
+        Some(_) => nomad.job_deployments(scope, id).await?,
+        None => Vec::new(),
+    };
+    Ok(Observed {
+        job: job.as_ref().map(JobView::parse),
+        deployments,
+        ..Observed::default()
+    })
+}
+
+/// Reads the summary and allocations of an existing job.
+pub async fn details(nomad: &NomadClient, scope: &Scope, id: &str) -> Result<Details, NomadError> {
+    let summary = match nomad.job_summary(scope, id).await {
+        Ok(summary) => Some(summary),
+        Err(NomadError::NotFound(_)) => None,
+        Err(other) => return Err(other),
+    };
+    let allocations = nomad.job_allocations(scope, id, false, None).await?.value;
+    Ok(Details {
+        summary,
+        allocations,
+    })
+}
+
+/// Reads the job's versions, newest first.
+pub async fn versions(
+    nomad: &NomadClient,
+    scope: &Scope,
+    id: &str,
+) -> Result<Vec<VersionView>, NomadError> {
+    Ok(nomad
+        .job_versions(scope, id)
+        .await?
+        .iter()
+        .map(VersionView::parse)
+        .collect())
+}
+
+/// `GET /v1/job/:id`, with "not found" as `None`.
+pub async fn read_job(
+    nomad: &NomadClient,
+    scope: &Scope,
+    id: &str,
+) -> Result<Option<Value>, NomadError> {
+    match nomad.read_job(scope, id).await {
+        Ok(job) => Ok(Some(job)),
+        Err(NomadError::NotFound(_)) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_job_is_parsed_once_into_what_decisions_need() {
+        let job = json!({
+            "ID": "web", "Version": 3, "JobModifyIndex": 40, "ModifyIndex": 44, "Stop": false,
+            "Status": "running", "Type": "service",
+            "Meta": {META_OWNER_NAMESPACE: "team-a", META_OWNER_NAME: "web"},
+            "TaskGroups": [{"Name": "web", "Update": {"MaxParallel": 1}}]
+        });
+        let view = JobView::parse(&job);
+        assert_eq!(
+            view,
+            JobView {
+                version: 3,
+                job_modify_index: 40,
+                modify_index: 44,
+                stop: false,
+                status: "running".into(),
+                owner: Some(("team-a".into(), "web".into())),
+                expects_deployment: true,
+            }
+        );
+        let batch = JobView::parse(&json!({"Type": "batch", "Meta": null, "Stop": true}));
+        assert_eq!(
+            (batch.owner, batch.expects_deployment, batch.stop),
+            (None, false, true)
+        );
+        let no_update =
+            JobView::parse(&json!({"Type": "service", "TaskGroups": [{"Update": null}]}));
+        assert!(!no_update.expects_deployment);
+    }
+
+    #[test]
+    fn versions_keep_their_register_index_and_stability() {
+        let v = VersionView::parse(&json!({"Version": 2, "JobModifyIndex": 9, "Stable": true}));
+        assert_eq!(
+            v,
+            VersionView {
+                version: 2,
+                job_modify_index: 9,
+                stable: true
+            }
+        );
+    }
+}

@@ -1,0 +1,560 @@
+//! Step 4 of a reconcile, **report** (pure): the previous status plus what this
+//! reconcile learned and did make the new status, its conditions, and the Events.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::{NomadJobStatus, condition, reason};
+use crate::nomad::{Deployment, NomadError};
+
+use super::classify::{Answer, CAS_ATTEMPTS, Fact, JobState, Memory, Policy, Spec, deployment_of};
+use super::error::Error;
+use super::observe::{JobView, Observed};
+use super::status::{Truth, find_condition, mirror, plan_status, set_condition, set_readiness};
+
+/// An Event to publish about the object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// A Warning (else Normal).
+    pub warning: bool,
+    /// The Event's reason (one of [`reason`]).
+    pub reason: String,
+    /// What happened.
+    pub note: String,
+}
+
+impl Notice {
+    fn normal(reason: &str, note: String) -> Self {
+        Self {
+            warning: false,
+            reason: reason.to_string(),
+            note,
+        }
+    }
+
+    fn warning(reason: &str, note: String) -> Self {
+        Self {
+            warning: true,
+            reason: reason.to_string(),
+            note,
+        }
+    }
+}
+
+/// The new status and the Events of one reconcile.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The status to write (written only when it differs from the previous one).
+    pub status: NomadJobStatus,
+    /// The Events to publish.
+    pub notices: Vec<Notice>,
+}
+
+/// What a report is made from.
+pub struct Inputs<'a> {
+    /// What the spec asks for.
+    pub spec: &'a Spec,
+    /// The user's policies.
+    pub policy: Policy,
+    /// Nomad's view, as far as it was read.
+    pub observed: Option<&'a Observed>,
+    /// The operator's memory after this reconcile.
+    pub memory: &'a Memory,
+    /// What this reconcile did, in order.
+    pub facts: &'a [Fact],
+    /// The last state classified.
+    pub state: &'a JobState,
+    /// The error that ended the reconcile, if any.
+    pub error: Option<&'a Error>,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Now, for condition transition times.
+    pub now: &'a Time,
+}
+
+/// Where the object stands, for the `Ready` / `Reconciling` / `Stalled` conditions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// The current spec runs: `Ready=True`.
+    Ready(String),
+    /// Work is under way (deployment running, waiting for one): `Reconciling=True`.
+    Progressing {
+        /// Condition reason.
+        reason: &'static str,
+        /// Condition message.
+        message: String,
+    },
+    /// Nothing will change until someone acts: `Stalled=True`.
+    Stalled {
+        /// Condition reason.
+        reason: &'static str,
+        /// Condition message.
+        message: String,
+    },
+}
+
+/// Reasons of the `Ready` condition that warrant a Warning Event when they appear.
+const WARNING_REASONS: [&str; 5] = [
+    reason::INVALID_SPEC,
+    reason::CONFLICT,
+    reason::NOMAD_UNAVAILABLE,
+    reason::PERMISSION_DENIED,
+    reason::NOMAD_REJECTED,
+];
+
+const DRIFT_REPORTED: &str =
+    "the job in Nomad differs from the spec; driftPolicy is Report, so it is left as it is";
+
+/// Builds the new status and the Events from `previous` and `inputs`.
+pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
+    let mut status = previous.clone();
+    status.observed_generation = inputs.generation;
+    let (generation, now) = (inputs.generation, inputs.now);
+    let mut notices = Vec::new();
+    let desired = match inputs.spec {
+        Spec::Suspended => {
+            set_condition(
+                &mut status.conditions,
+                condition::RECONCILING,
+                Truth::False,
+                reason::SUSPENDED,
+                "spec.suspend is true: the operator makes no Nomad calls for this object",
+                generation,
+                now,
+            );
+            return Report { status, notices };
+        }
+        Spec::Invalid(message) => {
+            let readiness = Readiness::Stalled {
+                reason: reason::INVALID_SPEC,
+                message: format!("invalid spec: {message}"),
+            };
+            set_readiness(&mut status.conditions, &readiness, generation, now);
+            announce_transition(previous, &status, &mut notices);
+            return Report { status, notices };
+        }
+        Spec::Desired(desired) => desired,
+    };
+    status.job_id = Some(desired.id.clone());
+    status.job_namespace = Some(desired.namespace.clone());
+    let memory = inputs.memory;
+    status.applied_version = memory.applied_version;
+    status.last_applied_digest = memory.applied_digest.clone();
+    status.failed_digest = memory.failed_digest.clone();
+    status.pending = memory.pending.clone();
+    status.last_revert = memory.last_revert.clone();
+
+    if let JobState::Conflict { .. } = inputs.state {
+        mirror(&mut status, None, &[], None);
+        status.plan = None;
+    } else if let Some(observed) = inputs.observed {
+        mirror(
+            &mut status,
+            observed.job.as_ref(),
+            &observed.deployments,
+            observed.details.as_ref(),
+        );
+    }
+    if let Some(plan) = inputs.facts.iter().rev().find_map(|f| match f {
+        Fact::Planned(plan) => Some(plan),
+        _ => None,
+    }) {
+        status.plan = Some(plan_status(&plan.answer));
+    }
+    update_drift_condition(&mut status, previous, inputs, &mut notices);
+    notices.extend(inputs.facts.iter().flat_map(fact_notices));
+    if matches!(inputs.error, Some(Error::CasExhausted(_))) {
+        notices.push(Notice::warning(
+            reason::CONFLICT,
+            format!(
+                "the Nomad job kept changing between plan and register ({CAS_ATTEMPTS} check-and-set conflicts)"
+            ),
+        ));
+    }
+    let readiness = match inputs.error {
+        Some(error) => error_readiness(error),
+        None => state_readiness(inputs.state, inputs.observed, memory, &inputs.policy),
+    };
+    set_readiness(&mut status.conditions, &readiness, generation, now);
+    announce_transition(previous, &status, &mut notices);
+    Report { status, notices }
+}
+
+/// Readiness after an error: a transient one is retried, a refusal stalls.
+pub fn error_readiness(error: &Error) -> Readiness {
+    match error {
+        Error::Nomad(NomadError::BadRequest(message)) => Readiness::Stalled {
+            reason: reason::NOMAD_REJECTED,
+            message: format!("Nomad rejected the job: {message}. Fix spec.job and apply again"),
+        },
+        Error::Nomad(NomadError::PermissionDenied(m)) => Readiness::Stalled {
+            reason: reason::PERMISSION_DENIED,
+            message: format!(
+                "Nomad refused the operator's token: {m}. Check the token's ACL policy"
+            ),
+        },
+        Error::OwnedElsewhere(message) => Readiness::Stalled {
+            reason: reason::CONFLICT,
+            message: message.clone(),
+        },
+        other => Readiness::Progressing {
+            reason: reason::NOMAD_UNAVAILABLE,
+            message: format!("{other}; retrying with back-off"),
+        },
+    }
+}
+
+/// Readiness in `state`.
+fn state_readiness(
+    state: &JobState,
+    observed: Option<&Observed>,
+    memory: &Memory,
+    policy: &Policy,
+) -> Readiness {
+    let deployments = observed.map_or(&[][..], |o| &o.deployments[..]);
+    match state {
+        JobState::Conflict { message } => Readiness::Stalled {
+            reason: reason::CONFLICT,
+            message: message.clone(),
+        },
+        JobState::HoldingFailedSpec => failed_spec_readiness(memory, deployments, policy),
+        JobState::DriftReported => Readiness::Stalled {
+            reason: reason::DRIFT_DETECTED,
+            message: DRIFT_REPORTED.into(),
+        },
+        JobState::Absent | JobState::OutOfSync { .. } | JobState::Drifted { .. } => {
+            Readiness::Progressing {
+                reason: reason::REGISTERED,
+                message: "registering the spec in Nomad".into(),
+            }
+        }
+        JobState::Failed(failed, Answer::Revert { to_version, .. }) => Readiness::Progressing {
+            reason: reason::DEPLOYMENT_FAILED,
+            message: format!(
+                "version {} failed: {}; reverting to stable version {to_version}",
+                failed.version, failed.description
+            ),
+        },
+        _ => match (
+            observed.and_then(|o| o.job.as_ref()),
+            memory.applied_version,
+        ) {
+            (Some(job), Some(applied)) => readiness(job, applied, deployments),
+            _ => Readiness::Progressing {
+                reason: reason::REGISTERED,
+                message: "waiting for the job to appear in Nomad".into(),
+            },
+        },
+    }
+}
+
+/// Readiness of a registered spec whose version is `applied_version`, from Nomad's view.
+pub fn readiness(job: &JobView, applied_version: u64, deployments: &[Deployment]) -> Readiness {
+    if job.stop {
+        return Readiness::Progressing {
+            reason: reason::JOB_STOPPED,
+            message: "the job is stopped in Nomad".into(),
+        };
+    }
+    match deployment_of(deployments, applied_version) {
+        Some(d) if d.status == "successful" => Readiness::Ready(format!(
+            "version {applied_version} deployed: {}",
+            d.status_description
+        )),
+        Some(d) if d.status == "failed" => Readiness::Stalled {
+            reason: reason::DEPLOYMENT_FAILED,
+            message: format!(
+                "deployment of version {applied_version} failed: {}",
+                d.status_description
+            ),
+        },
+        Some(d) => Readiness::Progressing {
+            reason: reason::DEPLOYING,
+            message: format!(
+                "deployment {} of version {applied_version} is {}: {}",
+                short_id(&d.id),
+                d.status,
+                progress(d)
+            ),
+        },
+        None if job.expects_deployment => Readiness::Progressing {
+            reason: reason::DEPLOYING,
+            message: format!(
+                "waiting for Nomad to start the deployment of version {applied_version}"
+            ),
+        },
+        None => Readiness::Ready(format!(
+            "version {applied_version} registered (this job has no deployments)"
+        )),
+    }
+}
+
+/// Readiness while the current spec is the one that failed.
+fn failed_spec_readiness(
+    memory: &Memory,
+    deployments: &[Deployment],
+    policy: &Policy,
+) -> Readiness {
+    let applied = memory.applied_version.unwrap_or_default();
+    let description = deployment_of(deployments, applied)
+        .map(|d| d.status_description.clone())
+        .unwrap_or_else(|| "deployment failed".into());
+    let revert = memory
+        .last_revert
+        .as_ref()
+        .filter(|r| r.from_version == applied);
+    let (reason, what) = match revert {
+        Some(r) => (
+            reason::REVERTED,
+            format!(
+                "; reverted to stable version {} by {:?}",
+                r.to_version, r.by
+            )
+            .to_lowercase(),
+        ),
+        None if policy.revert_on_failure => (
+            reason::NO_STABLE_VERSION,
+            "; there was no stable version to revert to".into(),
+        ),
+        None => (
+            reason::DEPLOYMENT_FAILED,
+            "; spec.revertOnFailure is false, nothing was reverted".into(),
+        ),
+    };
+    Readiness::Stalled {
+        reason,
+        message: format!(
+            "version {applied} of this spec failed: {description}{what}. It is not registered again until the spec or the annotation nomadoperator.dev/retry changes"
+        ),
+    }
+}
+
+/// Sets or clears the `Drifted` condition, and announces newly reported drift.
+fn update_drift_condition(
+    status: &mut NomadJobStatus,
+    previous: &NomadJobStatus,
+    inputs: &Inputs<'_>,
+    notices: &mut Vec<Notice>,
+) {
+    let corrected = inputs.facts.iter().any(|f| {
+        matches!(
+            f,
+            Fact::Registered {
+                corrects_drift: true,
+                ..
+            }
+        )
+    });
+    let planned = inputs.facts.iter().any(|f| matches!(f, Fact::Planned(_)));
+    let (generation, now) = (inputs.generation, inputs.now);
+    let was_drifted = find_condition(&previous.conditions, condition::DRIFTED)
+        .is_some_and(|c| c.status == "True");
+    if *inputs.state == JobState::DriftReported {
+        set_condition(
+            &mut status.conditions,
+            condition::DRIFTED,
+            Truth::True,
+            reason::DRIFT_DETECTED,
+            "the job in Nomad differs from the spec the operator applied",
+            generation,
+            now,
+        );
+        if !was_drifted {
+            notices.push(Notice::warning(
+                reason::DRIFT_DETECTED,
+                DRIFT_REPORTED.into(),
+            ));
+        }
+    } else if corrected {
+        set_condition(
+            &mut status.conditions,
+            condition::DRIFTED,
+            Truth::False,
+            reason::DRIFT_CORRECTED,
+            "the job was changed in Nomad and the spec was registered again",
+            generation,
+            now,
+        );
+    } else if planned && find_condition(&status.conditions, condition::DRIFTED).is_some() {
+        set_condition(
+            &mut status.conditions,
+            condition::DRIFTED,
+            Truth::False,
+            reason::IN_SYNC,
+            "the job in Nomad matches the spec",
+            generation,
+            now,
+        );
+    }
+}
+
+/// The Events a fact makes.
+fn fact_notices(fact: &Fact) -> Vec<Notice> {
+    let failed_note = |f: &super::classify::FailedDeployment| {
+        format!(
+            "deployment {} of version {} failed: {}",
+            short_id(&f.id),
+            f.version,
+            f.description
+        )
+    };
+    match fact {
+        Fact::Registered {
+            version,
+            corrects_drift: true,
+            ..
+        } => vec![Notice::normal(
+            reason::DRIFT_CORRECTED,
+            format!("the job was changed in Nomad; re-registered the spec as version {version}"),
+        )],
+        Fact::Registered {
+            version, eval_id, ..
+        } => vec![Notice::normal(
+            reason::REGISTERED,
+            format!(
+                "registered version {version} (evaluation {})",
+                short_id(eval_id)
+            ),
+        )],
+        Fact::Reverted { failed, to_version } => vec![
+            Notice::warning(reason::DEPLOYMENT_FAILED, failed_note(failed)),
+            Notice::normal(
+                reason::REVERTED,
+                format!(
+                    "the operator reverted the job from version {} to stable version {to_version}",
+                    failed.version
+                ),
+            ),
+        ],
+        Fact::FailureRecorded { failed, answer } => {
+            let mut notices = vec![Notice::warning(
+                reason::DEPLOYMENT_FAILED,
+                failed_note(failed),
+            )];
+            match answer {
+                Answer::RevertedByNomad { to_version } => notices.push(Notice::normal(
+                    reason::REVERTED,
+                    format!(
+                        "Nomad's auto-revert reverted the job from version {} to stable version {to_version}",
+                        failed.version
+                    ),
+                )),
+                Answer::NoStableVersion => notices.push(Notice::warning(
+                    reason::NO_STABLE_VERSION,
+                    format!(
+                        "version {} failed and the job has no stable version to revert to",
+                        failed.version
+                    ),
+                )),
+                Answer::Revert { .. } | Answer::RecordOnly => {}
+            }
+            notices
+        }
+        Fact::RevertRecovered => vec![Notice::normal(
+            reason::REVERTED,
+            "the operator's revert (made before a restart) went through".into(),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// An Event when the `Ready` condition's reason changed to one a person should hear
+/// about: a Warning reason, or Ready.
+fn announce_transition(
+    previous: &NomadJobStatus,
+    status: &NomadJobStatus,
+    notices: &mut Vec<Notice>,
+) {
+    let Some(ready) = find_condition(&status.conditions, condition::READY) else {
+        return;
+    };
+    let before = find_condition(&previous.conditions, condition::READY);
+    if before.is_some_and(|b| b.reason == ready.reason && b.status == ready.status) {
+        return;
+    }
+    if WARNING_REASONS.contains(&ready.reason.as_str()) {
+        notices.push(Notice::warning(&ready.reason, ready.message.clone()));
+    } else if ready.status == "True" {
+        notices.push(Notice::normal(&ready.reason, ready.message.clone()));
+    }
+}
+
+/// `healthy/desired` over all task groups.
+fn progress(d: &Deployment) -> String {
+    let healthy: u64 = d.task_groups.values().map(|g| g.healthy_allocs).sum();
+    let desired: u64 = d.task_groups.values().map(|g| g.desired_total).sum();
+    format!("{healthy}/{desired} allocations healthy")
+}
+
+/// The first 8 characters of a Nomad UUID, as Nomad's CLI shows them.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nomad::DeploymentState;
+    use serde_json::json;
+
+    fn deployment(version: u64, create_index: u64, state: &str, description: &str) -> Deployment {
+        Deployment {
+            id: format!("d{version}-{create_index}-0000"),
+            job_version: version,
+            create_index,
+            status: state.into(),
+            status_description: description.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn readiness_follows_the_deployment_of_the_applied_version() {
+        let job = JobView::parse(
+            &json!({"Type": "service", "TaskGroups": [{"Update": {"MaxParallel": 1}}]}),
+        );
+        let mut running = deployment(2, 5, "running", "Deployment is running");
+        running.task_groups.insert(
+            "g".into(),
+            DeploymentState {
+                desired_total: 2,
+                healthy_allocs: 1,
+                ..Default::default()
+            },
+        );
+        match readiness(&job, 2, std::slice::from_ref(&running)) {
+            Readiness::Progressing { reason, message } => {
+                assert_eq!(reason, "Deploying");
+                assert!(message.contains("1/2 allocations healthy"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let done = deployment(2, 5, "successful", "Deployment completed successfully");
+        assert!(matches!(
+            readiness(&job, 2, std::slice::from_ref(&done)),
+            Readiness::Ready(_)
+        ));
+        assert!(
+            matches!(readiness(&job, 3, &[done]), Readiness::Progressing { .. }),
+            "old version's deployment"
+        );
+        let failed = deployment(2, 5, "failed", "Failed due to unhealthy allocations");
+        assert!(matches!(
+            readiness(&job, 2, &[failed]),
+            Readiness::Stalled {
+                reason: "DeploymentFailed",
+                ..
+            }
+        ));
+        assert!(matches!(
+            readiness(&JobView::parse(&json!({"Type": "batch"})), 0, &[]),
+            Readiness::Ready(_)
+        ));
+        assert!(matches!(
+            readiness(&JobView::parse(&json!({"Stop": true})), 0, &[]),
+            Readiness::Progressing {
+                reason: "JobStopped",
+                ..
+            }
+        ));
+    }
+}
