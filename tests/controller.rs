@@ -703,6 +703,77 @@ async fn a_job_created_between_read_and_register_is_not_overwritten(backend: Bac
     );
 }
 
+/// The `Ready` condition's reason of `name`, read with kubectl: an object that cannot be
+/// decoded cannot be read through the typed API either.
+fn ready_reason(h: &Harness, name: &str) -> String {
+    let out = support::envtest::kubectl(&[
+        "get",
+        "nomadjob",
+        name,
+        "-n",
+        &h.ns.name,
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}"#,
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones(backend: Backend) {
+    let mut h = Harness::start_on(backend, "deep", &[]).await;
+    // 200 levels: the apiserver takes it, serde's decoder (128 levels) does not.
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!({"nested": deep});
+    }
+    let mut job = h.service_job(1, "/bin/sleep", &["1000000"], false);
+    job["Meta"] = json!({"deep": deep});
+    let manifest = json!({
+        "apiVersion": "nomadoperator.dev/v1alpha1",
+        "kind": "NomadJob",
+        "metadata": {"name": "deep", "namespace": h.ns.name},
+        "spec": {"job": job},
+    });
+    let path = std::env::temp_dir().join(format!("deep-{}.json", h.ns.name));
+    std::fs::write(&path, manifest.to_string()).expect("write manifest");
+    let out = support::envtest::kubectl(&["apply", "-f", &path.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h.apply_ready(
+        "before",
+        json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)}),
+    )
+    .await;
+    wait_until("the deep object reported as InvalidSpec", || async {
+        ready_reason(&h, "deep") == "InvalidSpec"
+    })
+    .await;
+    let note = h.wait_event("deep", "InvalidSpec").await;
+    assert!(note.contains("cannot be decoded"), "{note}");
+
+    // After a restart the first list of objects holds the deep one: the others still
+    // reconcile.
+    h.restart_operator(&[]).await;
+    h.apply_ready(
+        "after",
+        json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)}),
+    )
+    .await;
+    h.wait_for("before", "still Ready", ready).await;
+    assert_eq!(ready_reason(&h, "deep"), "InvalidSpec");
+    assert_eq!(h.count_prefix("/v1/job/deep"), 0, "nothing reached Nomad");
+    let out =
+        support::envtest::kubectl(&["delete", "-f", &path.to_string_lossy(), "--timeout=60s"]);
+    assert!(
+        out.status.success(),
+        "kubectl delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
 /// Declares a `#[tokio::test]` per scenario on each backend: `on_sim::NAME` and
 /// `on_real_nomad::NAME` run the same body.
 macro_rules! scenarios {
@@ -742,6 +813,7 @@ scenarios! {
         batch_jobs_are_ready_without_a_deployment,
         the_examples_do_what_their_comments_say,
         one_broken_object_does_not_stop_the_others,
+        an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones,
     ],
     // Nomad going away, and a job appearing between two calls, need the simulator's
     // fault injection.

@@ -6,7 +6,8 @@ use std::future::Future;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::Resource;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use serde_json::{Map, Value};
 
@@ -79,6 +80,14 @@ impl<'a> ApiServer<'a> {
 /// Field manager of the operator's writes.
 pub const FIELD_MANAGER: &str = "nomad-operator";
 
+/// The parameters of the operator's patches.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
+
 impl KubeSide for ApiServer<'_> {
     async fn write_status(
         &self,
@@ -97,19 +106,17 @@ impl KubeSide for ApiServer<'_> {
         let patch = serde_json::json!({
             "status": merge_patch(&to_json(before), &to_json(after)),
         });
-        // The answer is read as metadata only: an object whose spec cannot be decoded
-        // still gets its status.
-        let api: Api<PartialObjectMeta<NomadJob>> =
-            Api::namespaced(self.ctx.kube.clone(), &target.namespace);
-        api.patch_status(
-            &target.name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        // The answer is not decoded: an object whose spec cannot be decoded must still
+        // get its status.
+        let request = kube::core::Request::new(NomadJob::url_path(&(), Some(&target.namespace)))
+            .patch_subresource(
+                "status",
+                &target.name,
+                &patch_params(),
+                &Patch::Merge(&patch),
+            )
+            .map_err(|e| Error::Kube(kube::Error::BuildRequest(e)))?;
+        self.ctx.kube.request_text(request).await?;
         self.ctx.metrics.status_writes.inc();
         Ok(())
     }

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, GetParams, PartialObjectMeta, Patch, PatchParams};
+use kube::Resource;
+use kube::api::{GetParams, PartialObjectMeta, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use serde::Deserialize;
@@ -37,7 +38,7 @@ use super::classify::{
 use super::context::Context;
 use super::deletion::{Deletion, deletion};
 use super::error::Error;
-use super::kube_side::{ApiServer, FIELD_MANAGER, KubeSide, Target};
+use super::kube_side::{ApiServer, KubeSide, Target, patch_params};
 use super::observe::{self, JobView, Observed};
 use super::ownership::ownership;
 use super::render::{DesiredJob, render};
@@ -92,8 +93,7 @@ pub fn object_ref(target: &Target) -> ObjectRef<NomadJob> {
 }
 
 async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Error> {
-    let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &target.namespace);
-    let request = kube::core::Request::new(api.resource_url())
+    let request = kube::core::Request::new(NomadJob::url_path(&(), Some(&target.namespace)))
         .get(&target.name, &GetParams::default())
         .map_err(|e| Error::Kube(kube::Error::BuildRequest(e)))?;
     let text = match ctx.kube.request_text(request).await {
@@ -182,19 +182,15 @@ async fn patch_finalizers(
     metadata: &ObjectMeta,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
-    let api: Api<NomadJob> = Api::namespaced(ctx.kube.clone(), &target.namespace);
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": metadata.resource_version}
     });
-    api.patch_metadata(
-        &target.name,
-        &PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    // The answer is not decoded: the finalizer of an object whose spec cannot be decoded
+    // must still come off.
+    let request = kube::core::Request::new(NomadJob::url_path(&(), Some(&target.namespace)))
+        .patch(&target.name, &patch_params(), &Patch::Merge(&patch))
+        .map_err(|e| Error::Kube(kube::Error::BuildRequest(e)))?;
+    ctx.kube.request_text(request).await?;
     Ok(())
 }
 

@@ -109,6 +109,18 @@ impl Harness {
         harness
     }
 
+    /// Stops the operator (gracefully, as on SIGTERM) and starts a new one with the same
+    /// settings and `extra` flags: nothing it kept in memory survives.
+    pub async fn restart_operator(&mut self, extra: &[&str]) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.operator.take() {
+            let _ = task.await;
+        }
+        self.start_operator(extra);
+    }
+
     /// The simulator, on [`Backend::Sim`] (fault injection, allocation control).
     pub fn sim(&self) -> Option<&Simulator> {
         match &self.backing {
