@@ -12,12 +12,14 @@ pub const EXCEPTIONS: &[(&str, &str)] = &[
     ),
     (
         "GET /v1/allocation/* $.Metrics.ScoreMetaData[*].NormScore",
-        "bin-packing score of the real node (its CPU and memory, what else runs there); \
-         the simulator has no real node and reports a fixed score",
+        "the scheduler's score for the node: it depends on the real node's CPU and memory \
+         and on what else runs there; the simulator has no real node and reports a fixed one",
     ),
     (
-        "GET /v1/allocation/* $.Metrics.ScoreMetaData[*].Scores.binpack",
-        "the same bin-packing score, per scorer",
+        "GET /v1/allocation/* $.Metrics.ScoreMetaData[*].Scores.*",
+        "the same score per scorer: `binpack` as above, and `job-anti-affinity` counts any \
+         allocation on the node of a job with the same ID, in any namespace (other tests' \
+         `web` jobs on a shared agent)",
     ),
     (
         "POST /v1/jobs/parse (broken) $",

@@ -487,6 +487,8 @@ pub async fn service(mut c: Conv) -> Conv {
         c.call("GET", p, None, "purged").await;
     }
     c.call("DELETE", "/v1/job/web", None, "no such job").await;
+    c.call("DELETE", &format!("/v1/namespace/{ns}"), None, "empty")
+        .await;
     c
 }
 
@@ -694,6 +696,11 @@ pub async fn batch_and_errors(mut c: Conv) -> Conv {
     }
 
     c.call("DELETE", "/v1/job/batch?purge=true", None, "purge")
+        .await;
+    for p in ["/v1/namespace/default", "/v1/namespace/no-such-namespace"] {
+        c.call("DELETE", p, None, "error").await;
+    }
+    c.call("DELETE", &format!("/v1/namespace/{ns}"), None, "empty")
         .await;
     c
 }
