@@ -19,10 +19,6 @@ pub enum Error {
         "the Nomad job kept changing between plan and register (check-and-set failed {0} times); will re-plan"
     )]
     CasExhausted(u32),
-    /// The Nomad job turned out to belong to someone else between reading it and
-    /// registering (another object, or a job created outside the operator).
-    #[error("{0}")]
-    OwnedElsewhere(String),
     /// Adding or removing the finalizer failed, or the cleanup failed.
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -35,7 +31,7 @@ impl Error {
             Self::Nomad(e) => e.category(),
             Self::Kube(_) => "kubernetes",
             Self::MissingObjectKey => "invalid_object",
-            Self::CasExhausted(_) | Self::OwnedElsewhere(_) => "conflict",
+            Self::CasExhausted(_) => "conflict",
             Self::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),

@@ -180,7 +180,7 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
 }
 
 /// Readiness after an error: a transient one is retried, a refusal stalls.
-pub fn error_readiness(error: &Error) -> Readiness {
+fn error_readiness(error: &Error) -> Readiness {
     match error {
         Error::Nomad(NomadError::BadRequest(message)) => Readiness::Stalled {
             reason: reason::NOMAD_REJECTED,
@@ -191,10 +191,6 @@ pub fn error_readiness(error: &Error) -> Readiness {
             message: format!(
                 "Nomad refused the operator's token: {m}. Check the token's ACL policy"
             ),
-        },
-        Error::OwnedElsewhere(message) => Readiness::Stalled {
-            reason: reason::CONFLICT,
-            message: message.clone(),
         },
         other => Readiness::Progressing {
             reason: reason::NOMAD_UNAVAILABLE,

@@ -244,11 +244,6 @@ pub fn set_condition(
     conditions.sort_by_key(|c| condition_rank(&c.type_));
 }
 
-/// Removes condition `type_`.
-pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
-    conditions.retain(|c| c.type_ != type_);
-}
-
 fn condition_rank(type_: &str) -> usize {
     [
         condition::READY,
