@@ -9,7 +9,7 @@
 //! namespace of its own on both sides, so tests sharing an agent never collide.
 //!
 //! A report with every difference and both sides' normalized answers is written to
-//! `$CARGO_TARGET_TMPDIR/nomad-differential/report-*.txt`.
+//! `$CARGO_TARGET_TMPDIR/nomad-differential/last-report.txt`.
 
 mod diff;
 
@@ -114,7 +114,7 @@ async fn simulator_answers_like_the_real_agent() {
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nomad-differential");
     let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("report-{suffix}.txt"));
+    let path = dir.join("last-report.txt");
     let mut full = summary.clone();
     full.push_str("\n==== every difference ====\n");
     for d in &all {

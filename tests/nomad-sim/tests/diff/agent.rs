@@ -71,14 +71,15 @@ fn start_or_reuse() -> Result<RealAgent, String> {
     Ok(RealAgent { addr, token: None })
 }
 
-/// Stops the agent in `dir` once this process has exited. The watchdog lives in its own
-/// session, so a Ctrl-C to the test run does not kill it before it has stopped the agent.
+/// Stops the agent in `dir` once this process has exited, then removes `dir`. The
+/// watchdog lives in its own session, so a Ctrl-C to the test run does not kill it before
+/// it has stopped the agent.
 fn watchdog(dir: &Path) -> Result<(), String> {
     Command::new("setsid")
         .args([
             "bash",
             "-c",
-            r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done; exec "$2" stop "$3""#,
+            r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done; "$2" stop "$3"; rm -rf "$3""#,
             "nomad-differential-watchdog",
         ])
         .arg(std::process::id().to_string())
