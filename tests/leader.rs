@@ -12,13 +12,14 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use nomad_operator::nomad::{NomadClient, NomadConfig, Scope};
 use nomad_sim::{SimConfig, Simulator};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::envtest::{TestNamespace, plane, unique_suffix};
+use support::fixtures::service_job;
+use support::operator::{Backend, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 const LEASE: &str = "nomad-operator-test";
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// One `nomad-operator run` process; killed when dropped.
 struct Operator {
@@ -104,18 +105,6 @@ fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn holder(leases: &Api<Lease>) -> Option<String> {
     leases
         .get_opt(LEASE)
@@ -124,14 +113,6 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .flatten()?
         .spec?
         .holder_identity
-}
-
-fn job(count: u64) -> Value {
-    json!({"job": {
-        "Datacenters": ["dc1"], "Type": "service",
-        "TaskGroups": [{"Name": "web", "Count": count,
-            "Tasks": [{"Name": "server", "Driver": "raw_exec", "Config": {"command": "/bin/sleep", "args": ["3600"]},
-                "Resources": {"CPU": 100, "MemoryMB": 64}}]}]}})
 }
 
 #[tokio::test]
@@ -147,8 +128,9 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
         .expect("serve simulator");
     let nomad = NomadClient::new(&NomadConfig::new(server.url())).expect("nomad client");
     let leases: Api<Lease> = ns.api();
-    let apply = |count: u64| {
-        let body = json!({"apiVersion": "nomadoperator.dev/v1alpha1", "kind": "NomadJob", "metadata": {"name": "web"}, "spec": job(count)});
+    let apply = |count: u32| {
+        let job = service_job(Backend::Sim, count, "/bin/sleep", &["3600"], false);
+        let body = json!({"apiVersion": "nomadoperator.dev/v1alpha1", "kind": "NomadJob", "metadata": {"name": "web"}, "spec": {"job": job}});
         let api = ns.api::<nomad_operator::crd::NomadJob>();
         async move {
             api.patch(

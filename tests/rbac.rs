@@ -21,6 +21,8 @@ use nomad_operator::metrics::Metrics;
 use nomad_sim::{SimConfig, Simulator};
 use serde_json::json;
 use support::envtest::{TestNamespace, kubectl, plane, unique_suffix};
+use support::fixtures::service_job;
+use support::operator::{Backend, condition, wait_until, wait_until_ok};
 
 #[derive(Parser)]
 struct Cli {
@@ -162,14 +164,10 @@ async fn operator_works_with_the_charts_rbac_and_nothing_more() {
     });
 
     let api: Api<NomadJob> = ns.api();
+    let job = service_job(Backend::Sim, 2, "/bin/sleep", &["3600"], false);
     let body = json!({
         "apiVersion": "nomadoperator.dev/v1alpha1", "kind": "NomadJob", "metadata": {"name": "web"},
-        "spec": {"job": {
-            "Datacenters": ["dc1"], "Type": "service",
-            "TaskGroups": [{"Name": "web", "Count": 2,
-                "Update": {"MaxParallel": 1, "MinHealthyTime": 10_000_000_000u64, "HealthyDeadline": 300_000_000_000u64, "ProgressDeadline": 600_000_000_000u64},
-                "Tasks": [{"Name": "server", "Driver": "raw_exec", "Config": {"command": "/bin/sleep", "args": ["3600"]},
-                    "Resources": {"CPU": 100, "MemoryMB": 64}}]}]}}
+        "spec": {"job": job}
     });
     api.patch(
         "web",
@@ -179,49 +177,30 @@ async fn operator_works_with_the_charts_rbac_and_nothing_more() {
     .await
     .expect("apply NomadJob");
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
+    let obj = wait_until_ok("Ready as the ServiceAccount", || async {
         let obj = api.get("web").await.expect("get");
-        let ready = obj
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status.clone());
-        if ready.as_deref() == Some("True") {
-            break;
+        if condition(&obj, "Ready").is_some_and(|c| c.status == "True") {
+            Ok(obj)
+        } else {
+            Err(format!("; status: {:#?}", obj.status))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not Ready as the ServiceAccount; status: {:#?}",
-            obj.status
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     // The finalizer went on (a patch of nomadjobs) and Events were published.
-    let obj = api.get("web").await.expect("get");
     assert!(
         !obj.metadata.finalizers.unwrap_or_default().is_empty(),
         "finalizer added"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let events = Api::<Event>::namespaced(ns.client.clone(), &ns.name)
+    wait_until("an Event from the operator", || async {
+        Api::<Event>::namespaced(ns.client.clone(), &ns.name)
             .list(&ListParams::default())
             .await
-            .expect("events");
-        if events
+            .expect("events")
             .items
             .iter()
             .any(|e| e.reporting_controller.as_deref() == Some("nomad-operator"))
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no Event from the operator"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     assert!(
         ctx.metrics.status_writes.get() > 0,
         "status written as the ServiceAccount"

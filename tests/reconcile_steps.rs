@@ -3,6 +3,8 @@
 //! each test asserts the exact Nomad requests and the statuses written, and can kill the
 //! "process" between any two writes and restart it.
 
+mod support;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ use nomad_operator::metrics::Metrics;
 use nomad_operator::nomad::{NomadClient, NomadConfig, Scope};
 use nomad_sim::{SimConfig, SimServer, Simulator};
 use serde_json::{Value, json};
+use support::fixtures::service_job;
+use support::operator::{Backend, wait_until, wait_until_ok};
 
 /// When the recorded Kubernetes side "kills the process".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,35 +168,21 @@ impl World {
 
     /// Waits until the job's newest deployment has `status`.
     async fn deployment(&self, status: &str) -> Value {
-        for _ in 0..600 {
-            if let Ok(Some(d)) = self.nomad.job_deployment(&Scope::default(), "web").await
-                && d.status == status
-            {
-                return serde_json::to_value(d).expect("json");
+        wait_until_ok(&format!("the deployment to become {status}"), || async {
+            match self.nomad.job_deployment(&Scope::default(), "web").await {
+                Ok(Some(d)) if d.status == status => Ok(serde_json::to_value(d).expect("json")),
+                Ok(Some(d)) => Err(format!("; it is {}", d.status)),
+                Ok(None) => Err("; there is none".into()),
+                Err(e) => Err(format!("; reading it: {e}")),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the deployment never became {status}");
+        })
+        .await
     }
 }
 
+/// One copy of `command` on the simulator.
 fn job(command: &str, auto_revert: bool) -> Value {
-    json!({
-        "Datacenters": ["dc1"],
-        "Type": "service",
-        "TaskGroups": [{
-            "Name": "web",
-            "Count": 1,
-            "Update": {
-                "MaxParallel": 1,
-                "MinHealthyTime": 1_000_000_000u64,
-                "HealthyDeadline": 120_000_000_000u64,
-                "ProgressDeadline": 300_000_000_000u64,
-                "AutoRevert": auto_revert
-            },
-            "Tasks": [{"Name": "server", "Driver": "raw_exec", "Config": {"command": command}}]
-        }]
-    })
+    service_job(Backend::Sim, 1, command, &[], auto_revert)
 }
 
 /// The object `team/web` with `job` and `status`, finalizer in place.
@@ -472,17 +462,15 @@ async fn a_kill_after_registering_a_spec_nomad_auto_reverts_does_not_register_it
     let dying = Recorded::new(status.clone(), Kill::BeforeWrite(2));
     let _ = apply(&object(bad.clone(), true, status), &ctx, &dying).await;
     // Nomad fails the deployment and reverts by itself while the operator is down.
-    for _ in 0..600 {
+    wait_until("Nomad's revert to version 2", || async {
         let job = world
             .nomad
             .read_job(&Scope::default(), "web")
             .await
             .expect("job");
-        if job["Version"] == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        job["Version"] == 2
+    })
+    .await;
     let status = settle(&world.process(), &bad, dying.status()).await;
     let log = world.take();
     assert_eq!(

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod envtest;
+pub mod fixtures;
 pub mod nomad_agent;
 pub mod nomad_proxy;
 pub mod operator;

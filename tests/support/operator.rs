@@ -16,6 +16,7 @@ use nomad_sim::{SimConfig, SimServer, Simulator};
 use serde_json::{Value, json};
 
 use super::envtest::TestNamespace;
+use super::fixtures;
 use super::nomad_agent;
 use super::nomad_proxy::RecordingProxy;
 
@@ -216,24 +217,14 @@ impl Harness {
         what: &str,
         check: impl Fn(&NomadJob) -> bool,
     ) -> NomadJob {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let obj = self.api().get_opt(name).await.expect("get NomadJob");
-            if let Some(obj) = obj {
-                if check(&obj) {
-                    return obj;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    panic!(
-                        "timed out waiting for {name}: {what}; last status: {:#?}",
-                        obj.status
-                    );
-                }
-            } else if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {name}: {what}; the object does not exist");
+        wait_until_ok(&format!("{name}: {what}"), || async {
+            match self.api().get_opt(name).await.expect("get NomadJob") {
+                Some(obj) if check(&obj) => Ok(obj),
+                Some(obj) => Err(format!("; last status: {:#?}", obj.status)),
+                None => Err("; the object does not exist".into()),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until the condition `type_` of `name` has `status` (and `reason`, if given).
@@ -313,21 +304,16 @@ impl Harness {
     /// Waits for an Event about `name` with `reason` and a note containing `text`, and
     /// returns its note.
     pub async fn wait_event_with(&self, name: &str, reason: &str, text: &str) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
+        let what = format!("a {reason} Event with {text:?} for {name}");
+        wait_until_ok(&what, || async {
             let events = self.events(name).await;
-            if let Some((_, note)) = events
+            events
                 .iter()
                 .find(|(r, note)| r == reason && note.contains(text))
-            {
-                return note.clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {reason} Event with {text:?} for {name}; events: {events:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .map(|(_, note)| note.clone())
+                .ok_or_else(|| format!("; events: {events:?}"))
+        })
+        .await
     }
 
     /// The Nomad job as Nomad stores it (`None` when absent).
@@ -335,12 +321,7 @@ impl Harness {
         self.nomad.read_job(&Scope::default(), id).await.ok()
     }
 
-    /// A service job: `count` copies of `command` with `args`, small enough that many fit
-    /// on the real agent's node. A failing task fails its allocation at once (no
-    /// restarts). The update strategy suits the backend: on the simulator (time 100x)
-    /// deployments are short yet leave a healthy one seconds of slack on a loaded machine
-    /// (progress deadline 5m -> 3 s); on the real agent an unhealthy allocation fails the
-    /// deployment at once (no progress deadline) and a healthy one has a minute.
+    /// [`fixtures::service_job`] for this test's backend.
     pub fn service_job(
         &self,
         count: u32,
@@ -348,32 +329,7 @@ impl Harness {
         args: &[&str],
         auto_revert: bool,
     ) -> Value {
-        let (healthy_deadline, progress_deadline) = match self.backend {
-            Backend::Sim => (120_000_000_000u64, 300_000_000_000u64),
-            Backend::Real => (60_000_000_000u64, 0u64),
-        };
-        json!({
-            "Datacenters": ["dc1"],
-            "Type": "service",
-            "TaskGroups": [{
-                "Name": "web",
-                "Count": count,
-                "RestartPolicy": {"Attempts": 0, "Mode": "fail", "Interval": 1_800_000_000_000u64, "Delay": 1_000_000_000u64},
-                "Update": {
-                    "MaxParallel": 1,
-                    "MinHealthyTime": 1_000_000_000u64,
-                    "HealthyDeadline": healthy_deadline,
-                    "ProgressDeadline": progress_deadline,
-                    "AutoRevert": auto_revert
-                },
-                "Tasks": [{
-                    "Name": "server",
-                    "Driver": "raw_exec",
-                    "Config": {"command": command, "args": args},
-                    "Resources": {"CPU": 20, "MemoryMB": 32}
-                }]
-            }]
-        })
+        fixtures::service_job(self.backend, count, command, args, auto_revert)
     }
 
     /// Changes allocation `id` in Nomad behind the operator's back, and returns the client
@@ -463,16 +419,35 @@ pub fn condition<'a>(
 }
 
 /// Polls `check` every 100 ms until it holds, or fails the test after [`PATIENCE`].
-pub async fn wait_until<F, Fut>(what: &str, check: F)
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_until_ok(what, || {
+        let holds = check();
+        async move { holds.await.then_some(()).ok_or_else(String::new) }
+    })
+    .await;
+}
+
+/// Polls `check` every 100 ms until it returns `Ok`, and returns its value; after
+/// [`PATIENCE`] fails the test with `what` followed by the last `Err` (what was seen
+/// instead, e.g. `"; last status: …"`).
+pub async fn wait_until_ok<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
+    loop {
+        let seen = match check().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "timed out waiting for {what}{seen}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

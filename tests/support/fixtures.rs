@@ -1,0 +1,46 @@
+//! The job the integration tests run: one service job, shaped per Nomad backend.
+
+use serde_json::{Value, json};
+
+use super::operator::Backend;
+
+/// A service job: `count` copies of `command` with `args`, small enough that many fit
+/// on the real agent's node. A failing task fails its allocation at once (no
+/// restarts). The update strategy suits the backend: on the simulator (time 100x)
+/// deployments are short yet leave a healthy one seconds of slack on a loaded machine
+/// (progress deadline 5m -> 3 s); on the real agent an unhealthy allocation fails the
+/// deployment at once (no progress deadline) and a healthy one has a minute.
+pub fn service_job(
+    backend: Backend,
+    count: u32,
+    command: &str,
+    args: &[&str],
+    auto_revert: bool,
+) -> Value {
+    let (healthy_deadline, progress_deadline) = match backend {
+        Backend::Sim => (120_000_000_000u64, 300_000_000_000u64),
+        Backend::Real => (60_000_000_000u64, 0u64),
+    };
+    json!({
+        "Datacenters": ["dc1"],
+        "Type": "service",
+        "TaskGroups": [{
+            "Name": "web",
+            "Count": count,
+            "RestartPolicy": {"Attempts": 0, "Mode": "fail", "Interval": 1_800_000_000_000u64, "Delay": 1_000_000_000u64},
+            "Update": {
+                "MaxParallel": 1,
+                "MinHealthyTime": 1_000_000_000u64,
+                "HealthyDeadline": healthy_deadline,
+                "ProgressDeadline": progress_deadline,
+                "AutoRevert": auto_revert
+            },
+            "Tasks": [{
+                "Name": "server",
+                "Driver": "raw_exec",
+                "Config": {"command": command, "args": args},
+                "Resources": {"CPU": 20, "MemoryMB": 32}
+            }]
+        }]
+    })
+}
