@@ -220,6 +220,10 @@ pub struct PlanStatus {
     /// plan found no difference.
     #[serde(default)]
     pub desired_updates: NamedMap<DesiredUpdates>,
+    /// Whether the operator registered the job after this plan. A difference it did not
+    /// register is drift that `driftPolicy: Report` leaves alone.
+    #[serde(default)]
+    pub registered: bool,
 }
 
 /// How the scheduler would change one task group's allocations.

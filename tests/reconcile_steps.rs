@@ -265,6 +265,11 @@ async fn a_new_object_is_observed_planned_registered_and_mirrored_in_one_reconci
         (0, Some("web"))
     );
     assert_eq!(writes[1].pending, None);
+    let plan = writes[1]
+        .plan
+        .clone()
+        .expect("the plan that led to the register");
+    assert_eq!((plan.diff_type.as_str(), plan.registered), ("Added", true));
     assert_eq!(
         (writes[1].applied_version, writes[1].job_version),
         (Some(0), Some(0))

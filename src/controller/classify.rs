@@ -79,8 +79,10 @@ impl Memory {
             pending: status.pending.clone(),
             last_revert: status.last_revert.clone(),
             seen_job_modify_index: status.job_modify_index,
-            unregistered_difference: status.plan.as_ref().is_some_and(|p| p.diff_type != "None")
-                && status.last_applied_digest.is_some(),
+            unregistered_difference: status
+                .plan
+                .as_ref()
+                .is_some_and(|p| p.diff_type != "None" && !p.registered),
         }
     }
 }
@@ -361,7 +363,12 @@ pub fn classify(
     {
         return JobState::NeedsPlan(reason);
     } else if applied && memory.unregistered_difference {
-        return JobState::DriftReported;
+        // Drift found earlier and left alone; under `Correct` (the policy changed since)
+        // it is planned again and corrected.
+        return match policy.drift {
+            DriftPolicy::Report => JobState::DriftReported,
+            DriftPolicy::Correct => JobState::NeedsPlan(PlanReason::JobChanged),
+        };
     }
     settled(observed, memory)
 }
@@ -374,10 +381,15 @@ fn settled(observed: &Observed, memory: &Memory) -> JobState {
     if job.stop {
         return JobState::Stopped;
     }
-    let rolling = memory
+    // Rolling out: the applied version's deployment is still going, or Nomad has yet to
+    // start the one it will create.
+    let deployment = memory
         .applied_version
-        .and_then(|v| deployment_of(&observed.deployments, v))
-        .is_some_and(|d| !matches!(d.status.as_str(), "successful" | "failed" | "cancelled"));
+        .and_then(|v| deployment_of(&observed.deployments, v));
+    let rolling = match deployment {
+        Some(d) => !matches!(d.status.as_str(), "successful" | "failed" | "cancelled"),
+        None => job.expects_deployment,
+    };
     if rolling {
         JobState::Deploying
     } else {

@@ -454,7 +454,16 @@ fn table() -> Vec<Row> {
             registered: true,
             ..Progress::default()
         })
-        .expect(JobState::InSync, Step::Done),
+        .expect(JobState::Deploying, Step::Done),
+        row(
+            "drift left alone, then the policy became Correct",
+            Some(running()),
+            Memory {
+                unregistered_difference: true,
+                ..applied(DIGEST, 1, 10)
+            },
+        )
+        .expect(JobState::NeedsPlan(PlanReason::JobChanged), Step::Plan),
     ]
 }
 
@@ -688,4 +697,20 @@ fn auto_revert_descriptions_name_the_target_version() {
         None,
         "only the newest deployment of the version counts"
     );
+}
+
+#[test]
+fn the_plan_that_led_to_our_register_is_not_remembered_as_drift() {
+    use crate::crd::PlanStatus;
+    let with_plan = |diff: &str, registered: bool| NomadJobStatus {
+        plan: Some(PlanStatus {
+            diff_type: diff.into(),
+            registered,
+            ..PlanStatus::default()
+        }),
+        ..NomadJobStatus::default()
+    };
+    assert!(!Memory::from_status(&with_plan("Edited", true)).unregistered_difference);
+    assert!(Memory::from_status(&with_plan("Edited", false)).unregistered_difference);
+    assert!(!Memory::from_status(&with_plan("None", false)).unregistered_difference);
 }

@@ -154,11 +154,21 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
             observed.details.as_ref(),
         );
     }
-    if let Some(plan) = inputs.facts.iter().rev().find_map(|f| match f {
-        Fact::Planned(plan) => Some(plan),
-        _ => None,
-    }) {
-        status.plan = Some(plan_status(&plan.answer));
+    // The last plan, and whether a register followed it.
+    let mut last_plan = None;
+    for fact in inputs.facts {
+        match fact {
+            Fact::Planned(plan) => last_plan = Some(plan_status(&plan.answer)),
+            Fact::Registered { .. } => {
+                if let Some(plan) = last_plan.as_mut() {
+                    plan.registered = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    if last_plan.is_some() {
+        status.plan = last_plan;
     }
     update_drift_condition(&mut status, previous, inputs, &mut notices);
     notices.extend(inputs.facts.iter().flat_map(fact_notices));

@@ -68,7 +68,7 @@ pub fn plan_status(plan: &JobPlanResponse) -> PlanStatus {
     if diff_type == DiffType::None {
         return PlanStatus {
             diff_type: "None".into(),
-            desired_updates: Default::default(),
+            ..PlanStatus::default()
         };
     }
     let desired_updates = plan
@@ -95,6 +95,7 @@ pub fn plan_status(plan: &JobPlanResponse) -> PlanStatus {
     PlanStatus {
         diff_type: format!("{diff_type:?}"),
         desired_updates,
+        registered: false,
     }
 }
 
@@ -306,7 +307,7 @@ mod tests {
             plan_status(&plan),
             PlanStatus {
                 diff_type: "None".into(),
-                desired_updates: Default::default()
+                ..PlanStatus::default()
             }
         );
         if let Some(diff) = plan.diff.as_mut() {
