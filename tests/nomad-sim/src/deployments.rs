@@ -172,6 +172,10 @@ impl State {
         if fail_unhealthy {
             self.fail_deployment(dep_id, DESC_FAILED_ALLOCS, idx);
         } else if success
+            // A stopped job's deployment is cancelled by the evaluation of the stop (at
+            // once on a real agent): it never succeeds, which would make its version the
+            // job again (marking a version stable writes it back as the job).
+            && !self.jobs.get(&key).is_some_and(|j| j.stopped())
             && let Some(d) = self.deployments.get_mut(dep_id)
             && d.status == "running"
         {
