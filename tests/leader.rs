@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, Patch, PatchParams};
 use nomad_operator::nomad::{NomadClient, NomadConfig, Scope};
-use nomad_sim::{SimConfig, Simulator};
 use serde_json::json;
 use support::envtest::{TestNamespace, plane, unique_suffix};
 use support::fixtures::service_job;
@@ -118,14 +117,7 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let ns = TestNamespace::new("leader").await;
-    let sim = Simulator::new(SimConfig {
-        acl_token: None,
-        time_scale: 100.0,
-    });
-    let server = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve simulator");
+    let (sim, server) = support::fixtures::start_simulator(None).await;
     let nomad = NomadClient::new(&NomadConfig::new(server.url())).expect("nomad client");
     let leases: Api<Lease> = ns.api();
     let apply = |count: u32| {

@@ -18,7 +18,6 @@ use nomad_operator::controller::run::{self, RunArgs};
 use nomad_operator::crd::NomadJob;
 use nomad_operator::leader::LeaseLock;
 use nomad_operator::metrics::Metrics;
-use nomad_sim::{SimConfig, Simulator};
 use serde_json::json;
 use support::envtest::{TestNamespace, kubectl, plane, unique_suffix};
 use support::fixtures::service_job;
@@ -131,14 +130,7 @@ async fn operator_works_with_the_charts_rbac_and_nothing_more() {
     );
 
     // The operator, in-process, as the ServiceAccount, with the simulator.
-    let sim = Simulator::new(SimConfig {
-        acl_token: None,
-        time_scale: 100.0,
-    });
-    let server = sim
-        .serve("127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("serve simulator");
+    let (_sim, server) = support::fixtures::start_simulator(None).await;
     let url = server.url();
     let args = Cli::try_parse_from([
         "run",

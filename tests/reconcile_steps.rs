@@ -20,7 +20,7 @@ use nomad_operator::controller::run::{self, RunArgs};
 use nomad_operator::crd::{NomadJob, NomadJobSpec, NomadJobStatus, RevertActor, reason};
 use nomad_operator::metrics::Metrics;
 use nomad_operator::nomad::{NomadClient, NomadConfig, Scope};
-use nomad_sim::{SimConfig, SimServer, Simulator};
+use nomad_sim::{SimServer, Simulator};
 use serde_json::{Value, json};
 use support::fixtures::service_job;
 use support::operator::{Backend, wait_until, wait_until_ok};
@@ -123,14 +123,7 @@ struct World {
 impl World {
     async fn new() -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let sim = Simulator::new(SimConfig {
-            acl_token: None,
-            time_scale: 100.0,
-        });
-        let server = sim
-            .serve("127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("serve simulator");
+        let (sim, server) = support::fixtures::start_simulator(None).await;
         let nomad = NomadClient::new(&NomadConfig::new(server.url())).expect("nomad client");
         Self { sim, server, nomad }
     }
@@ -378,22 +371,27 @@ async fn a_delete_after_a_kill_around_the_first_register_still_stops_the_job() {
     }
 }
 
-/// Brings `web` to a healthy version 0, then registers `/bin/false` as version 1 and
-/// waits for its deployment to fail; returns the world, the status and the spec.
-async fn failed_release(auto_revert: bool) -> (World, NomadJobStatus, Value) {
-    let world = World::new().await;
-    let ctx = world.process();
+/// Brings `web` to a healthy, settled version 0 through `ctx`; returns its status.
+async fn healthy_release(world: &World, ctx: &Context, auto_revert: bool) -> NomadJobStatus {
     let good = job("/bin/sleep", auto_revert);
     let kube = Recorded::new(NomadJobStatus::default(), Kill::Never);
     apply(
         &object(good.clone(), true, NomadJobStatus::default()),
-        &ctx,
+        ctx,
         &kube,
     )
     .await
     .expect("v0");
     world.deployment("successful").await;
-    let status = settle(&ctx, &good, kube.status()).await;
+    settle(ctx, &good, kube.status()).await
+}
+
+/// Brings `web` to a healthy version 0, then registers `/bin/false` as version 1 and
+/// waits for its deployment to fail; returns the world, the status and the spec.
+async fn failed_release(auto_revert: bool) -> (World, NomadJobStatus, Value) {
+    let world = World::new().await;
+    let ctx = world.process();
+    let status = healthy_release(&world, &ctx, auto_revert).await;
     let bad = job("/bin/false", auto_revert);
     let kube = Recorded::new(status.clone(), Kill::Never);
     apply(&object(bad.clone(), true, status), &ctx, &kube)
@@ -450,17 +448,7 @@ async fn a_kill_around_the_revert_leads_to_exactly_one_revert_and_keeps_last_rev
 async fn a_kill_after_registering_a_spec_nomad_auto_reverts_does_not_register_it_again() {
     let world = World::new().await;
     let ctx = world.process();
-    let good = job("/bin/sleep", true);
-    let kube = Recorded::new(NomadJobStatus::default(), Kill::Never);
-    apply(
-        &object(good.clone(), true, NomadJobStatus::default()),
-        &ctx,
-        &kube,
-    )
-    .await
-    .expect("v0");
-    world.deployment("successful").await;
-    let status = settle(&ctx, &good, kube.status()).await;
+    let status = healthy_release(&world, &ctx, true).await;
     world.take();
     // Register the failing spec, and die before its outcome is written.
     let bad = job("/bin/false", true);

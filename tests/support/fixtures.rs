@@ -1,8 +1,24 @@
-//! The job the integration tests run: one service job, shaped per Nomad backend.
+//! What the integration tests start from: the Nomad simulator, and one service job
+//! shaped per Nomad backend.
 
+use nomad_sim::{SimConfig, SimServer, Simulator};
 use serde_json::{Value, json};
 
 use super::operator::Backend;
+
+/// Starts an in-process simulator on a free loopback port, time running 100x faster,
+/// demanding `acl_token` when given.
+pub async fn start_simulator(acl_token: Option<&str>) -> (Simulator, SimServer) {
+    let sim = Simulator::new(SimConfig {
+        acl_token: acl_token.map(str::to_string),
+        time_scale: 100.0,
+    });
+    let server = sim
+        .serve("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("serve simulator");
+    (sim, server)
+}
 
 /// A service job: `count` copies of `command` with `args`, small enough that many fit
 /// on the real agent's node. A failing task fails its allocation at once (no

@@ -12,7 +12,7 @@ use nomad_operator::controller::run::{self, RunArgs};
 use nomad_operator::crd::NomadJob;
 use nomad_operator::metrics::Metrics;
 use nomad_operator::nomad::{NomadClient, NomadConfig, Scope, Token};
-use nomad_sim::{SimConfig, SimServer, Simulator};
+use nomad_sim::{SimServer, Simulator};
 use serde_json::{Value, json};
 
 use super::envtest::TestNamespace;
@@ -78,14 +78,7 @@ impl Harness {
         let ns = TestNamespace::new(prefix).await;
         let (backing, nomad_namespace) = match backend {
             Backend::Sim => {
-                let sim = Simulator::new(SimConfig {
-                    acl_token: Some(TOKEN.into()),
-                    time_scale: 100.0,
-                });
-                let server = sim
-                    .serve("127.0.0.1:0".parse().expect("addr"))
-                    .await
-                    .expect("serve simulator");
+                let (sim, server) = super::fixtures::start_simulator(Some(TOKEN)).await;
                 (Nomad::Sim { sim, server }, "default".to_string())
             }
             Backend::Real => {
