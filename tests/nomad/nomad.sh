@@ -128,14 +128,26 @@ cmd_start() {
   die "the Nomad agent did not become ready within 60s"
 }
 
+# Every descendant of process $1, children first listed before their own children.
+descendants() {
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
 cmd_stop() {
   local dir="${1:?usage: nomad.sh stop DIR}"
   [ -d "$dir" ] || return 0
   local f="$dir/nomad.pid" pid i
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
-  # The agent leads its own process group (setsid): executors, logmons and the tasks they
-  # run are in it too, so the group goes as one.
+  # The agent leads its own session (setsid), but each task's executor starts a session of
+  # its own: note every descendant first, so none outlives the agent even when it has to
+  # be killed before it could stop its tasks.
+  local family
+  family=$(descendants "$pid")
   if kill -0 "$pid" 2>/dev/null; then
     kill -INT "$pid" 2>/dev/null || true
     for i in $(seq 1 100); do
@@ -145,6 +157,10 @@ cmd_stop() {
   fi
   kill -KILL -- "-$pid" 2>/dev/null || true
   kill -KILL "$pid" 2>/dev/null || true
+  local p
+  for p in $family; do
+    kill -KILL "$p" 2>/dev/null || true
+  done
   rm -f "$f"
 }
 

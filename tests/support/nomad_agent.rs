@@ -19,6 +19,8 @@ use super::watchdog::run_after_exit;
 pub struct RealNomad {
     /// `http://127.0.0.1:PORT`.
     pub addr: String,
+    /// The directory of an agent this process started (`None` for the run's agent).
+    pub dir: Option<PathBuf>,
 }
 
 static AGENT: OnceLock<Result<RealNomad, String>> = OnceLock::new();
@@ -40,7 +42,7 @@ fn start_or_reuse() -> Result<RealNomad, String> {
         .ok()
         .filter(|a| !a.is_empty())
     {
-        return Ok(RealNomad { addr });
+        return Ok(RealNomad { addr, dir: None });
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("nomad")
@@ -60,14 +62,24 @@ fn start_or_reuse() -> Result<RealNomad, String> {
     }
     run_after_exit(&[&script().to_string_lossy(), "stop", &dir.to_string_lossy()])?;
     let addr = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok(RealNomad { addr })
+    Ok(RealNomad {
+        addr,
+        dir: Some(dir),
+    })
+}
+
+/// A plain HTTP client for talking to Nomad directly (with the process's one rustls
+/// crypto provider installed, which the workspace's reqwest build needs even for http).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// Creates the Nomad namespace `name` on the real agent, and arranges for every job in it
 /// to be purged when this test process exits.
 pub async fn create_namespace(name: &str) {
     let addr = &agent().addr;
-    let answer = reqwest::Client::new()
+    let answer = http()
         .post(format!("{addr}/v1/namespace/{name}"))
         .json(&serde_json::json!({"Name": name, "Description": "nomad-operator test"}))
         .send()

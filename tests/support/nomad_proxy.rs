@@ -46,10 +46,13 @@ impl RecordingProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("proxy client"),
+            client: {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .expect("proxy client")
+            },
             log: log.clone(),
         };
         let app = axum::Router::new().fallback(forward).with_state(shared);

@@ -336,7 +336,7 @@ impl Harness {
                 "lost"
             }
             Nomad::Real { proxy } => {
-                let answer = reqwest::Client::new()
+                let answer = nomad_agent::http()
                     .post(format!(
                         "{}/v1/allocation/{id}/stop?namespace={}",
                         proxy.url(),
