@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use server::SimServer;
+pub use util::glob_match;
 
 use crate::faults::FaultEntry;
 use crate::state::{State, Watchers};

@@ -203,7 +203,7 @@ pub(crate) fn parse_query(q: &str) -> Vec<(String, String)> {
 
 /// Glob match where `*` matches any run of characters (including `/`) and every
 /// other character matches itself.
-pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+pub fn glob_match(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0usize, 0usize);
