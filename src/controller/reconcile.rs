@@ -224,11 +224,13 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     let mut observed: Option<Observed> = None;
     let mut facts: Vec<Fact> = Vec::new();
     let mut written = previous.clone();
-    let inputs = |state: &JobState,
-                  observed: Option<&Observed>,
-                  memory: &Memory,
-                  facts: &[Fact],
-                  error: Option<&Error>|
+    // The report of what is known so far (pure); written as the intent before a Nomad
+    // write, and as the outcome at the end.
+    let report_now = |state: &JobState,
+                      observed: Option<&Observed>,
+                      memory: &Memory,
+                      facts: &[Fact],
+                      error: Option<&Error>|
      -> Report {
         report(
             &previous,
@@ -265,7 +267,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             // from Nomad whether it happened.
             let mut before = memory.clone();
             before.pending = Some(pending);
-            let interim = inputs(&state, observed.as_ref(), &before, &facts, None).status;
+            let interim = report_now(&state, observed.as_ref(), &before, &facts, None).status;
             if let Err(e) = kube.write_status(&target, &written, &interim).await {
                 outcome = Err(e);
                 break;
@@ -308,7 +310,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         }
     }
 
-    let Report { status, notices } = inputs(
+    let Report { status, notices } = report_now(
         &state,
         observed.as_ref(),
         &memory,
@@ -373,12 +375,17 @@ fn remember(
     }
 }
 
+/// Counts the Nomad writes a fact reports in the metrics.
 fn count(ctx: &Context, fact: &Fact) {
     match fact {
-        Fact::Registered { .. } => ctx.metrics.registers.inc(),
-        Fact::Reverted { .. } => ctx.metrics.reverts.inc(),
-        _ => 0,
-    };
+        Fact::Registered { .. } => {
+            ctx.metrics.registers.inc();
+        }
+        Fact::Reverted { .. } => {
+            ctx.metrics.reverts.inc();
+        }
+        _ => {}
+    }
 }
 
 fn log_notice(obj_ref: &ObjectRef<NomadJob>, notice: &Notice) {
