@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod named_map;
 pub mod nomad;
 pub mod operator;
+pub mod plan_text;
 pub mod telemetry;
