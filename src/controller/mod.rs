@@ -14,6 +14,7 @@ pub mod context;
 pub mod deletion;
 pub mod error;
 pub mod events;
+pub mod job_schema;
 pub mod kube_side;
 pub mod nomad_watch;
 pub mod observe;
