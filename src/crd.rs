@@ -7,6 +7,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::named_map::NamedMap;
@@ -45,12 +47,44 @@ pub const META_OWNER_UID: &str = "nomadoperator.dev/owner-uid";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct NomadJobSpec {
     /// The Nomad job in Nomad's JSON API form: the object that `nomad job run -output`
     /// prints under "Job" (PascalCase keys such as `Type`, `TaskGroups`, `Tasks`;
     /// durations in nanoseconds). `ID` may be left out; if present it must equal the job ID.
+    /// Exactly one of `job` and `hcl` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "job_schema")]
-    pub job: JobDocument,
+    pub job: Option<JobDocument>,
+
+    /// The job as a Nomad jobspec in HCL (what `nomad job run FILE` takes), turned into
+    /// the job by Nomad's `POST /v1/jobs/parse`. HCL2 unless `hcl1` is true. Exactly one
+    /// of `job` and `hcl` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hcl: Option<String>,
+
+    /// Parse `hcl` with Nomad's HCL1 parser (as `nomad job run -hcl1` does). HCL1 has no
+    /// variables.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hcl1: bool,
+
+    /// Values of the jobspec's `variable` blocks (name to value, as `nomad job run -var`
+    /// takes them: text for string variables, an HCL expression such as `3`, `true` or
+    /// `["a", "b"]` for others). They win over `variablesFrom`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+
+    /// ConfigMaps and Secrets in the object's namespace whose keys become variables (each
+    /// key a variable of that name, after `prefix`). A change of one of them is a change
+    /// of the spec. Values from Secrets are kept out of status, Events and logs, but they
+    /// are in the Nomad job, visible to whoever may read it there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables_from: Vec<VariablesSource>,
+
+    /// Treat keys of `job` that Nomad's job schema does not have (and unknown fields of
+    /// this spec) as errors instead of warnings.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
 
     /// The Nomad job ID. Defaults to `metadata.name`. Must follow Nomad's rules (no
     /// whitespace, at most 128 characters).
@@ -74,6 +108,38 @@ pub struct NomadJobSpec {
     /// What happens when the job in Nomad was changed by someone else.
     #[serde(default)]
     pub drift_policy: DriftPolicy,
+
+    /// Fields of the spec this version of the API does not know (kept by the API server
+    /// so that a typo such as `deletion_policy` is reported instead of silently ignored).
+    #[serde(flatten, default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(skip)]
+    pub unknown_fields: BTreeMap<String, serde_json::Value>,
+}
+
+/// A ConfigMap or Secret whose keys become jobspec variables.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VariablesSource {
+    /// A ConfigMap in the object's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<SourceRef>,
+    /// A Secret in the object's namespace (its values are never shown by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SourceRef>,
+    /// Prepended to every key to make the variable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// A reference to a ConfigMap or Secret by name.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRef {
+    /// Its name.
+    pub name: String,
+    /// When true, a missing ConfigMap or Secret gives no variables instead of an error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 fn default_true() -> bool {
@@ -125,7 +191,7 @@ fn job_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
-        "description": "The Nomad job in Nomad's JSON API form: the object that `nomad job run -output` prints under \"Job\" (PascalCase keys such as `Type`, `TaskGroups`, `Tasks`; durations in nanoseconds). `ID` may be left out; if present it must equal the job ID."
+        "description": "The Nomad job in Nomad's JSON API form: the object that `nomad job run -output` prints under \"Job\" (PascalCase keys such as `Type`, `TaskGroups`, `Tasks`; durations in nanoseconds). `ID` may be left out; if present it must equal the job ID. Exactly one of `job` and `hcl` is set."
     })
 }
 
@@ -414,6 +480,8 @@ pub mod condition {
     pub const STALLED: &str = "Stalled";
     /// The job in Nomad differs from the spec the operator last applied.
     pub const DRIFTED: &str = "Drifted";
+    /// The spec has keys that Nomad's job schema or this API do not have (ignored).
+    pub const SPEC_WARNING: &str = "SpecWarning";
 }
 
 /// Reasons used in conditions and as Event reasons.
@@ -452,6 +520,8 @@ pub mod reason {
     pub const DELETED: &str = "Deleted";
     /// The job is stopped in Nomad.
     pub const JOB_STOPPED: &str = "JobStopped";
+    /// The spec has keys that Nomad's job schema or this API do not have.
+    pub const UNKNOWN_FIELDS: &str = "UnknownFields";
 }
 
 #[cfg(test)]
@@ -466,7 +536,7 @@ mod tests {
             "job": {"Type": "service", "Meta": {"b": "2", "a": "1"}, "TaskGroups": [{"Count": 1}]}
         }))
         .expect("spec");
-        let fields = spec.job.fields().expect("fields");
+        let fields = spec.job.as_ref().expect("job").fields().expect("fields");
         assert_eq!(fields["TaskGroups"][0]["Count"], 1);
         let back = serde_json::to_value(&spec).expect("serialize");
         assert_eq!(

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod jobspec;
 pub mod leader;
 pub mod metrics;
 pub mod named_map;

@@ -48,7 +48,8 @@ async fn create_read_and_list_with_defaults_applied() {
     assert_eq!(read.spec.drift_policy, DriftPolicy::Correct);
     assert_eq!(read.spec.job_id, None);
     assert_eq!(
-        read.spec.job.fields().expect("job")["TaskGroups"][0]["Tasks"][0]["Config"]["command"],
+        read.spec.job.as_ref().expect("job").fields().expect("job")["TaskGroups"][0]["Tasks"][0]["Config"]
+            ["command"],
         "/bin/sleep"
     );
 
@@ -216,7 +217,7 @@ async fn the_apiserver_rejects_invalid_objects_with_clear_messages() {
     .expect("valid object");
     let read = ns.api::<NomadJob>().get("ok").await.expect("read");
     assert_eq!(
-        read.spec.job.fields().expect("job")["Anything"],
+        read.spec.job.as_ref().expect("job").fields().expect("job")["Anything"],
         json!({"Nested": [1]})
     );
 }

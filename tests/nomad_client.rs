@@ -751,7 +751,13 @@ job "batch" {
   }
 }
 "#;
-    let parsed = nomad.parse_hcl(hcl, true).await?;
+    let parsed = nomad
+        .parse_job(&nomad_operator::nomad::ParseRequest {
+            hcl,
+            canonicalize: true,
+            ..Default::default()
+        })
+        .await?;
     assert_eq!(parsed["ID"], "batch");
     assert_eq!(parsed["Type"], "batch");
     nomad.register_job(&scope, &parsed, Some(0)).await?;

@@ -14,8 +14,8 @@ use nomad_operator::controller::Error;
 use nomad_operator::controller::context::Context;
 use nomad_operator::controller::kube_side::{KubeSide, Target};
 use nomad_operator::controller::reconcile::{Head, apply, cleanup};
-use nomad_operator::controller::render::render;
 use nomad_operator::controller::report::Notice;
+use nomad_operator::controller::resolve::known_job;
 use nomad_operator::controller::run::{self, RunArgs};
 use nomad_operator::crd::{NomadJob, NomadJobSpec, NomadJobStatus, RevertActor, reason};
 use nomad_operator::metrics::Metrics;
@@ -349,7 +349,7 @@ async fn a_delete_after_a_kill_around_the_first_register_still_stops_the_job() {
         // survived (the recorded intent, or nothing at all and the spec).
         let obj = object(spec, true, dying.status());
         let ctx = world.process();
-        let desired = render(&obj, &ctx.defaults).ok();
+        let desired = known_job(&obj, &ctx);
         let kube = Recorded::new(dying.status(), Kill::Never);
         cleanup(&Head::of(&obj), desired.as_ref(), &ctx, &kube)
             .await

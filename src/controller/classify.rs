@@ -25,6 +25,9 @@ pub enum Spec {
     Suspended,
     /// The spec cannot be turned into a Nomad job.
     Invalid(String),
+    /// The job could not be produced right now: Nomad's parse endpoint or the API server
+    /// (for `spec.variablesFrom`) could not be asked. The reconcile's error says why.
+    Unresolved,
     /// The job to run.
     Desired(DesiredJob),
 }
@@ -311,6 +314,7 @@ pub fn classify(
                 message: message.clone(),
             };
         }
+        Spec::Unresolved => return JobState::Unobserved,
         Spec::Desired(desired) => desired,
     };
     let Some(observed) = observed else {

@@ -12,8 +12,11 @@ use crate::crd::NomadJob;
 use crate::metrics::Metrics;
 use crate::nomad::NomadClient;
 
+use crate::jobspec::ParseSupport;
+
 use super::events::EventPublisher;
 use super::render::Defaults;
+use super::resolve::{ParsedJobs, SourceIndex};
 
 /// Shared state of the controller.
 pub struct Context {
@@ -35,6 +38,14 @@ pub struct Context {
     pub metrics: Metrics,
     /// When each object was last planned.
     pub plans: PlanClock,
+    /// Each object's jobspec as Nomad parsed it, by the digest of its text and values.
+    pub parsed: ParsedJobs,
+    /// Which objects read which ConfigMaps and Secrets (`spec.variablesFrom`).
+    pub sources: Arc<SourceIndex>,
+    /// Whether Nomad takes variable values in its parse request.
+    pub parse_support: ParseSupport,
+    /// Whether the operator may read ConfigMaps and Secrets for `spec.variablesFrom`.
+    pub variables_from: bool,
 }
 
 /// When each object was last planned, so that a reconcile woken by Nomad need not plan

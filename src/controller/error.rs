@@ -25,6 +25,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error with the values of Secrets replaced in Nomad's messages (which may echo
+    /// the job).
+    pub fn redacted(self, redactor: &crate::jobspec::Redactor) -> Self {
+        match self {
+            Self::Nomad(e) if !redactor.is_empty() => {
+                Self::Nomad(e.map_message(|m| redactor.text(m)))
+            }
+            other => other,
+        }
+    }
+
     /// A stable snake_case label, used as metric label and in logs.
     pub fn category(&self) -> &'static str {
         match self {

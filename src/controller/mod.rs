@@ -22,6 +22,7 @@ pub mod ownership;
 pub mod reconcile;
 pub mod render;
 pub mod report;
+pub mod resolve;
 pub mod resync;
 pub mod run;
 pub mod status;

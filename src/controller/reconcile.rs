@@ -41,8 +41,9 @@ use super::error::Error;
 use super::kube_side::{ApiServer, KubeSide, Target, patch_params};
 use super::observe::{self, JobView, Observed};
 use super::ownership::ownership;
-use super::render::{DesiredJob, render};
+use super::render::DesiredJob;
 use super::report::{Inputs, Notice, Report, report};
+use super::resolve::{self, Resolved, resolve};
 use super::resync::resync_delay;
 use super::status::{find_condition, set_readiness};
 
@@ -109,7 +110,7 @@ async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Erro
                 FinalizerStep::Add => add_finalizer(ctx, target, &obj.metadata).await,
                 FinalizerStep::Apply => apply(&obj, ctx, &kube).await,
                 FinalizerStep::Cleanup => {
-                    let desired = render(&obj, &ctx.defaults).ok();
+                    let desired = resolve::known_job(&obj, ctx);
                     let action = cleanup(&head, desired.as_ref(), ctx, &kube).await?;
                     remove_finalizer(ctx, target, &obj.metadata).await?;
                     Ok(action)
@@ -194,17 +195,6 @@ async fn patch_finalizers(
     Ok(())
 }
 
-/// The spec as the decisions see it.
-fn spec_of(obj: &NomadJob, ctx: &Context) -> Spec {
-    if obj.spec.suspend {
-        return Spec::Suspended;
-    }
-    match render(obj, &ctx.defaults) {
-        Ok(desired) => Spec::Desired(desired),
-        Err(invalid) => Spec::Invalid(invalid.to_string()),
-    }
-}
-
 /// Brings Nomad to the spec and mirrors Nomad into the status: observe, classify and
 /// act until the state calls for nothing, then report. Writes the status (and records a
 /// pending write before each Nomad write) through `kube`.
@@ -213,7 +203,12 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     let obj_ref = object_ref(&target);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let previous = obj.status.clone().unwrap_or_default();
-    let spec = spec_of(obj, ctx);
+    let Resolved {
+        spec,
+        warnings,
+        redactor,
+        error: unresolved,
+    } = resolve(obj, ctx).await;
     let policy = Policy::of(&obj.spec);
     let owner = (target.namespace.as_str(), target.name.as_str());
     let mut memory = Memory::from_status(&previous);
@@ -242,6 +237,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
                 facts,
                 state,
                 error,
+                warnings: &warnings,
                 generation: obj.metadata.generation,
                 now: &now,
             },
@@ -249,7 +245,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     };
 
     let mut state;
-    let mut outcome: Result<(), Error> = Ok(());
+    let mut outcome: Result<(), Error> = unresolved.map_or(Ok(()), Err);
     let mut steps = 0;
     loop {
         state = classify(&spec, observed.as_ref(), &memory, &progress, &policy, owner);
@@ -267,7 +263,8 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             // from Nomad whether it happened.
             let mut before = memory.clone();
             before.pending = Some(pending);
-            let interim = report_now(&state, observed.as_ref(), &before, &facts, None).status;
+            let interim = redactor
+                .value(&report_now(&state, observed.as_ref(), &before, &facts, None).status);
             if let Err(e) = kube.write_status(&target, &written, &interim).await {
                 outcome = Err(e);
                 break;
@@ -310,6 +307,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         }
     }
 
+    let outcome = outcome.map_err(|e| e.redacted(&redactor));
     let Report { status, notices } = report_now(
         &state,
         observed.as_ref(),
@@ -317,8 +315,10 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         &facts,
         outcome.as_ref().err(),
     );
+    let status = redactor.value(&status);
     let write = kube.write_status(&target, &written, &status).await;
-    for notice in notices {
+    for mut notice in notices {
+        notice.note = redactor.text(&notice.note);
         log_notice(&obj_ref, &notice);
         kube.publish(&target, notice).await;
     }
@@ -476,6 +476,8 @@ pub async fn cleanup(
     let target = Target::of(&head.metadata).ok_or(Error::MissingObjectKey)?;
     let obj_ref = object_ref(&target);
     ctx.plans.forget(&obj_ref);
+    ctx.parsed.forget(&obj_ref);
+    ctx.sources.forget(&obj_ref);
     ctx.metrics.record_ready(&obj_ref.to_string(), None);
     let status = head.status.clone().unwrap_or_default();
     let recorded = status.job_id.clone().zip(status.job_namespace.clone());

@@ -58,8 +58,35 @@ pub fn job_id(obj: &NomadJob) -> Option<String> {
         .or_else(|| obj.metadata.name.clone())
 }
 
-/// Validates the spec and renders the Nomad job to register.
-pub fn render(obj: &NomadJob, defaults: &Defaults) -> Result<DesiredJob, InvalidSpec> {
+/// The job of `spec.job` (JSON form), after checking that exactly one of `spec.job` and
+/// `spec.hcl` is set. `Ok(None)` means the spec holds a jobspec in `spec.hcl` instead.
+pub fn json_job(obj: &NomadJob) -> Result<Option<Map<String, Value>>, InvalidSpec> {
+    match (&obj.spec.job, &obj.spec.hcl) {
+        (Some(_), Some(_)) => Err(invalid(
+            "spec",
+            "sets both job and hcl; keep exactly one of them",
+        )),
+        (None, None) => Err(invalid(
+            "spec",
+            "sets neither job (the job in Nomad's JSON form) nor hcl (a jobspec in HCL); set exactly one",
+        )),
+        (None, Some(_)) => Ok(None),
+        (Some(job), None) => job
+            .fields()
+            .map(Some)
+            .map_err(|e| invalid("spec.job", format!("is not a JSON object: {e}"))),
+    }
+}
+
+/// Validates the spec and renders the Nomad job to register from `job`: the job of
+/// `spec.job`, or the one Nomad parsed from `spec.hcl`. `root` names where the job came
+/// from in messages (`spec.job`, or `spec.hcl (parsed)`).
+pub fn render(
+    obj: &NomadJob,
+    job: Map<String, Value>,
+    root: &str,
+    defaults: &Defaults,
+) -> Result<DesiredJob, InvalidSpec> {
     let name = obj
         .metadata
         .name
@@ -75,46 +102,47 @@ pub fn render(obj: &NomadJob, defaults: &Defaults) -> Result<DesiredJob, Invalid
     };
     validate_job_id(&id).map_err(|m| invalid(id_field, m))?;
 
-    let mut job = obj
-        .spec
-        .job
-        .fields()
-        .map_err(|e| invalid("spec.job", format!("is not a JSON object: {e}")))?;
+    let mut job = job;
     match job.get("ID") {
         None => {}
         Some(Value::String(inner)) if *inner == id => {}
         Some(Value::String(inner)) => {
             return Err(invalid(
-                "spec.job.ID",
+                format!("{root}.ID"),
                 format!(
-                    "is {inner:?} but the job ID is {id:?} (from {id_field}); remove spec.job.ID or make them equal"
+                    "is {inner:?} but the job ID is {id:?} (from {id_field}); remove the job's ID or make them equal"
                 ),
             ));
         }
-        Some(_) => return Err(invalid("spec.job.ID", "must be a string")),
+        Some(_) => return Err(invalid(format!("{root}.ID"), "must be a string")),
     }
-    validate_structure(&job)?;
+    validate_structure(&job, root)?;
 
     job.insert("ID".into(), Value::String(id.clone()));
     if !matches!(job.get("Name"), Some(Value::String(n)) if !n.is_empty()) {
         job.insert("Name".into(), Value::String(id.clone()));
     }
-    let namespace = optional_string(&job, "Namespace")?
+    let namespace = optional_string(&job, "Namespace", root)?
         .or_else(|| defaults.namespace.clone())
         .unwrap_or_else(|| "default".to_string());
     job.insert("Namespace".into(), Value::String(namespace.clone()));
-    let region = optional_string(&job, "Region")?.or_else(|| defaults.region.clone());
+    let region = optional_string(&job, "Region", root)?.or_else(|| defaults.region.clone());
     if let Some(region) = &region {
         job.insert("Region".into(), Value::String(region.clone()));
     }
     let meta = match job.remove("Meta") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(meta)) => meta,
-        Some(_) => return Err(invalid("spec.job.Meta", "must be an object of strings")),
+        Some(_) => {
+            return Err(invalid(
+                format!("{root}.Meta"),
+                "must be an object of strings",
+            ));
+        }
     };
     let mut meta = meta;
     if let Some((key, _)) = meta.iter().find(|(_, v)| !v.is_string()) {
-        return Err(invalid(format!("spec.job.Meta.{key}"), "must be a string"));
+        return Err(invalid(format!("{root}.Meta.{key}"), "must be a string"));
     }
     meta.insert(META_OWNER_NAMESPACE.into(), Value::String(owner_ns));
     meta.insert(META_OWNER_NAME.into(), Value::String(name));
@@ -160,13 +188,13 @@ fn validate_job_id(id: &str) -> Result<(), String> {
 
 /// The structural checks that catch a malformed job before Nomad sees it: task groups
 /// with named tasks that have a driver. Nomad validates the rest.
-fn validate_structure(job: &Map<String, Value>) -> Result<(), InvalidSpec> {
+fn validate_structure(job: &Map<String, Value>, root: &str) -> Result<(), InvalidSpec> {
     if let Some(kind) = job.get("Type") {
         match kind.as_str() {
             Some("service" | "batch" | "system" | "sysbatch") => {}
             _ => {
                 return Err(invalid(
-                    "spec.job.Type",
+                    format!("{root}.Type"),
                     format!("is {kind}; Nomad job types are service, batch, system and sysbatch"),
                 ));
             }
@@ -176,13 +204,13 @@ fn validate_structure(job: &Map<String, Value>) -> Result<(), InvalidSpec> {
         Some(Value::Array(groups)) if !groups.is_empty() => groups,
         Some(Value::Array(_)) => {
             return Err(invalid(
-                "spec.job.TaskGroups",
+                format!("{root}.TaskGroups"),
                 "must hold at least one task group",
             ));
         }
         Some(_) => {
             return Err(invalid(
-                "spec.job.TaskGroups",
+                format!("{root}.TaskGroups"),
                 "must be a list of task groups",
             ));
         }
@@ -192,11 +220,14 @@ fn validate_structure(job: &Map<String, Value>) -> Result<(), InvalidSpec> {
                 .find(|k| k.eq_ignore_ascii_case("taskgroups"))
                 .map(|k| format!(" (found {k:?}: Nomad's JSON API uses PascalCase keys)"))
                 .unwrap_or_default();
-            return Err(invalid("spec.job.TaskGroups", format!("is required{hint}")));
+            return Err(invalid(
+                format!("{root}.TaskGroups"),
+                format!("is required{hint}"),
+            ));
         }
     };
     for (g, group) in groups.iter().enumerate() {
-        let at = format!("spec.job.TaskGroups[{g}]");
+        let at = format!("{root}.TaskGroups[{g}]");
         let group = group
             .as_object()
             .ok_or_else(|| invalid(&at, "must be an object"))?;
@@ -242,12 +273,16 @@ fn require_name(object: &Map<String, Value>, at: &str) -> Result<(), InvalidSpec
     }
 }
 
-fn optional_string(job: &Map<String, Value>, key: &str) -> Result<Option<String>, InvalidSpec> {
+fn optional_string(
+    job: &Map<String, Value>,
+    key: &str,
+    root: &str,
+) -> Result<Option<String>, InvalidSpec> {
     match job.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(format!("spec.job.{key}"), "must be a string")),
+        Some(_) => Err(invalid(format!("{root}.{key}"), "must be a string")),
     }
 }
 
@@ -276,6 +311,12 @@ mod tests {
         obj.metadata.namespace = Some("team-a".into());
         obj.metadata.uid = Some("uid-1".into());
         obj
+    }
+
+    /// Renders `obj` as the controller does for a JSON-form spec.
+    fn render(obj: &NomadJob, defaults: &Defaults) -> Result<DesiredJob, InvalidSpec> {
+        let job = json_job(obj)?.expect("a JSON spec");
+        super::render(obj, job, "spec.job", defaults)
     }
 
     fn valid_job() -> Value {

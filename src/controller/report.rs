@@ -65,6 +65,8 @@ pub struct Inputs<'a> {
     pub state: &'a JobState,
     /// The error that ended the reconcile, if any.
     pub error: Option<&'a Error>,
+    /// Keys of the spec that Nomad's job schema or this API do not have.
+    pub warnings: &'a [String],
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// Now, for condition transition times.
@@ -110,6 +112,7 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
     status.observed_generation = inputs.generation;
     let (generation, now) = (inputs.generation, inputs.now);
     let mut notices = Vec::new();
+    update_warning_condition(&mut status, previous, inputs, &mut notices);
     let desired = match inputs.spec {
         Spec::Suspended => {
             set_condition(
@@ -128,6 +131,18 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
                 reason: reason::INVALID_SPEC,
                 message: format!("invalid spec: {message}"),
             };
+            set_readiness(&mut status.conditions, &readiness, generation, now);
+            announce_transition(previous, &status, &mut notices);
+            return Report { status, notices };
+        }
+        Spec::Unresolved => {
+            let readiness = inputs.error.map_or_else(
+                || Readiness::Progressing {
+                    reason: reason::NOMAD_UNAVAILABLE,
+                    message: "the job could not be produced from the spec yet".into(),
+                },
+                error_readiness,
+            );
             set_readiness(&mut status.conditions, &readiness, generation, now);
             announce_transition(previous, &status, &mut notices);
             return Report { status, notices };
@@ -187,6 +202,39 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
     set_readiness(&mut status.conditions, &readiness, generation, now);
     announce_transition(previous, &status, &mut notices);
     Report { status, notices }
+}
+
+/// Sets the `SpecWarning` condition to the spec's unknown keys (or removes it), with a
+/// Warning Event when the list changes.
+fn update_warning_condition(
+    status: &mut NomadJobStatus,
+    previous: &NomadJobStatus,
+    inputs: &Inputs<'_>,
+    notices: &mut Vec<Notice>,
+) {
+    if inputs.warnings.is_empty() {
+        status
+            .conditions
+            .retain(|c| c.type_ != condition::SPEC_WARNING);
+        return;
+    }
+    let message = format!(
+        "{}; fix the spec, or set spec.strict to make this an error",
+        inputs.warnings.join("; ")
+    );
+    let before = find_condition(&previous.conditions, condition::SPEC_WARNING);
+    if before.is_none_or(|c| c.message != message) {
+        notices.push(Notice::warning(reason::UNKNOWN_FIELDS, message.clone()));
+    }
+    set_condition(
+        &mut status.conditions,
+        condition::SPEC_WARNING,
+        Truth::True,
+        reason::UNKNOWN_FIELDS,
+        &message,
+        inputs.generation,
+        inputs.now,
+    );
 }
 
 /// Readiness after an error: a transient one is retried, a refusal stalls.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
@@ -15,6 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::crd::{FINALIZER, NomadJob, RETRY_ANNOTATION};
+use crate::jobspec::ParseSupport;
 use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
@@ -23,6 +25,7 @@ use super::events::EventPublisher;
 use super::nomad_watch::{self, WatchConfig};
 use super::reconcile::{error_policy, reconcile};
 use super::render::Defaults;
+use super::resolve::{ParsedJobs, SourceIndex, SourceKey};
 
 /// Settings of `nomad-operator run` (flags with environment fallbacks).
 #[derive(clap::Args, Clone, Debug)]
@@ -67,6 +70,12 @@ pub struct RunArgs {
     #[arg(long, env = "NO_NOMAD_WATCH")]
     pub no_nomad_watch: bool,
 
+    /// Read the ConfigMaps and Secrets that NomadJobs name in `spec.variablesFrom` (and
+    /// watch them, so that a change registers the job again). Needs RBAC to get, list and
+    /// watch them in the watched namespaces.
+    #[arg(long, env = "VARIABLES_FROM")]
+    pub variables_from: bool,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
@@ -109,6 +118,10 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         jobs: Arc::new(JobIndex::default()),
         metrics,
         plans: PlanClock::default(),
+        parsed: ParsedJobs::default(),
+        sources: Arc::new(SourceIndex::default()),
+        parse_support: ParseSupport::default(),
+        variables_from: args.variables_from,
     }))
 }
 
@@ -119,6 +132,11 @@ pub async fn run_controller(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (trigger_tx, trigger_rx) = mpsc::unbounded::<ObjectRef<NomadJob>>();
+    let source_watches = if ctx.variables_from {
+        watch_variable_sources(&ctx, &args.namespaces, &trigger_tx)
+    } else {
+        Vec::new()
+    };
     let watchers = if args.no_nomad_watch {
         Vec::new()
     } else {
@@ -184,10 +202,81 @@ pub async fn run_controller(
     let router = tokio::spawn(route_triggers(trigger_rx, routes));
     futures::future::join_all(controllers).await;
     router.abort();
-    for watcher in watchers {
+    for watcher in watchers.into_iter().chain(source_watches) {
         watcher.abort();
     }
     info!("controller stopped");
+}
+
+/// Watches the metadata of ConfigMaps and Secrets in the watched namespaces and
+/// reconciles the objects that read one (`spec.variablesFrom`) when it changes. Only
+/// metadata is watched: values are read by the reconcile that needs them, so the
+/// operator holds no copy of the namespaces' Secrets.
+fn watch_variable_sources(
+    ctx: &Arc<Context>,
+    namespaces: &[String],
+    triggers: &mpsc::UnboundedSender<ObjectRef<NomadJob>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    let mut tasks = Vec::new();
+    for namespace in scopes {
+        tasks.push(watch_sources_of::<ConfigMap>(
+            ctx,
+            namespace,
+            "ConfigMap",
+            triggers,
+        ));
+        tasks.push(watch_sources_of::<Secret>(
+            ctx, namespace, "Secret", triggers,
+        ));
+    }
+    tasks
+}
+
+fn watch_sources_of<K>(
+    ctx: &Arc<Context>,
+    namespace: Option<&str>,
+    kind: &'static str,
+    triggers: &mpsc::UnboundedSender<ObjectRef<NomadJob>>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
+        None => Api::all(ctx.kube.clone()),
+    };
+    let (sources, triggers) = (ctx.sources.clone(), triggers.clone());
+    tokio::spawn(async move {
+        let mut changes = std::pin::pin!(
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .touched_objects()
+        );
+        while let Some(change) = changes.next().await {
+            let Ok(meta) = change else { continue };
+            let key = SourceKey {
+                kind,
+                namespace: meta.metadata.namespace.clone().unwrap_or_default(),
+                name: meta.metadata.name.clone().unwrap_or_default(),
+            };
+            for reader in sources.readers(&key) {
+                if triggers.unbounded_send(reader).is_err() {
+                    return;
+                }
+            }
+        }
+    })
 }
 
 async fn route_triggers(

@@ -251,6 +251,7 @@ fn condition_rank(type_: &str) -> usize {
         condition::RECONCILING,
         condition::STALLED,
         condition::DRIFTED,
+        condition::SPEC_WARNING,
     ]
     .iter()
     .position(|t| *t == type_)

@@ -45,6 +45,24 @@ pub enum NomadError {
 }
 
 impl NomadError {
+    /// The same error with its message rewritten by `f` (used to redact values).
+    pub fn map_message(self, f: impl Fn(&str) -> String) -> Self {
+        match self {
+            Self::NotFound(m) => Self::NotFound(f(&m)),
+            Self::Conflict(m) => Self::Conflict(f(&m)),
+            Self::PermissionDenied(m) => Self::PermissionDenied(f(&m)),
+            Self::BadRequest(m) => Self::BadRequest(f(&m)),
+            Self::Server { status, message } => Self::Server {
+                status,
+                message: f(&message),
+            },
+            Self::Transport(m) => Self::Transport(f(&m)),
+            Self::Timeout => Self::Timeout,
+            Self::Decode(m) => Self::Decode(f(&m)),
+            Self::Config(m) => Self::Config(f(&m)),
+        }
+    }
+
     /// A stable snake_case label, used as Event reason and metric label.
     pub fn category(&self) -> &'static str {
         match self {

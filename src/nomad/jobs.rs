@@ -149,12 +149,28 @@ impl NomadClient {
         Ok(self.execute_nullable(call).await?.value)
     }
 
-    /// `POST /v1/jobs/parse`: converts HCL to the JSON job Nomad's API takes.
-    pub async fn parse_hcl(&self, hcl: &str, canonicalize: bool) -> Result<Value, NomadError> {
-        let body = json!({ "JobHCL": hcl, "Canonicalize": canonicalize });
+    /// `POST /v1/jobs/parse`: converts a jobspec in HCL to the JSON job Nomad's API takes.
+    /// A jobspec Nomad cannot parse is [`NomadError::BadRequest`] with Nomad's message
+    /// (positions as `input.hcl:LINE,COL-COL`).
+    pub async fn parse_job(&self, request: &ParseRequest<'_>) -> Result<Value, NomadError> {
+        let mut body = json!({ "JobHCL": request.hcl, "Canonicalize": request.canonicalize });
+        if request.hcl1 {
+            body["hclv1"] = json!(true);
+        }
+        if let Some(variables) = request.variables {
+            body["Variables"] = json!(variables);
+        }
         let scope = Scope::default();
         let call = Call::post(&scope, &["jobs", "parse"], body);
         Ok(self.execute::<Value>(call).await?.value)
+    }
+
+    /// `GET /v1/agent/self`: the release of the Nomad agent answering, such as `1.1.2`.
+    pub async fn agent_version(&self) -> Result<String, NomadError> {
+        let scope = Scope::default();
+        let call = Call::get(&scope, &["agent", "self"]);
+        let answer = self.execute::<AgentSelf>(call).await?.value;
+        Ok(answer.config.version.version)
     }
 
     /// `POST /v1/job/:id/dispatch`: starts an instance of a parameterized job.
@@ -267,4 +283,34 @@ mod tests {
         };
         assert_eq!(with_index(answer, |r| &mut r.index).index, 4);
     }
+}
+
+/// What [`NomadClient::parse_job`] sends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ParseRequest<'a> {
+    /// The jobspec.
+    pub hcl: &'a str,
+    /// Parse with the HCL1 parser.
+    pub hcl1: bool,
+    /// Variable values in var-file format (Nomad 1.5 and later; older Nomad ignores it).
+    pub variables: Option<&'a str>,
+    /// Fill in Nomad's defaults.
+    pub canonicalize: bool,
+}
+
+#[derive(Deserialize)]
+struct AgentSelf {
+    config: AgentConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AgentConfig {
+    version: AgentVersion,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AgentVersion {
+    version: String,
 }
