@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod controller;
+pub mod convert;
 pub mod crd;
 pub mod crdgen;
 pub mod jobspec;
@@ -12,4 +13,5 @@ pub mod named_map;
 pub mod nomad;
 pub mod operator;
 pub mod plan_text;
+pub mod preview;
 pub mod telemetry;

@@ -25,6 +25,15 @@ enum Command {
     ///
     /// Example: nomad-operator crd | kubectl apply -f -
     Crd,
+    /// Print a NomadJob manifest for a Nomad jobspec (HCL).
+    ///
+    /// Example: for f in jobs/*.hcl; do nomad-operator convert "$f" > "manifests/$(basename "$f" .hcl).yaml"; done
+    Convert(Box<nomad_operator::convert::ConvertArgs>),
+    /// Preview what applying NomadJob manifests would change in Nomad, without a cluster.
+    ///
+    /// Plans each NomadJob against NOMAD_ADDR and prints the diff like `nomad job plan`.
+    /// Exit code 0: no change; 1: changes; 255: an error or a conflict.
+    Plan(Box<nomad_operator::preview::PlanArgs>),
 }
 
 fn main() -> ExitCode {
@@ -40,18 +49,61 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Convert(args) => match runtime() {
+            Ok(runtime) => match runtime.block_on(nomad_operator::convert::convert(&args)) {
+                Ok(yaml) => {
+                    print!("{yaml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Plan(args) => match runtime() {
+            Ok(runtime) => {
+                use nomad_operator::preview::{Output, exit_code, plan, render_text};
+                match runtime.block_on(plan(&args)) {
+                    Ok(previews) => {
+                        match args.output {
+                            Output::Text => print!("{}", render_text(&previews)),
+                            Output::Json => match serde_json::to_string_pretty(&previews) {
+                                Ok(json) => println!("{json}"),
+                                Err(e) => {
+                                    eprintln!("error: {e}");
+                                    return ExitCode::from(255);
+                                }
+                            },
+                        }
+                        ExitCode::from(exit_code(&previews))
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(255)
+                    }
+                }
+            }
+            Err(_) => ExitCode::from(255),
+        },
         Command::Run(cmd) => {
             nomad_operator::telemetry::init(cmd.run.log_format);
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match runtime() {
                 Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("error: starting the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             runtime.block_on(nomad_operator::operator::run(*cmd, shutdown_signal()))
         }
     }
+}
+
+/// The async runtime, or the exit code after saying why there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: starting the async runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 /// Completes on SIGINT or SIGTERM.

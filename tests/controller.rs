@@ -10,6 +10,7 @@ use nomad_operator::crd::RevertActor;
 use nomad_operator::nomad::Scope;
 use serde_json::{Value, json};
 use support::operator::{Backend, Harness, TOKEN, condition, ready, wait_until};
+use support::scenarios;
 
 const WEB: &str = "/v1/job/web";
 
@@ -588,13 +589,7 @@ async fn batch_jobs_are_ready_without_a_deployment(backend: Backend) {
 
 /// Applies an example manifest from `examples/` into the harness namespace with kubectl.
 fn kubectl_apply(h: &Harness, file: &str) {
-    let path = format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR"));
-    let out = support::envtest::kubectl(&["apply", "-n", &h.ns.name, "-f", &path]);
-    assert!(
-        out.status.success(),
-        "kubectl apply {file}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    h.kubectl_apply(&format!("{}/examples/{file}", env!("CARGO_MANIFEST_DIR")));
 }
 
 async fn the_examples_do_what_their_comments_say(backend: Backend) {
@@ -772,29 +767,6 @@ async fn an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones(backend: 
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = std::fs::remove_file(&path);
-}
-
-/// Declares a `#[tokio::test]` per scenario on each backend: `on_sim::NAME` and
-/// `on_real_nomad::NAME` run the same body.
-macro_rules! scenarios {
-    (both: [$($both:ident),* $(,)?], simulator_only: [$($sim:ident),* $(,)?] $(,)?) => {
-        mod on_sim {
-            $(#[tokio::test]
-            async fn $both() {
-                super::$both(super::Backend::Sim).await
-            })*
-            $(#[tokio::test]
-            async fn $sim() {
-                super::$sim(super::Backend::Sim).await
-            })*
-        }
-        mod on_real_nomad {
-            $(#[tokio::test]
-            async fn $both() {
-                super::$both(super::Backend::Real).await
-            })*
-        }
-    };
 }
 
 scenarios! {

@@ -21,6 +21,7 @@ async fn start() -> Result<(Simulator, SimServer)> {
     let sim = Simulator::new(SimConfig {
         acl_token: Some(TOKEN.to_owned()),
         time_scale: 1000.0,
+        ..SimConfig::default()
     });
     let server = sim.serve("127.0.0.1:0".parse()?).await?;
     Ok((sim, server))

@@ -110,6 +110,9 @@ async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Erro
                 FinalizerStep::Add => add_finalizer(ctx, target, &obj.metadata).await,
                 FinalizerStep::Apply => apply(&obj, ctx, &kube).await,
                 FinalizerStep::Cleanup => {
+                    if let Some(key) = resolve::mistyped_deletion_policy(&obj.spec) {
+                        return refuse_cleanup(&obj, key, target, &kube).await;
+                    }
                     let desired = resolve::known_job(&obj, ctx);
                     let action = cleanup(&head, desired.as_ref(), ctx, &kube).await?;
                     remove_finalizer(ctx, target, &obj.metadata).await?;
@@ -527,6 +530,48 @@ pub async fn cleanup(
                 warning: false,
                 reason: reason::DELETED.into(),
                 note,
+            },
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}
+
+/// Keeps the finalizer of an object being deleted whose spec has a field that looks like
+/// `deletionPolicy` but is not (`deletion_policy`): which policy the user meant is
+/// unknown, so the job is left as it is until the spec is fixed. Says so in the
+/// `Stalled` condition and a Warning Event.
+async fn refuse_cleanup(
+    obj: &NomadJob,
+    key: &str,
+    target: &Target,
+    kube: &impl KubeSide,
+) -> Result<Action, Error> {
+    let message = format!(
+        "the object is being deleted, but spec has the unknown field {key:?} instead of deletionPolicy, so the operator does not know what to do with the Nomad job; it is left untouched. Fix the field (kubectl edit), and the deletion goes on"
+    );
+    let previous = obj.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    set_readiness(
+        &mut status.conditions,
+        &super::report::Readiness::Stalled {
+            reason: reason::INVALID_SPEC,
+            message: message.clone(),
+        },
+        obj.metadata.generation,
+        &Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let announced = find_condition(&previous.conditions, crate::crd::condition::STALLED)
+        .is_some_and(|c| c.message == message);
+    kube.write_status(target, &previous, &status).await?;
+    if !announced {
+        warn!(object = %object_ref(target), "{message}");
+        kube.publish(
+            target,
+            Notice {
+                warning: true,
+                reason: reason::INVALID_SPEC.into(),
+                note: message,
             },
         )
         .await;

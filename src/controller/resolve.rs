@@ -153,21 +153,36 @@ pub fn unknown_spec_fields(spec: &NomadJobSpec) -> Vec<String> {
     spec.unknown_fields
         .keys()
         .map(|key| {
-            let nearest = spec_fields()
-                .iter()
-                .map(|f| {
-                    (
-                        strsim::jaro_winkler(&key.to_lowercase(), &f.to_lowercase()),
-                        f,
-                    )
-                })
-                .filter(|(score, _)| *score >= 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, f)| format!(" (did you mean {f:?}?)"))
+            let nearest = nearest_spec_field(key)
+                .map(|f| format!(" (did you mean {f:?}?)"))
                 .unwrap_or_default();
             format!("spec: unknown field {key:?}{nearest}; it is ignored")
         })
         .collect()
+}
+
+/// An unknown field of `spec` that looks like `deletionPolicy`: deleting the object would
+/// then apply a policy the user did not mean.
+pub fn mistyped_deletion_policy(spec: &NomadJobSpec) -> Option<&str> {
+    spec.unknown_fields
+        .keys()
+        .find(|key| nearest_spec_field(key) == Some("deletionPolicy"))
+        .map(String::as_str)
+}
+
+/// The spec field nearest to `key`, when it is close.
+fn nearest_spec_field(key: &str) -> Option<&'static str> {
+    spec_fields()
+        .iter()
+        .map(|f| {
+            (
+                strsim::jaro_winkler(&key.to_lowercase(), &f.to_lowercase()),
+                f,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, f)| f.as_str())
 }
 
 /// The object's parsed jobspec: from the cache when its text and values have not
@@ -442,6 +457,7 @@ mod tests {
             ]
         );
         assert!(spec_fields().iter().any(|f| f == "variablesFrom"));
+        assert_eq!(mistyped_deletion_policy(&spec), Some("deletion_policy"));
     }
 
     #[test]

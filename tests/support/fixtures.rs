@@ -12,6 +12,7 @@ pub async fn start_simulator(acl_token: Option<&str>) -> (Simulator, SimServer) 
     let sim = Simulator::new(SimConfig {
         acl_token: acl_token.map(str::to_string),
         time_scale: 100.0,
+        ..SimConfig::default()
     });
     let server = sim
         .serve("127.0.0.1:0".parse().expect("addr"))
@@ -59,4 +60,72 @@ pub fn service_job(
             }]
         }]
     })
+}
+
+/// A service jobspec in HCL like [`service_job`] (one group `web`, one raw_exec task
+/// `server` running `/bin/sleep`), with variables: `count` (number, default 1),
+/// `seconds` (the sleep's argument, no default) and `password` (put in the task's
+/// environment as `DB_PASSWORD`, no default).
+pub fn service_hcl(backend: Backend) -> String {
+    let (healthy_deadline, progress_deadline) = match backend {
+        Backend::Sim => ("2m", "5m"),
+        Backend::Real => ("1m", "0s"),
+    };
+    format!(
+        r#"variable "count" {{
+  type    = number
+  default = 1
+}}
+
+variable "seconds" {{
+  type = string
+}}
+
+variable "password" {{
+  type = string
+}}
+
+job "web" {{
+  datacenters = ["dc1"]
+  type        = "service"
+
+  group "web" {{
+    count = var.count
+
+    restart {{
+      attempts = 0
+      mode     = "fail"
+      interval = "30m"
+      delay    = "1s"
+    }}
+
+    update {{
+      max_parallel      = 1
+      min_healthy_time  = "1s"
+      healthy_deadline  = "{healthy_deadline}"
+      progress_deadline = "{progress_deadline}"
+      auto_revert       = false
+    }}
+
+    task "server" {{
+      driver = "raw_exec"
+
+      config {{
+        command = "/bin/sleep"
+        args    = [var.seconds]
+      }}
+
+      env {{
+        DB_PASSWORD = var.password
+      }}
+
+      resources {{
+        cpu    = 20
+        memory = 32
+      }}
+    }}
+  }}
+}}
+"#
+    )
 }

@@ -157,6 +157,22 @@ impl Harness {
         }));
     }
 
+    /// The address the operator reaches Nomad at (the simulator, or the recording proxy
+    /// in front of the real agent).
+    pub fn nomad_url(&self) -> String {
+        self.backing.url()
+    }
+
+    /// `kubectl apply -f path` into the test's namespace.
+    pub fn kubectl_apply(&self, path: &str) {
+        let out = super::envtest::kubectl(&["apply", "-n", &self.ns.name, "-f", path]);
+        assert!(
+            out.status.success(),
+            "kubectl apply {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The `NomadJob` API of this namespace.
     pub fn api(&self) -> Api<NomadJob> {
         self.ns.api()

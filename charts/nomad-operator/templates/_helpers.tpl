@@ -58,4 +58,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.variablesFrom.enabled }}
+# spec.variablesFrom: read the ConfigMaps and Secrets NomadJobs name (values are read
+# one object at a time; only their metadata is watched).
+- apiGroups: [""]
+  resources: ["configmaps", "secrets"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
 {{- end -}}

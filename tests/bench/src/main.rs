@@ -433,6 +433,7 @@ async fn bench_size(
     let sim = Simulator::new(SimConfig {
         acl_token: None,
         time_scale: args.time_scale,
+        ..SimConfig::default()
     });
     let server = sim.serve("127.0.0.1:0".parse().context("address")?).await?;
     let nomad_addr = server.url();
