@@ -52,6 +52,7 @@ async fn chart_installs_what_the_values_ask_for() {
         },
         "log": {"level": "debug", "format": "text"},
         "metrics": {"service": {"enabled": true}},
+        "variablesFrom": {"enabled": true},
     });
     helm::install(&plane().kubeconfig, &ns.name, &release, &values);
     let fullname = format!("{release}-nomad-operator");
@@ -122,6 +123,10 @@ async fn chart_installs_what_the_values_ask_for() {
         var("LOG_FORMAT").and_then(|e| e.value).as_deref(),
         Some("text")
     );
+    assert_eq!(
+        var("VARIABLES_FROM").and_then(|e| e.value).as_deref(),
+        Some("true")
+    );
     let volume = pod
         .volumes
         .unwrap_or_default()
@@ -148,17 +153,30 @@ async fn chart_installs_what_the_values_ask_for() {
             .get(&fullname)
             .await
             .expect("Role in watched namespace");
-        let resources: Vec<String> = role
-            .rules
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|r| r.resources.unwrap_or_default())
+        let rules = role.rules.unwrap_or_default();
+        let resources: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r.resources.clone().unwrap_or_default())
             .collect();
         assert!(resources.contains(&"nomadjobs".to_string()));
         assert!(
-            !resources.iter().any(|r| r == "secrets" || r == "*"),
+            !resources.iter().any(|r| r == "*"),
             "least privilege: {resources:?}"
         );
+        // variablesFrom.enabled: ConfigMaps and Secrets may be read, never written.
+        for source in ["configmaps", "secrets"] {
+            let mut verbs: Vec<String> = rules
+                .iter()
+                .filter(|r| {
+                    r.resources
+                        .as_ref()
+                        .is_some_and(|rs| rs.iter().any(|x| x == source))
+                })
+                .flat_map(|r| r.verbs.clone())
+                .collect();
+            verbs.sort();
+            assert_eq!(verbs, ["get", "list", "watch"], "{source}");
+        }
         let binding: RoleBinding = Api::namespaced(ns.client.clone(), watched)
             .get(&fullname)
             .await

@@ -395,6 +395,40 @@ async fn plan_previews_unchanged_edited_and_conflicting_manifests(backend: Backe
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Nomad 1.6 and later take the values in the parse request; the operator asks the
+/// agent's release once and uses that, with the same outcome as the rewrite older
+/// releases get.
+async fn newer_nomad_gets_the_values_in_the_parse_request(backend: Backend) {
+    assert_eq!(
+        backend,
+        Backend::Sim,
+        "emulating a release needs the simulator"
+    );
+    for release in ["1.6.0", "1.1.2"] {
+        let h = Harness::start_on_release(release, "hcl-release", &[]).await;
+        let values = json!({"seconds": "1000000", "password": "p", "count": "2"});
+        h.apply_ready(
+            "web",
+            json!({"hcl": service_hcl(backend), "variables": values}),
+        )
+        .await;
+        let job = h.nomad_job("web").await.expect("job");
+        assert_eq!(job["TaskGroups"][0]["Count"], 2, "{release}");
+        // A change of the values: parsed again, the release is not asked again.
+        let mut changed = values.clone();
+        changed["count"] = json!("3");
+        h.apply(
+            "web",
+            json!({"hcl": service_hcl(backend), "variables": changed}),
+        )
+        .await;
+        h.wait_for("web", "version 1", |o| ready(o) && version(o) == Some(1))
+            .await;
+        assert_eq!(h.count("POST", PARSE), 2, "{release}");
+        assert_eq!(h.count("GET", "/v1/agent/self"), 1, "{release}: asked once");
+    }
+}
+
 scenarios! {
     both: [
         hcl_with_variables_from_a_config_map_and_a_secret_becomes_ready,
@@ -403,5 +437,6 @@ scenarios! {
         converted_examples_become_ready,
         plan_previews_unchanged_edited_and_conflicting_manifests,
     ],
-    simulator_only: [],
+    // Only the simulator can be another Nomad release.
+    simulator_only: [newer_nomad_gets_the_values_in_the_parse_request],
 }

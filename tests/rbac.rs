@@ -6,6 +6,7 @@
 mod helm;
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -14,13 +15,14 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+use nomad_operator::controller::context::Context;
 use nomad_operator::controller::run::{self, RunArgs};
 use nomad_operator::crd::NomadJob;
 use nomad_operator::leader::LeaseLock;
 use nomad_operator::metrics::Metrics;
 use serde_json::json;
 use support::envtest::{TestNamespace, kubectl, plane, unique_suffix};
-use support::fixtures::service_job;
+use support::fixtures::{service_hcl, service_job};
 use support::operator::{Backend, condition, wait_until, wait_until_ok};
 
 #[derive(Parser)]
@@ -38,6 +40,55 @@ async fn client_as(user: &str, groups: Vec<String>) -> Client {
     config.auth_info.impersonate = Some(user.to_string());
     config.auth_info.impersonate_groups = Some(groups);
     Client::try_from(config).expect("client")
+}
+
+/// The user name of ServiceAccount `sa` in `namespace`, and a client acting as it.
+async fn service_account(namespace: &str, sa: &str) -> (String, Client) {
+    let user = format!("system:serviceaccount:{namespace}:{sa}");
+    let groups = vec![
+        "system:serviceaccounts".to_string(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".to_string(),
+    ];
+    let client = client_as(&user, groups).await;
+    (user, client)
+}
+
+/// The operator in-process with `client`'s credentials, watching `namespace`, against
+/// the Nomad at `url`; `extra` adds `run` flags. Send on the sender to stop it.
+fn start_operator(
+    client: &Client,
+    namespace: &str,
+    url: &str,
+    extra: &[&str],
+) -> (
+    Arc<Context>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut argv = vec![
+        "run",
+        "--nomad-addr",
+        url,
+        "--namespace",
+        namespace,
+        "--resync-interval",
+        "2s",
+    ];
+    argv.extend_from_slice(extra);
+    let args = Cli::try_parse_from(argv).expect("flags").args;
+    let ctx = run::context(client.clone(), &args, Metrics::default()).expect("context");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            run::run_controller(ctx, &args, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        }
+    });
+    (ctx, stop_tx, operator)
 }
 
 fn can_i(verb: &str, resource: &str, namespace: &str, user: &str) -> bool {
@@ -95,13 +146,7 @@ async fn operator_works_with_the_charts_rbac_and_nothing_more() {
         &json!({"watchNamespaces": [ns.name]}),
     );
     let sa = format!("{release}-nomad-operator");
-    let user = format!("system:serviceaccount:{}:{sa}", ns.name);
-    let groups = vec![
-        "system:serviceaccounts".to_string(),
-        format!("system:serviceaccounts:{}", ns.name),
-        "system:authenticated".to_string(),
-    ];
-    let as_operator = client_as(&user, groups).await;
+    let (user, as_operator) = service_account(&ns.name, &sa).await;
 
     // Leader election as the ServiceAccount: its own Lease only.
     let mut lock = LeaseLock::new(
@@ -131,29 +176,7 @@ async fn operator_works_with_the_charts_rbac_and_nothing_more() {
 
     // The operator, in-process, as the ServiceAccount, with the simulator.
     let (_sim, server) = support::fixtures::start_simulator(None).await;
-    let url = server.url();
-    let args = Cli::try_parse_from([
-        "run",
-        "--nomad-addr",
-        &url,
-        "--namespace",
-        &ns.name,
-        "--resync-interval",
-        "2s",
-    ])
-    .expect("flags")
-    .args;
-    let ctx = run::context(as_operator.clone(), &args, Metrics::default()).expect("context");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn({
-        let ctx = ctx.clone();
-        async move {
-            run::run_controller(ctx, &args, async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-        }
-    });
+    let (ctx, stop_tx, operator) = start_operator(&as_operator, &ns.name, &server.url(), &[]);
 
     let api: Api<NomadJob> = ns.api();
     let job = service_job(Backend::Sim, 2, "/bin/sleep", &["3600"], false);
@@ -235,5 +258,87 @@ async fn operator_works_with_the_charts_rbac_and_nothing_more() {
             .list(&ListParams::default())
             .await
     ));
+    drop(server);
+}
+
+/// `variablesFrom.enabled`: the operator reads the ConfigMaps and Secrets its objects
+/// name in the watched namespace, as the chart's ServiceAccount, and still nothing
+/// elsewhere.
+#[tokio::test]
+async fn variables_from_works_with_the_charts_opt_in_and_nowhere_else() {
+    nomad_operator::telemetry::init(nomad_operator::telemetry::LogFormat::Text);
+    let ns = TestNamespace::new("rbac-vars").await;
+    let release = format!("rbac-vars-{}", unique_suffix());
+    helm::install(
+        &plane().kubeconfig,
+        &ns.name,
+        &release,
+        &json!({"watchNamespaces": [ns.name], "variablesFrom": {"enabled": true}}),
+    );
+    let (user, as_operator) = service_account(&ns.name, &format!("{release}-nomad-operator")).await;
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("credentials".into()),
+            ..Default::default()
+        },
+        string_data: Some(
+            [
+                ("seconds".to_string(), "3600".to_string()),
+                ("password".to_string(), "hush".to_string()),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(ns.client.clone(), &ns.name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+    let (_sim, server) = support::fixtures::start_simulator(None).await;
+    let (_ctx, stop_tx, operator) =
+        start_operator(&as_operator, &ns.name, &server.url(), &["--variables-from"]);
+
+    let api: Api<NomadJob> = ns.api();
+    let body = json!({
+        "apiVersion": "nomadoperator.dev/v1alpha1", "kind": "NomadJob", "metadata": {"name": "web"},
+        "spec": {"hcl": service_hcl(Backend::Sim), "variablesFrom": [{"secretRef": {"name": "credentials"}}]}
+    });
+    api.patch(
+        "web",
+        &PatchParams::apply("rbac-test").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .expect("apply NomadJob");
+    wait_until_ok("Ready with the Secret's values", || async {
+        let obj = api.get("web").await.expect("get");
+        if condition(&obj, "Ready").is_some_and(|c| c.status == "True") {
+            Ok(obj)
+        } else {
+            Err(format!("; status: {:#?}", obj.status))
+        }
+    })
+    .await;
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(30), operator).await;
+
+    for verb in ["get", "list", "watch"] {
+        assert!(can_i(verb, "secrets", &ns.name, &user), "{verb} secrets");
+        assert!(
+            can_i(verb, "configmaps", &ns.name, &user),
+            "{verb} configmaps"
+        );
+        assert!(
+            !can_i(verb, "secrets", "default", &user),
+            "{verb} elsewhere"
+        );
+    }
+    for verb in ["create", "update", "patch", "delete"] {
+        assert!(!can_i(verb, "secrets", &ns.name, &user), "{verb} secrets");
+        assert!(
+            !can_i(verb, "configmaps", &ns.name, &user),
+            "{verb} configmaps"
+        );
+    }
     drop(server);
 }

@@ -15,7 +15,7 @@ pub use redact::Redactor;
 pub use variables::{Values, VarValue};
 
 /// The first Nomad release whose parse request takes variable values.
-const VARIABLES_SINCE: (u64, u64) = (1, 5);
+const VARIABLES_SINCE: (u64, u64) = (1, 6);
 
 /// Why a jobspec did not become a job.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ impl ParseSupport {
     }
 }
 
-/// True for Nomad releases (`1.5.0`, `1.10.2-ent`) whose parse request takes `Variables`.
+/// True for Nomad releases (`1.6.0`, `1.10.2-ent`) whose parse request takes `Variables`.
 pub fn release_takes_variables(version: &str) -> bool {
     let mut parts = version
         .trim_start_matches('v')
@@ -173,7 +173,8 @@ mod tests {
         for (version, takes) in [
             ("1.1.2", false),
             ("1.4.9", false),
-            ("1.5.0", true),
+            ("1.5.17", false),
+            ("1.6.0", true),
             ("1.10.2-ent", true),
             ("v2.0.0", true),
             ("unknown", false),

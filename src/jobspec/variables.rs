@@ -1,6 +1,6 @@
 //! Feeding values to an HCL2 jobspec's `variable` blocks (pure).
 //!
-//! Nomad 1.5 and later take variable values in the parse request (`Variables`, in the
+//! Nomad 1.6 and later take variable values in the parse request (`Variables`, in the
 //! var-file format that [`var_file`] writes). Older Nomad, such as 1.1.2, takes none:
 //! there [`with_values`] writes each value into the jobspec as its variable's default,
 //! keeping every other line where it was, so that Nomad's error positions still point at
@@ -267,7 +267,7 @@ fn encoded(
 }
 
 /// `values` in Nomad's var-file format (`name = <expression>` per line), for the parse
-/// request of Nomad 1.5 and later.
+/// request of Nomad 1.6 and later.
 pub fn var_file(src: &str, values: &Values) -> Result<String, VariableError> {
     let declared = declared(src).map_err(VariableError)?;
     let mut out = String::new();

@@ -292,7 +292,7 @@ pub struct ParseRequest<'a> {
     pub hcl: &'a str,
     /// Parse with the HCL1 parser.
     pub hcl1: bool,
-    /// Variable values in var-file format (Nomad 1.5 and later; older Nomad ignores it).
+    /// Variable values in var-file format (Nomad 1.6 and later; older Nomad ignores it).
     pub variables: Option<&'a str>,
     /// Fill in Nomad's defaults.
     pub canonicalize: bool,

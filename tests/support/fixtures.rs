@@ -9,10 +9,15 @@ use super::operator::Backend;
 /// Starts an in-process simulator on a free loopback port, time running 100x faster,
 /// demanding `acl_token` when given.
 pub async fn start_simulator(acl_token: Option<&str>) -> (Simulator, SimServer) {
+    start_simulator_of(acl_token, nomad_sim::DEFAULT_NOMAD_VERSION).await
+}
+
+/// [`start_simulator`] emulating Nomad release `version`.
+pub async fn start_simulator_of(acl_token: Option<&str>, version: &str) -> (Simulator, SimServer) {
     let sim = Simulator::new(SimConfig {
         acl_token: acl_token.map(str::to_string),
         time_scale: 100.0,
-        ..SimConfig::default()
+        version: version.to_string(),
     });
     let server = sim
         .serve("127.0.0.1:0".parse().expect("addr"))

@@ -74,11 +74,20 @@ impl Harness {
 
     /// Like [`Harness::start`], against `backend`.
     pub async fn start_on(backend: Backend, prefix: &str, extra: &[&str]) -> Self {
+        Self::start_with(backend, nomad_sim::DEFAULT_NOMAD_VERSION, prefix, extra).await
+    }
+
+    /// Like [`Harness::start`], with the simulator emulating Nomad release `version`.
+    pub async fn start_on_release(version: &str, prefix: &str, extra: &[&str]) -> Self {
+        Self::start_with(Backend::Sim, version, prefix, extra).await
+    }
+
+    async fn start_with(backend: Backend, version: &str, prefix: &str, extra: &[&str]) -> Self {
         nomad_operator::telemetry::init(nomad_operator::telemetry::LogFormat::Text);
         let ns = TestNamespace::new(prefix).await;
         let (backing, nomad_namespace) = match backend {
             Backend::Sim => {
-                let (sim, server) = super::fixtures::start_simulator(Some(TOKEN)).await;
+                let (sim, server) = super::fixtures::start_simulator_of(Some(TOKEN), version).await;
                 (Nomad::Sim { sim, server }, "default".to_string())
             }
             Backend::Real => {
