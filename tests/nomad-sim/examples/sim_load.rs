@@ -46,6 +46,7 @@ async fn main() {
     let sim = Simulator::new(SimConfig {
         acl_token: None,
         time_scale: args.time_scale,
+        ..SimConfig::default()
     });
     let base = match &args.url {
         Some(u) => u.clone(),

@@ -279,6 +279,24 @@ async fn route(
     }
     let inner = &app.sim.inner;
     crate::acl::check(inner.config.acl_token.as_deref(), path, headers)?;
+    // The agent answers about itself without forwarding: `?region=` is not looked at.
+    if path == "/v1/agent/self" {
+        require(method == "GET")?;
+        let node_id = inner.lock_state().node.id.clone();
+        let port = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(4646);
+        let v = crate::agent::agent_self(
+            &inner.release,
+            &node_id,
+            inner.config.acl_token.is_some(),
+            port,
+        );
+        return Ok(json_out(&v, Meta::None, q.has("pretty")));
+    }
     if q.region() != "global" {
         return Err(ApiError::Server("No path to region".into()));
     }
@@ -297,7 +315,7 @@ async fn route(
         }
         "/v1/jobs/parse" => {
             if write {
-                parse_hcl(&body, pretty)
+                parse_hcl(&inner.release, &body, pretty)
             } else {
                 Err(ApiError::MethodNotAllowed)
             }
@@ -1032,20 +1050,15 @@ async fn job_specific(
     }
 }
 
-fn parse_hcl(body: &Bytes, pretty: bool) -> Result<Response, ApiError> {
+/// `POST /v1/jobs/parse` (see [`crate::hcl::parse_request`]).
+fn parse_hcl(
+    release: &crate::agent::Release,
+    body: &Bytes,
+    pretty: bool,
+) -> Result<Response, ApiError> {
     let args = parse_body(body, "api.JobsParseRequest")?;
-    let src = args
-        .get("JobHCL")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if src.trim().is_empty() {
-        return Err(ApiError::BadRequest("Job spec is empty".into()));
-    }
-    let canonicalize = args
-        .get("Canonicalize")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let job = crate::hcl::parse_job(src).map_err(ApiError::BadRequest)?;
+    let (job, canonicalize) =
+        crate::hcl::parse_request(release, &args).map_err(ApiError::BadRequest)?;
     let job = crate::apijob::api_job(&job, canonicalize);
     Ok(json_out(&Value::Object(job), Meta::None, pretty))
 }

@@ -9,7 +9,7 @@
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use nomad_sim::{SimConfig, Simulator};
-//! let sim = Simulator::new(SimConfig { acl_token: None, time_scale: 1000.0 });
+//! let sim = Simulator::new(SimConfig { time_scale: 1000.0, ..SimConfig::default() });
 //! let server = sim.serve("127.0.0.1:0".parse().expect("addr")).await?;
 //! println!("NOMAD_ADDR={}", server.url());
 //! server.shutdown().await;
@@ -17,6 +17,7 @@
 //! ```
 
 mod acl;
+mod agent;
 mod allocations;
 mod apijob;
 mod blocking;
@@ -60,6 +61,19 @@ pub struct SimConfig {
     /// Simulated time runs this many times faster than real time (all
     /// deadlines, delays and run times are divided by it).
     pub time_scale: f64,
+    /// The Nomad release emulated, `MAJOR.MINOR.PATCH` (default `1.1.2`): what
+    /// `GET /v1/agent/self` reports, and what `POST /v1/jobs/parse` does with a
+    /// request's `Variables` (read from 1.6.0 on) and `hclv1` (gone from 1.9.0 on).
+    /// Everything else behaves like 1.1.2 whatever the release.
+    pub version: String,
+}
+
+/// The release emulated when [`SimConfig::version`] is left at its default.
+pub const DEFAULT_NOMAD_VERSION: &str = "1.1.2";
+
+/// Whether `version` is a release the simulator can emulate (`1.6.0`, `1.10.2+ent`).
+pub fn valid_nomad_version(version: &str) -> bool {
+    agent::Release::parse(version).is_some()
 }
 
 impl Default for SimConfig {
@@ -67,6 +81,7 @@ impl Default for SimConfig {
         Self {
             acl_token: None,
             time_scale: 1.0,
+            version: DEFAULT_NOMAD_VERSION.to_string(),
         }
     }
 }
@@ -121,6 +136,8 @@ pub enum SimError {
 /// Shared simulator internals.
 pub(crate) struct Inner {
     pub(crate) config: SimConfig,
+    /// `config.version` parsed (1.1.2 when it does not parse).
+    pub(crate) release: agent::Release,
     state: Mutex<State>,
     pub(crate) watchers: Arc<Watchers>,
     pub(crate) wake: Arc<Notify>,
@@ -169,9 +186,11 @@ impl Simulator {
         let watchers = Arc::new(Watchers::new());
         let wake = Arc::new(Notify::new());
         let state = State::new(config.time_scale, watchers.clone(), wake.clone());
+        let release = agent::Release::parse(&config.version).unwrap_or_default();
         let sim = Self {
             inner: Arc::new(Inner {
                 config,
+                release,
                 state: Mutex::new(state),
                 watchers,
                 wake,

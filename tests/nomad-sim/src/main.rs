@@ -8,7 +8,7 @@ use nomad_sim::{SimConfig, Simulator};
 /// In-memory simulator of the HashiCorp Nomad HTTP API (Nomad 1.1 behaviour).
 ///
 /// Serves /v1 (jobs, plan, versions, revert, deployments, allocations,
-/// evaluations, blocking queries, HCL parse) and a control API under /_sim
+/// evaluations, blocking queries, HCL parse, agent/self) and a control API under /_sim
 /// (request log, fault injection, allocation client-status overrides, stats).
 #[derive(Parser, Debug)]
 #[command(name = "nomad-sim", version)]
@@ -22,6 +22,10 @@ struct Args {
     /// Run simulated time this many times faster (deadlines, delays, run times).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Nomad release to emulate (GET /v1/agent/self; from 1.6.0 the parse endpoint
+    /// reads a request's Variables).
+    #[arg(long, default_value = nomad_sim::DEFAULT_NOMAD_VERSION)]
+    nomad_version: String,
 }
 
 #[tokio::main]
@@ -37,9 +41,14 @@ async fn main() -> std::io::Result<()> {
         eprintln!("--time-scale must be a positive number");
         std::process::exit(2);
     }
+    if !nomad_sim::valid_nomad_version(&args.nomad_version) {
+        eprintln!("--nomad-version must be a release such as 1.1.2 or 1.6.0");
+        std::process::exit(2);
+    }
     let sim = Simulator::new(SimConfig {
         acl_token: args.acl_token,
         time_scale: args.time_scale,
+        version: args.nomad_version,
     });
     let server = sim.serve(args.listen).await?;
     tracing::info!(addr = %server.addr, "nomad-sim listening");

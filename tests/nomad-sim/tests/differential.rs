@@ -51,6 +51,7 @@ async fn simulator_answers_like_the_real_agent() {
     let sim = Simulator::new(SimConfig {
         acl_token: None,
         time_scale: 1.0,
+        ..SimConfig::default()
     });
     let server = sim
         .serve("127.0.0.1:0".parse().expect("addr"))

@@ -32,10 +32,18 @@ impl Resp {
 }
 
 pub async fn start(time_scale: f64, token: Option<&str>) -> Sim {
-    let sim = Simulator::new(SimConfig {
+    start_config(SimConfig {
         acl_token: token.map(str::to_string),
         time_scale,
-    });
+        ..SimConfig::default()
+    })
+    .await
+}
+
+/// A simulator with `config` (its token sent on every request).
+pub async fn start_config(config: SimConfig) -> Sim {
+    let token = config.acl_token.clone();
+    let sim = Simulator::new(config);
     let server = sim
         .serve("127.0.0.1:0".parse().expect("addr"))
         .await
@@ -46,7 +54,7 @@ pub async fn start(time_scale: f64, token: Option<&str>) -> Sim {
         server,
         http: http_client(),
         base,
-        token: token.map(str::to_string),
+        token,
     }
 }
 

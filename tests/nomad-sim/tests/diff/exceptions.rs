@@ -21,9 +21,4 @@ pub const EXCEPTIONS: &[(&str, &str)] = &[
          allocation on the node of a job with the same ID, in any namespace (other tests' \
          `web` jobs on a shared agent)",
     ),
-    (
-        "POST /v1/jobs/parse (broken) $",
-        "HCL syntax errors are worded by the parser: the simulator uses hcl-rs, Nomad \
-         HashiCorp's hcl/v2; both answer 400, text/plain, starting `input.hcl:`",
-    ),
 ];

@@ -622,6 +622,7 @@ pub async fn batch_and_errors(mut c: Conv) -> Conv {
     ] {
         c.call("POST", "/v1/jobs/parse", Some(&body), note).await;
     }
+    hcl_variables(&mut c).await;
 
     // Errors.
     c.call_raw(
@@ -703,4 +704,99 @@ pub async fn batch_and_errors(mut c: Conv) -> Conv {
     c.call("DELETE", &format!("/v1/namespace/{ns}"), None, "empty")
         .await;
     c
+}
+
+/// HCL2 input variables and locals in `POST /v1/jobs/parse`, their errors with the
+/// line and column Nomad names, and the release `GET /v1/agent/self` reports (1.1.2
+/// has no `Variables` in its parse request: the key is ignored).
+async fn hcl_variables(c: &mut Conv) {
+    let with_vars = r#"variable "image" {
+  type        = string
+  default     = "busybox"
+  description = "what runs"
+}
+variable "tags" {
+  type    = list(string)
+  default = ["a", "b"]
+}
+variables {
+  n = 2
+}
+locals {
+  command = "/bin/${var.image}"
+}
+job "vars" {
+  datacenters = ["dc1"]
+  type        = "batch"
+  meta {
+    image = "${var.image}:1"
+    tags  = join(",", var.tags)
+  }
+  group "g" {
+    count = var.n > 1 ? var.n : 1
+    task "t" {
+      driver = "raw_exec"
+      config {
+        command = local.command
+        args    = var.tags
+      }
+      env {
+        NODE = "${node.unique.name}"
+        IMAGE = upper(var.image)
+      }
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+"#;
+    let task = |group_body: &str| {
+        format!(
+            "job \"e\" {{\n  datacenters = [\"dc1\"]\n  group \"g\" {{\n{group_body}\n    task \"t\" {{\n      driver = \"raw_exec\"\n    }}\n  }}\n}}\n"
+        )
+    };
+    let unset = format!(
+        "variable \"image\" {{\n  type = string\n}}\n{}",
+        task("    meta {\n      image = var.image\n    }")
+    );
+    let bad_default = format!(
+        "variable \"n\" {{\n  type    = number\n  default = \"many\"\n}}\n{}",
+        task("    count = var.n")
+    );
+    let unknown_arg = task("    bogus = 1\n    cont = 2");
+    let undeclared = task("    count = var.nope");
+    let float_count = format!("variables {{\n  n = 1.5\n}}\n{}", task("    count = var.n"));
+    for (body, note) in [
+        (json!({"JobHCL": with_vars}), "variables"),
+        (
+            json!({"JobHCL": with_vars, "Variables": "image = \"other\"\n"}),
+            "variables (Variables ignored)",
+        ),
+        (json!({"JobHCL": unset}), "unset variable"),
+        (json!({"JobHCL": bad_default}), "default of the wrong type"),
+        (json!({"JobHCL": unknown_arg}), "unknown arguments"),
+        (json!({"JobHCL": undeclared}), "undeclared variable"),
+        (json!({"JobHCL": float_count}), "fractional count"),
+    ] {
+        c.call("POST", "/v1/jobs/parse", Some(&body), note).await;
+    }
+    let me = c.quiet("GET", "/v1/agent/self", None).await.json;
+    let keys = |v: &Value| {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    c.fact(
+        "GET /v1/agent/self (release)",
+        json!({
+            "keys": keys(&me),
+            "stats": keys(&me["stats"]),
+            "Version": me["config"]["Version"],
+            "Region": me["config"]["Region"],
+            "Datacenter": me["config"]["Datacenter"],
+            "build": me["member"]["Tags"]["build"],
+        }),
+    );
 }
