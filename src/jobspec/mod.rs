@@ -138,11 +138,21 @@ impl Jobspec<'_> {
             )))),
             Err(NomadError::BadRequest(message)) => Err(ParseError::Invalid(format!(
                 "Nomad cannot parse spec.hcl: {}",
-                message.trim_start_matches("<nil>: ")
+                parse_message(&message)
             ))),
             Err(e) => Err(ParseError::Nomad(e)),
         }
     }
+}
+
+/// Nomad's parse error without the prefixes that say nothing (`Failed to parse job: `
+/// from 1.6 on, `<nil>: ` for errors without a position).
+fn parse_message(message: &str) -> String {
+    let message = message.trim();
+    let message = message
+        .strip_prefix("Failed to parse job: ")
+        .unwrap_or(message);
+    message.replace("<nil>: ", "")
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -203,6 +213,18 @@ mod tests {
         assert_ne!(spec.digest(&one), spec.digest(&two));
         let hcl1 = Jobspec { hcl1: true, ..spec };
         assert_ne!(spec.digest(&none), hcl1.digest(&none));
+    }
+
+    #[test]
+    fn parse_messages_lose_the_prefixes_that_say_nothing() {
+        assert_eq!(
+            parse_message("Failed to parse job: input.hcl:3,5-10: Unsupported argument"),
+            "input.hcl:3,5-10: Unsupported argument"
+        );
+        assert_eq!(
+            parse_message("<nil>: Unset variable \"a\"\n<nil>: Unset variable \"b\""),
+            "Unset variable \"a\"\nUnset variable \"b\""
+        );
     }
 
     #[test]
