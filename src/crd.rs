@@ -47,7 +47,7 @@ pub const META_OWNER_UID: &str = "nomadoperator.dev/owner-uid";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+#[schemars(extend("oneOf" = [{"required": ["job"]}, {"required": ["hcl"]}]))]
 pub struct NomadJobSpec {
     /// The Nomad job in Nomad's JSON API form: the object that `nomad job run -output`
     /// prints under "Job" (PascalCase keys such as `Type`, `TaskGroups`, `Tasks`;
@@ -109,8 +109,9 @@ pub struct NomadJobSpec {
     #[serde(default)]
     pub drift_policy: DriftPolicy,
 
-    /// Fields of the spec this version of the API does not know (kept by the API server
-    /// so that a typo such as `deletion_policy` is reported instead of silently ignored).
+    /// Fields of the spec this version of the API does not know. The API server prunes
+    /// them (kubectl, Helm and Argo CD refuse them before); the operator reports any it
+    /// is given, and those kept in kubectl's last-applied annotation.
     #[serde(flatten, default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(skip)]
     pub unknown_fields: BTreeMap<String, serde_json::Value>,

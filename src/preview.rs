@@ -252,7 +252,7 @@ impl Planner<'_> {
     }
 
     async fn run(&self, obj: &mut NomadJob, preview: &mut Preview) -> Result<(), String> {
-        let mut warnings = unknown_spec_fields(&obj.spec);
+        let mut warnings = unknown_spec_fields(obj);
         let (job, root) = match json_job(obj).map_err(|e| e.to_string())? {
             Some(job) => {
                 warnings.extend(unknown_keys(&job).iter().map(ToString::to_string));

@@ -173,6 +173,11 @@ async fn the_apiserver_rejects_invalid_objects_with_clear_messages() {
             "spec.job: Required value",
         ),
         (
+            "job-and-hcl",
+            json!({"job": {}, "hcl": "job \"x\" {}"}),
+            "\"spec\" must validate one and only one schema (oneOf)",
+        ),
+        (
             "job-string",
             json!({"job": "web"}),
             "spec.job: Invalid value: \"string\"",

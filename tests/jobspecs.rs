@@ -176,13 +176,46 @@ async fn a_parse_error_names_the_line_and_registers_nothing(backend: Backend) {
     assert_eq!(h.count("POST", WEB), 1);
 }
 
+/// `kubectl apply FILE` (with `--validate=false` when `validate` is false) into the
+/// test's namespace; returns whether it succeeded and its stderr.
+fn kubectl_apply_object(h: &Harness, name: &str, spec: &Value, validate: bool) -> (bool, String) {
+    let body = json!({
+        "apiVersion": "nomadoperator.dev/v1alpha1",
+        "kind": "NomadJob",
+        "metadata": {"name": name},
+        "spec": spec
+    });
+    let path = scratch(h).join(format!("{name}.json"));
+    std::fs::write(&path, body.to_string()).expect("write manifest");
+    let path = path.display().to_string();
+    let mut args = vec!["apply", "-n", &h.ns.name, "-f", &path];
+    if !validate {
+        args.push("--validate=false");
+    }
+    let out = support::envtest::kubectl(&args);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 async fn typos_are_warnings_and_errors_when_strict(backend: Backend) {
     let h = Harness::start_on(backend, "typos", &[]).await;
     let mut job = h.service_job(1, "/bin/sleep", &["1000000"], false);
     job["Datacenter"] = json!(["dc1"]);
     job["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMb"] = json!(64);
     let spec = json!({"job": job, "deletion_policy": "Orphan"});
-    h.apply("web", spec.clone()).await;
+    // kubectl checks the spec's fields against the published schema itself.
+    let (applied, stderr) = kubectl_apply_object(&h, "web", &spec, true);
+    assert!(!applied, "kubectl refuses an unknown spec field");
+    assert!(
+        stderr.contains("unknown field \"deletion_policy\""),
+        "{stderr}"
+    );
+    // Past that check, the API server prunes the field; the operator still finds it in
+    // kubectl's last-applied record and says so.
+    let (applied, stderr) = kubectl_apply_object(&h, "web", &spec, false);
+    assert!(applied, "{stderr}");
     let obj = h.wait_for("web", "Ready", ready).await;
     let warning = condition(&obj, "SpecWarning")
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -205,7 +238,8 @@ async fn typos_are_warnings_and_errors_when_strict(backend: Backend) {
     let mut strict = spec.clone();
     strict["strict"] = json!(true);
     strict["job"]["Priority"] = json!(60);
-    h.apply("web", strict).await;
+    let (applied, stderr) = kubectl_apply_object(&h, "web", &strict, false);
+    assert!(applied, "{stderr}");
     let obj = h
         .wait_condition("web", "Stalled", "True", Some("InvalidSpec"))
         .await;
@@ -231,12 +265,14 @@ async fn typos_are_warnings_and_errors_when_strict(backend: Backend) {
         .await;
     assert!(obj.metadata.deletion_timestamp.is_some());
     assert!(h.nomad_job("web").await.is_some(), "job untouched");
+    assert!(h.wait_event("web", "InvalidSpec").await.len() > 0);
     let mut fixed = spec.clone();
     if let Some(fields) = fixed.as_object_mut() {
         fields.remove("deletion_policy");
     }
     fixed["deletionPolicy"] = json!("Orphan");
-    h.apply("web", fixed).await;
+    let (applied, stderr) = kubectl_apply_object(&h, "web", &fixed, true);
+    assert!(applied, "{stderr}");
     wait_until("the object is gone", || async {
         h.api().get_opt("web").await.ok().flatten().is_none()
     })

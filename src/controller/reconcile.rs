@@ -110,8 +110,8 @@ async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Erro
                 FinalizerStep::Add => add_finalizer(ctx, target, &obj.metadata).await,
                 FinalizerStep::Apply => apply(&obj, ctx, &kube).await,
                 FinalizerStep::Cleanup => {
-                    if let Some(key) = resolve::mistyped_deletion_policy(&obj.spec) {
-                        return refuse_cleanup(&obj, key, target, &kube).await;
+                    if let Some(key) = resolve::mistyped_deletion_policy(&obj) {
+                        return refuse_cleanup(&obj, &key, target, &kube).await;
                     }
                     let desired = resolve::known_job(&obj, ctx);
                     let action = cleanup(&head, desired.as_ref(), ctx, &kube).await?;

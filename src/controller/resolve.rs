@@ -50,7 +50,7 @@ impl Resolved {
 
 /// Resolves `obj`'s spec.
 pub async fn resolve(obj: &NomadJob, ctx: &Context) -> Resolved {
-    let mut warnings = unknown_spec_fields(&obj.spec);
+    let mut warnings = unknown_spec_fields(obj);
     if obj.spec.suspend {
         return Resolved {
             spec: Spec::Suspended,
@@ -148,10 +148,37 @@ fn spec_fields() -> &'static [String] {
     })
 }
 
-/// Warnings for the fields of `spec` this API does not have, with the nearest one.
-pub fn unknown_spec_fields(spec: &NomadJobSpec) -> Vec<String> {
-    spec.unknown_fields
-        .keys()
+/// kubectl's record of the manifest it last applied, before the API server pruned it.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The fields of `obj`'s spec this API does not have: those it was given (an object
+/// decoded from elsewhere), and those of the manifest kubectl last applied, which the
+/// API server pruned (`kubectl apply --validate=false`; plain `kubectl apply`, Helm and
+/// Argo CD refuse them before they reach the cluster).
+pub fn unknown_fields(obj: &NomadJob) -> Vec<String> {
+    let mut keys: Vec<String> = obj.spec.unknown_fields.keys().cloned().collect();
+    let applied = obj
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LAST_APPLIED))
+        .and_then(|text| serde_json::from_str::<Value>(text).ok());
+    if let Some(Value::Object(spec)) = applied.as_ref().and_then(|m| m.get("spec")) {
+        keys.extend(
+            spec.keys()
+                .filter(|k| !spec_fields().iter().any(|f| f == *k))
+                .cloned(),
+        );
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Warnings for the fields of `obj`'s spec this API does not have, with the nearest one.
+pub fn unknown_spec_fields(obj: &NomadJob) -> Vec<String> {
+    unknown_fields(obj)
+        .iter()
         .map(|key| {
             let nearest = nearest_spec_field(key)
                 .map(|f| format!(" (did you mean {f:?}?)"))
@@ -161,13 +188,12 @@ pub fn unknown_spec_fields(spec: &NomadJobSpec) -> Vec<String> {
         .collect()
 }
 
-/// An unknown field of `spec` that looks like `deletionPolicy`: deleting the object would
-/// then apply a policy the user did not mean.
-pub fn mistyped_deletion_policy(spec: &NomadJobSpec) -> Option<&str> {
-    spec.unknown_fields
-        .keys()
+/// An unknown field of `obj`'s spec that looks like `deletionPolicy`: deleting the
+/// object would then apply a policy the user did not mean.
+pub fn mistyped_deletion_policy(obj: &NomadJob) -> Option<String> {
+    unknown_fields(obj)
+        .into_iter()
         .find(|key| nearest_spec_field(key) == Some("deletionPolicy"))
-        .map(String::as_str)
 }
 
 /// The spec field nearest to `key`, when it is close.
@@ -444,11 +470,15 @@ mod tests {
     fn unknown_spec_fields_name_the_nearest_field() {
         let spec: NomadJobSpec = serde_json::from_value(serde_json::json!({
             "hcl": "job \"x\" {}",
-            "deletion_policy": "Orphan",
             "zzzqqq": 1
         }))
         .expect("spec");
-        let warnings = unknown_spec_fields(&spec);
+        let mut obj = NomadJob::new("web", spec);
+        // What kubectl applied before the API server pruned the unknown field.
+        let applied =
+            serde_json::json!({"spec": {"hcl": "job \"x\" {}", "deletion_policy": "Orphan"}});
+        obj.metadata.annotations = Some([(LAST_APPLIED.to_string(), applied.to_string())].into());
+        let warnings = unknown_spec_fields(&obj);
         assert_eq!(
             warnings,
             [
@@ -457,7 +487,10 @@ mod tests {
             ]
         );
         assert!(spec_fields().iter().any(|f| f == "variablesFrom"));
-        assert_eq!(mistyped_deletion_policy(&spec), Some("deletion_policy"));
+        assert_eq!(
+            mistyped_deletion_policy(&obj).as_deref(),
+            Some("deletion_policy")
+        );
     }
 
     #[test]
