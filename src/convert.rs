@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::crd::GROUP;
-use crate::jobspec::{self, Jobspec, ParseError, ParseSupport, Values, VarValue};
+use crate::jobspec::{self, Jobspec, ParseError, ParseSupport, flag_values};
 use crate::nomad::{NomadClient, NomadConfig};
 
 /// Settings of `nomad-operator convert`.
@@ -27,7 +27,7 @@ pub struct ConvertArgs {
 
     /// A variable value for the jobspec, NAME=VALUE; repeat for several. Kept in
     /// `spec.variables` (or applied by the parse with `--json`).
-    #[arg(long = "var", value_parser = parse_var)]
+    #[arg(long = "var", value_parser = crate::jobspec::parse_var)]
     pub vars: Vec<(String, String)>,
 
     /// `metadata.name` of the manifest. Default: the job's name, made a valid
@@ -53,13 +53,6 @@ pub enum ConvertError {
     /// The jobspec is wrong, or Nomad could not parse it.
     #[error("{0}")]
     Jobspec(String),
-}
-
-fn parse_var(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
-        _ => Err(format!("{text:?} is not NAME=VALUE")),
-    }
 }
 
 /// A Kubernetes object name (DNS-1123 subdomain) made from a Nomad job name.
@@ -92,19 +85,7 @@ pub async fn convert(args: &ConvertArgs) -> Result<String, ConvertError> {
     let spec = if args.json {
         let nomad = NomadClient::new(&args.nomad)
             .map_err(|e| ConvertError::Jobspec(format!("Nomad client: {e}")))?;
-        let values: Values = args
-            .vars
-            .iter()
-            .map(|(name, text)| {
-                let value = VarValue {
-                    text: text.clone(),
-                    secret: false,
-                    origin: format!("--var {name}"),
-                    required: true,
-                };
-                (name.clone(), value)
-            })
-            .collect();
+        let values = flag_values(&args.vars, true);
         let jobspec = Jobspec {
             hcl: &hcl,
             hcl1: args.hcl1,
@@ -181,16 +162,6 @@ mod tests {
         assert_eq!(object_name("Web_API v2"), "web-api-v2");
         assert_eq!(object_name("__"), "job");
         assert_eq!(object_name("batch.nightly"), "batch.nightly");
-    }
-
-    #[test]
-    fn vars_are_name_equals_value() {
-        assert_eq!(
-            parse_var("a=b=c").expect("var"),
-            ("a".to_string(), "b=c".to_string())
-        );
-        assert!(parse_var("=x").is_err());
-        assert!(parse_var("novalue").is_err());
     }
 
     #[tokio::test]

@@ -5,7 +5,6 @@
 //! Exit codes as `nomad job plan`: 0 no change, 1 changes, 255 an error (including a
 //! job that belongs to another object, which the operator would refuse to touch).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -17,7 +16,7 @@ use crate::controller::ownership::ownership;
 use crate::controller::render::{Defaults, DesiredJob, json_job, render};
 use crate::controller::resolve::unknown_spec_fields;
 use crate::crd::{GROUP, META_OWNER_UID, NomadJob};
-use crate::jobspec::{Jobspec, ParseError, ParseSupport, Values, VarValue};
+use crate::jobspec::{Jobspec, ParseError, ParseSupport, flag_values, spec_values};
 use crate::nomad::{NomadClient, NomadConfig, Scope};
 use crate::plan_text::{GroupChange, group_summary, has_changes, plan_text};
 
@@ -35,7 +34,7 @@ pub struct PlanArgs {
 
     /// A value for the jobspec variables of `spec.variablesFrom` (ConfigMaps and Secrets
     /// cannot be read without the cluster), NAME=VALUE; repeat for several.
-    #[arg(long = "var", value_parser = parse_var)]
+    #[arg(long = "var", value_parser = crate::jobspec::parse_var)]
     pub vars: Vec<(String, String)>,
 
     /// Output format.
@@ -55,13 +54,6 @@ pub enum Output {
     Text,
     /// One JSON document for machines.
     Json,
-}
-
-fn parse_var(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
-        _ => Err(format!("{text:?} is not NAME=VALUE")),
-    }
 }
 
 /// What the plan of one object found.
@@ -318,30 +310,9 @@ impl Planner<'_> {
                 "spec.variablesFrom names ConfigMaps or Secrets, which cannot be read without the cluster; pass their values with --var NAME=VALUE".into(),
             );
         }
-        let mut values = Values::new();
-        let given: BTreeMap<&String, &String> = self.vars.iter().map(|(k, v)| (k, v)).collect();
-        for (name, text) in given {
-            values.insert(
-                name.clone(),
-                VarValue {
-                    text: text.clone(),
-                    secret: false,
-                    origin: format!("--var {name}"),
-                    required: false,
-                },
-            );
-        }
-        for (name, text) in &obj.spec.variables {
-            values.insert(
-                name.clone(),
-                VarValue {
-                    text: text.clone(),
-                    secret: false,
-                    origin: format!("spec.variables.{name}"),
-                    required: true,
-                },
-            );
-        }
+        // `spec.variables` win over the flags, as over `variablesFrom`.
+        let mut values = flag_values(self.vars, false);
+        values.extend(spec_values(&obj.spec.variables));
         let jobspec = Jobspec {
             hcl: obj.spec.hcl.as_deref().unwrap_or_default(),
             hcl1: obj.spec.hcl1,

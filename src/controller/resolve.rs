@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::{Map, Value};
 
 use crate::crd::{NomadJob, NomadJobSpec, VariablesSource};
-use crate::jobspec::{Jobspec, ParseError, Redactor, Values, VarValue};
+use crate::jobspec::{Jobspec, ParseError, Redactor, Values, VarValue, spec_values};
 
 use super::classify::Spec;
 use super::context::Context;
@@ -275,17 +275,7 @@ async fn values(obj: &NomadJob, ctx: &Context) -> Result<Values, Unavailable> {
             );
         }
     }
-    for (name, text) in &obj.spec.variables {
-        values.insert(
-            name.clone(),
-            VarValue {
-                text: text.clone(),
-                secret: false,
-                origin: format!("spec.variables.{name}"),
-                required: true,
-            },
-        );
-    }
+    values.extend(spec_values(&obj.spec.variables));
     Ok(values)
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 use crate::nomad::{NomadClient, NomadError, ParseRequest};
 
 pub use redact::Redactor;
-pub use variables::{Values, VarValue};
+pub use variables::{Values, VarValue, flag_values, spec_values};
 
 /// The first Nomad release whose parse request takes variable values.
 const VARIABLES_SINCE: (u64, u64) = (1, 6);
@@ -166,6 +166,14 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// A `--var NAME=VALUE` flag of the `convert` and `plan` commands.
+pub fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
+}
+
 /// The label of the jobspec's `job "NAME" { ... }` block, read locally (HCL1 files that
 /// are not HCL2 give `None`).
 pub fn job_name(hcl: &str) -> Option<String> {
@@ -225,6 +233,16 @@ mod tests {
             parse_message("<nil>: Unset variable \"a\"\n<nil>: Unset variable \"b\""),
             "Unset variable \"a\"\nUnset variable \"b\""
         );
+    }
+
+    #[test]
+    fn vars_are_name_equals_value() {
+        assert_eq!(
+            parse_var("a=b=c").expect("var"),
+            ("a".to_string(), "b=c".to_string())
+        );
+        assert!(parse_var("=x").is_err());
+        assert!(parse_var("novalue").is_err());
     }
 
     #[test]

@@ -45,6 +45,37 @@ impl std::fmt::Debug for VarValue {
 /// Variable values by name.
 pub type Values = BTreeMap<String, VarValue>;
 
+/// The values of `spec.variables`, each of which the jobspec must declare.
+pub fn spec_values(variables: &BTreeMap<String, String>) -> Values {
+    variables
+        .iter()
+        .map(|(name, text)| {
+            let value = VarValue {
+                text: text.clone(),
+                secret: false,
+                origin: format!("spec.variables.{name}"),
+                required: true,
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// The values of `--var NAME=VALUE` flags (a later flag wins).
+pub fn flag_values(vars: &[(String, String)], required: bool) -> Values {
+    vars.iter()
+        .map(|(name, text)| {
+            let value = VarValue {
+                text: text.clone(),
+                secret: false,
+                origin: format!("--var {name}"),
+                required,
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 /// The type a variable declares, as far as encoding its value needs to know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VarType {
