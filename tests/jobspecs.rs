@@ -265,7 +265,8 @@ async fn typos_are_warnings_and_errors_when_strict(backend: Backend) {
         .await;
     assert!(obj.metadata.deletion_timestamp.is_some());
     assert!(h.nomad_job("web").await.is_some(), "job untouched");
-    h.wait_event_with("web", "InvalidSpec", "deletion_policy").await;
+    h.wait_event_with("web", "InvalidSpec", "deletion_policy")
+        .await;
     let mut fixed = spec.clone();
     if let Some(fields) = fixed.as_object_mut() {
         fields.remove("deletion_policy");
