@@ -94,8 +94,18 @@ async fn identical_register_keeps_version_but_creates_eval() {
     assert!(b["EvalCreateIndex"].as_u64() > a["EvalCreateIndex"].as_u64());
     let v = s.get_json("/v1/job/same/versions").await;
     assert_eq!(v["Versions"].as_array().map(Vec::len), Some(1));
+    // One evaluation per register; the scheduler may add its own follow-ups (its
+    // simulated time runs 1000 times faster), which are not the registers'.
     let evals = s.get_json("/v1/job/same/evaluations").await;
-    assert_eq!(evals.as_array().map(Vec::len), Some(2));
+    let registers = evals
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["TriggeredBy"] == "job-register")
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(registers, 2, "{evals}");
     // A canonical copy of the stored job is also "identical".
     let stored = s.get_json("/v1/job/same").await;
     let c = s.register(stored).await;
