@@ -432,6 +432,83 @@ async fn plan_previews_unchanged_edited_and_conflicting_manifests(backend: Backe
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `examples/web-hcl.yaml`: Ready, the Secret's value nowhere in the status, and an edit
+/// of the ConfigMap registers version 1, as its comments say.
+async fn the_hcl_example_does_what_its_comments_say(backend: Backend) {
+    let h = Harness::start_on(backend, "hcl-example", &["--variables-from"]).await;
+    h.kubectl_apply(&format!(
+        "{}/examples/web-hcl.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    let obj = h.wait_for("web-hcl", "Ready", ready).await;
+    let status = serde_json::to_string(&obj.status).expect("status");
+    assert!(!status.contains("example-key-change-me"), "{status}");
+    apply_config_map(&h, "web-hcl-settings", json!({"seconds": "7200"})).await;
+    let obj = h
+        .wait_for("web-hcl", "version 1", |o| {
+            ready(o) && version(o) == Some(1)
+        })
+        .await;
+    assert_eq!(obj.status.as_ref().and_then(|s| s.job_version), Some(1));
+    let job = h.nomad_job("web-hcl").await.expect("job");
+    assert_eq!(
+        job["TaskGroups"][0]["Tasks"][0]["Config"]["args"],
+        json!(["7200"])
+    );
+}
+
+/// HCL1 jobspecs, as `nomad job run -hcl1` takes them: parsed with Nomad's HCL1 parser.
+/// They have no variables.
+async fn an_hcl1_jobspec_becomes_ready(backend: Backend) {
+    let h = Harness::start_on(backend, "hcl1", &[]).await;
+    let hcl1 = r#"job "web" {
+  datacenters = ["dc1"]
+  type = "batch"
+  group "once" {
+    task "run" {
+      driver = "raw_exec"
+      config {
+        command = "/bin/echo"
+        args = ["hcl1"]
+      }
+      resources {
+        cpu = 20
+        memory = 32
+      }
+    }
+  }
+}
+"#;
+    h.apply_ready("web", json!({"hcl": hcl1, "hcl1": true}))
+        .await;
+    let job = h.nomad_job("web").await.expect("job");
+    assert_eq!(job["Type"], "batch");
+    assert_eq!(
+        job["TaskGroups"][0]["Tasks"][0]["Config"]["args"],
+        json!(["hcl1"])
+    );
+    h.apply(
+        "web",
+        json!({"hcl": hcl1, "hcl1": true, "variables": {"x": "1"}}),
+    )
+    .await;
+    let obj = h
+        .wait_condition("web", "Stalled", "True", Some("InvalidSpec"))
+        .await;
+    let message = condition(&obj, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("HCL1 jobspecs have no variables"),
+        "{message}"
+    );
+    assert_eq!(
+        h.count("POST", PARSE),
+        1,
+        "no parse for a spec that cannot be one"
+    );
+}
+
 /// Nomad 1.6 and later take the values in the parse request; the operator asks the
 /// agent's release once and uses that, with the same outcome as the rewrite older
 /// releases get.
@@ -473,6 +550,8 @@ scenarios! {
         typos_are_warnings_and_errors_when_strict,
         converted_examples_become_ready,
         plan_previews_unchanged_edited_and_conflicting_manifests,
+        an_hcl1_jobspec_becomes_ready,
+        the_hcl_example_does_what_its_comments_say,
     ],
     // Only the simulator can be another Nomad release.
     simulator_only: [newer_nomad_gets_the_values_in_the_parse_request],

@@ -189,7 +189,9 @@ fn validate_job_id(id: &str) -> Result<(), String> {
 /// The structural checks that catch a malformed job before Nomad sees it: task groups
 /// with named tasks that have a driver. Nomad validates the rest.
 fn validate_structure(job: &Map<String, Value>, root: &str) -> Result<(), InvalidSpec> {
-    if let Some(kind) = job.get("Type") {
+    // Null is absent: Nomad's parse of a jobspec sends `null` for every field it
+    // leaves to Nomad's defaults.
+    if let Some(kind) = job.get("Type").filter(|v| !v.is_null()) {
         match kind.as_str() {
             Some("service" | "batch" | "system" | "sysbatch") => {}
             _ => {
@@ -232,7 +234,7 @@ fn validate_structure(job: &Map<String, Value>, root: &str) -> Result<(), Invali
             .as_object()
             .ok_or_else(|| invalid(&at, "must be an object"))?;
         require_name(group, &at)?;
-        if let Some(count) = group.get("Count")
+        if let Some(count) = group.get("Count").filter(|v| !v.is_null())
             && count.as_i64().is_none_or(|c| c < 0)
         {
             return Err(invalid(
@@ -421,6 +423,35 @@ mod tests {
         job["Meta"] = json!({"n": 1});
         let err = render(&object(json!({"job": job})), &Defaults::default()).expect_err("meta");
         assert_eq!(err.to_string(), "spec.job.Meta.n: must be a string");
+    }
+
+    #[test]
+    fn nulls_are_absent_fields_as_nomads_parse_sends_them() {
+        let job = json!({"Type": null, "Meta": null, "Namespace": null, "Name": null,
+            "TaskGroups": [{"Name": "g", "Count": null, "Tasks": [{"Name": "t", "Driver": "raw_exec"}]}]});
+        let desired = render(&object(json!({"job": job})), &Defaults::default()).expect("valid");
+        assert_eq!(desired.job["Name"], "web");
+        assert_eq!(desired.job["Namespace"], "default");
+    }
+
+    #[test]
+    fn exactly_one_of_job_and_hcl() {
+        let both = object(json!({"job": valid_job(), "hcl": "job \"web\" {}"}));
+        assert!(
+            json_job(&both)
+                .expect_err("both")
+                .message
+                .contains("exactly one")
+        );
+        let neither = object(json!({"suspend": true}));
+        assert!(
+            json_job(&neither)
+                .expect_err("neither")
+                .message
+                .contains("set exactly one")
+        );
+        let hcl = object(json!({"hcl": "job \"web\" {}"}));
+        assert_eq!(json_job(&hcl), Ok(None), "the job comes from Nomad's parse");
     }
 
     #[test]
