@@ -551,19 +551,33 @@ async fn refuse_cleanup(
         "the object is being deleted, but spec has the unknown field {key:?} instead of deletionPolicy, so the operator does not know what to do with the Nomad job; it is left untouched. Fix the field (kubectl edit), and the deletion goes on"
     );
     let previous = obj.status.clone().unwrap_or_default();
+    stall_invalid(target, &previous, obj.metadata.generation, message, kube).await
+}
+
+/// Sets `Stalled/InvalidSpec` with `message` on `target` outside a reconcile's report
+/// (the status is written only when it changes) and publishes one Warning Event when the
+/// message is new. The object then waits for a change.
+async fn stall_invalid(
+    target: &Target,
+    previous: &NomadJobStatus,
+    generation: Option<i64>,
+    message: String,
+    kube: &impl KubeSide,
+) -> Result<Action, Error> {
     let mut status = previous.clone();
+    status.observed_generation = generation;
     set_readiness(
         &mut status.conditions,
         &super::report::Readiness::Stalled {
             reason: reason::INVALID_SPEC,
             message: message.clone(),
         },
-        obj.metadata.generation,
+        generation,
         &Time(k8s_openapi::jiff::Timestamp::now()),
     );
     let announced = find_condition(&previous.conditions, crate::crd::condition::STALLED)
-        .is_some_and(|c| c.message == message);
-    kube.write_status(target, &previous, &status).await?;
+        .is_some_and(|c| c.reason == reason::INVALID_SPEC && c.message == message);
+    kube.write_status(target, previous, &status).await?;
     if !announced {
         warn!(object = %object_ref(target), "{message}");
         kube.publish(
@@ -603,34 +617,8 @@ async fn undecodable(
         FinalizerStep::Add | FinalizerStep::Apply => {}
     }
     let previous = head.status.clone().unwrap_or_default();
-    let mut status = previous.clone();
-    status.observed_generation = head.metadata.generation;
     let message = format!(
         "the object cannot be decoded ({decode_error}); fix the manifest (spec.job must be a Nomad job in JSON form, nested at most 100 levels)"
     );
-    set_readiness(
-        &mut status.conditions,
-        &super::report::Readiness::Stalled {
-            reason: reason::INVALID_SPEC,
-            message: message.clone(),
-        },
-        head.metadata.generation,
-        &Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    let announced = find_condition(&previous.conditions, crate::crd::condition::READY)
-        .is_some_and(|c| c.reason == reason::INVALID_SPEC && c.message == message);
-    kube.write_status(target, &previous, &status).await?;
-    if !announced {
-        warn!(object = %object_ref(target), "{message}");
-        kube.publish(
-            target,
-            Notice {
-                warning: true,
-                reason: reason::INVALID_SPEC.into(),
-                note: message,
-            },
-        )
-        .await;
-    }
-    Ok(Action::await_change())
+    stall_invalid(target, &previous, head.metadata.generation, message, kube).await
 }
