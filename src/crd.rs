@@ -19,6 +19,10 @@ pub const GROUP: &str = "nomadoperator.dev";
 pub const FINALIZER: &str = "nomadoperator.dev/cleanup";
 /// Annotation whose value, when changed, lets the operator register a spec that failed before.
 pub const RETRY_ANNOTATION: &str = "nomadoperator.dev/retry";
+/// Annotation that protects the Nomad job from deletion: `"true"` makes deleting the
+/// object refuse to stop or purge the job until it is set to `"false"` (which also lifts
+/// the operator-wide `--deletion-protection`).
+pub const DELETION_PROTECTION_ANNOTATION: &str = "nomadoperator.dev/deletion-protection";
 /// Nomad job `Meta` key recording the namespace of the owning `NomadJob`.
 pub const META_OWNER_NAMESPACE: &str = "nomadoperator.dev/owner-namespace";
 /// Nomad job `Meta` key recording the name of the owning `NomadJob`.
