@@ -11,6 +11,7 @@
 pub mod act;
 pub mod classify;
 pub mod context;
+pub mod counts;
 pub mod deletion;
 pub mod error;
 pub mod events;
