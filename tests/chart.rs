@@ -10,8 +10,8 @@ use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
-use kube::api::Api;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, ListParams};
 use serde_json::json;
 use support::envtest::{
     TestNamespace, admin_client, create_namespace, kubectl, plane, unique_suffix,
@@ -147,7 +147,7 @@ async fn chart_installs_what_the_values_ask_for() {
         .await
         .expect("metrics Service");
 
-    // Namespaced RBAC in each watched namespace, and no ClusterRole at all.
+    // Namespaced RBAC in each watched namespace, and no ClusterRole but the CRD reader.
     for watched in [&watched_a, &watched_b] {
         let role: Role = Api::namespaced(ns.client.clone(), watched)
             .get(&fullname)
@@ -194,7 +194,33 @@ async fn chart_installs_what_the_values_ask_for() {
             .await
             .expect("get ClusterRole")
             .is_none(),
-        "watchNamespaces must not create a ClusterRole"
+        "watchNamespaces must not create a ClusterRole for NomadJobs"
+    );
+    // The one cluster-wide grant left: get on the NomadJob CRD, which is cluster-scoped.
+    assert_crd_role(&ns.client, &fullname, &ns.name).await;
+    let release_objects =
+        ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
+    let cluster_wide: Vec<String> = cluster_roles
+        .list(&release_objects)
+        .await
+        .expect("list ClusterRoles")
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    assert_eq!(cluster_wide, [format!("{fullname}-crd")], "ClusterRoles");
+    let cluster_bindings: Vec<String> = Api::<ClusterRoleBinding>::all(ns.client.clone())
+        .list(&release_objects)
+        .await
+        .expect("list ClusterRoleBindings")
+        .items
+        .into_iter()
+        .filter_map(|r| r.metadata.name)
+        .collect();
+    assert_eq!(
+        cluster_bindings,
+        [format!("{fullname}-crd")],
+        "ClusterRoleBindings"
     );
     ns.api::<Role>()
         .get(&format!("{fullname}-leader-election"))
@@ -236,6 +262,7 @@ async fn chart_defaults_watch_all_namespaces_with_a_cluster_role() {
             "nomadjobs:watch",
         ]
     );
+    assert_crd_role(&ns.client, &fullname, &ns.name).await;
     let deployment: Deployment = ns
         .api::<Deployment>()
         .get(&fullname)
@@ -296,6 +323,56 @@ async fn deploy_is_the_chart_rendered_with_defaults_and_applies() {
     ] {
         assert!(stdout.contains(kind), "{kind} missing from: {stdout}");
     }
+}
+
+/// The `<fullname>-crd` ClusterRole grants exactly one rule, `get` on the NomadJob CRD by
+/// name, and its ClusterRoleBinding gives it to the release's ServiceAccount.
+async fn assert_crd_role(client: &kube::Client, fullname: &str, namespace: &str) {
+    let name = format!("{fullname}-crd");
+    let role: ClusterRole = Api::all(client.clone())
+        .get(&name)
+        .await
+        .expect("the -crd ClusterRole");
+    let rules = role.rules.unwrap_or_default();
+    assert_eq!(rules.len(), 1, "exactly one rule: {rules:?}");
+    let rule = &rules[0];
+    assert_eq!(
+        rule.api_groups.as_deref(),
+        Some(&["apiextensions.k8s.io".to_string()][..])
+    );
+    assert_eq!(
+        rule.resources.as_deref(),
+        Some(&["customresourcedefinitions".to_string()][..])
+    );
+    assert_eq!(
+        rule.resource_names.as_deref(),
+        Some(&["nomadjobs.nomadoperator.dev".to_string()][..]),
+        "only the NomadJob CRD"
+    );
+    assert_eq!(rule.verbs, ["get"], "only get");
+    assert!(rule.non_resource_urls.is_none());
+    assert!(role.aggregation_rule.is_none());
+    let binding: ClusterRoleBinding = Api::all(client.clone())
+        .get(&name)
+        .await
+        .expect("the -crd ClusterRoleBinding");
+    assert_eq!(
+        (
+            binding.role_ref.kind.as_str(),
+            binding.role_ref.name.as_str()
+        ),
+        ("ClusterRole", name.as_str())
+    );
+    let subjects = binding.subjects.unwrap_or_default();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert_eq!(
+        (
+            subjects[0].kind.as_str(),
+            subjects[0].name.as_str(),
+            subjects[0].namespace.as_deref()
+        ),
+        ("ServiceAccount", fullname, Some(namespace))
+    );
 }
 
 fn tempdir() -> std::path::PathBuf {

@@ -12,6 +12,7 @@ pub mod act;
 pub mod classify;
 pub mod context;
 pub mod counts;
+pub mod crd_presence;
 pub mod deletion;
 pub mod error;
 pub mod events;
