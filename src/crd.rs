@@ -113,6 +113,20 @@ pub struct NomadJobSpec {
     #[serde(default)]
     pub drift_policy: DriftPolicy,
 
+    /// Take over an existing Nomad job that no NomadJob owns (created by hand or by
+    /// another tool). A job that already equals the spec is taken as it runs: nothing is
+    /// registered and no allocation restarts. One that differs is planned (the plan is in
+    /// `status.plan`) and registered. A job another NomadJob owns is never taken.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
+
+    /// Keep the live count of every task group, as for groups with a `Scaling` block
+    /// (whose counts belong to the autoscaler or to `nomad job scale`): a count that
+    /// differs only in Nomad is not drift. A change of a group's count in the spec is
+    /// still applied, once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preserve_counts: bool,
+
     /// Fields of the spec this version of the API does not know. The API server prunes
     /// them (kubectl, Helm and Argo CD refuse them before); the operator reports any it
     /// is given, and those kept in kubectl's last-applied annotation.
@@ -248,6 +262,19 @@ pub struct NomadJobStatus {
     /// The Nomad version the operator registered for the last applied spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_version: Option<u64>,
+    /// The job's `CreateIndex` in Nomad: proves the job is the one this object registered
+    /// or adopted, even when someone re-ran it without the owner keys in its `Meta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_create_index: Option<u64>,
+    /// The spec's count of each task group whose count belongs to someone else (a
+    /// `Scaling` block, or `spec.preserveCounts`), at the last register: a change of one
+    /// in the spec is applied once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied_counts: BTreeMap<String, u64>,
+    /// A job this object managed before `spec.jobID` or the Nomad namespace changed,
+    /// until `spec.deletionPolicy` has been applied to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<JobRef>,
     /// Digest of the last spec the operator registered (or found already registered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_digest: Option<String>,
@@ -279,6 +306,20 @@ pub struct NomadJobStatus {
     /// in Nomad differs from the spec.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// A Nomad job by namespace and ID.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRef {
+    /// The Nomad namespace.
+    pub namespace: String,
+    /// The job ID.
+    #[serde(rename = "jobID")]
+    pub job_id: String,
+    /// Its `CreateIndex`, as the status recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_index: Option<u64>,
 }
 
 /// The result of the last plan (`POST /v1/job/:id/plan` with `Diff: true`).
@@ -523,6 +564,14 @@ pub mod reason {
     pub const SUSPENDED: &str = "Suspended";
     /// The job was deregistered, purged or orphaned on delete.
     pub const DELETED: &str = "Deleted";
+    /// An existing job was taken over (`spec.adopt`).
+    pub const ADOPTED: &str = "Adopted";
+    /// The job managed under the old ID or namespace was handled by the deletion policy.
+    pub const RENAMED: &str = "Renamed";
+    /// A group's count was set from the spec although someone else manages it.
+    pub const COUNT_FROM_SPEC: &str = "CountFromSpec";
+    /// Deleting the object is refused while its deletion protection is on.
+    pub const DELETION_PROTECTED: &str = "DeletionProtected";
     /// The job is stopped in Nomad.
     pub const JOB_STOPPED: &str = "JobStopped";
     /// The spec has keys that Nomad's job schema or this API do not have.

@@ -5,6 +5,7 @@
 //! Exit codes as `nomad job plan`: 0 no change, 1 changes, 255 an error (including a
 //! job that belongs to another object, which the operator would refuse to touch).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -12,10 +13,11 @@ use serde_json::Value;
 
 use crate::controller::job_schema::unknown_keys;
 use crate::controller::observe::{self, JobView};
-use crate::controller::ownership::ownership;
-use crate::controller::render::{Defaults, DesiredJob, json_job, render};
+use crate::controller::ownership::{Claim, ownership};
+use crate::controller::render::{Defaults, json_job, render};
 use crate::controller::resolve::unknown_spec_fields;
-use crate::crd::{GROUP, META_OWNER_UID, NomadJob};
+use crate::controller::send::job_to_send;
+use crate::crd::{GROUP, NomadJob};
 use crate::jobspec::{Jobspec, ParseError, ParseSupport, flag_values, spec_values};
 use crate::nomad::{NomadClient, NomadConfig, Scope};
 use crate::plan_text::{GroupChange, group_summary, has_changes, plan_text};
@@ -256,9 +258,7 @@ impl Planner<'_> {
             return Err(format!("spec.strict is true and {}", warnings.join("; ")));
         }
         preview.warnings = warnings;
-        // Rendered once to learn the job's place, then with the owner UID of the job in
-        // Nomad when it is this object's, as the operator (which knows its UID) would.
-        let first = render(obj, job.clone(), root, self.defaults).map_err(|e| e.to_string())?;
+        let first = render(obj, job, root, self.defaults).map_err(|e| e.to_string())?;
         let scope = Scope {
             namespace: Some(first.namespace.clone()),
             region: first.region.clone(),
@@ -273,24 +273,34 @@ impl Planner<'_> {
             obj.metadata.namespace.clone().unwrap_or_default(),
             obj.metadata.name.clone().unwrap_or_default(),
         );
+        // Without the cluster there is no status to prove ownership of a job that lost its
+        // owner keys; `spec.adopt` is honoured as the operator would.
+        let claim = Claim {
+            recorded_create_index: None,
+            adopt: obj.spec.adopt,
+        };
         if let Some(message) =
-            ownership(view.as_ref(), &namespace, &name).conflict_message(&first.id)
+            ownership(view.as_ref(), &namespace, &name, claim).conflict_message(&first.id)
         {
             preview.outcome = Outcome::Conflict;
             preview.text = format!("Conflict: {message}\n");
             return Ok(());
         }
-        obj.metadata.uid = existing
-            .as_ref()
-            .and_then(|j| j["Meta"][META_OWNER_UID].as_str())
-            .map(str::to_string);
-        let desired: DesiredJob =
-            render(obj, job, root, self.defaults).map_err(|e| e.to_string())?;
+        // What the operator would send: owner keys and counts as the live job calls for
+        // (the counts recorded at its last register are in the object's status, which a
+        // preview does not have: a scaled group's live count is kept).
+        let sent = job_to_send(
+            &first,
+            view.as_ref(),
+            &BTreeMap::new(),
+            obj.spec.preserve_counts,
+            (&namespace, &name),
+        );
         let plan = self
             .nomad
-            .plan_job(&scope, &desired.id, &desired.job, true)
+            .plan_job(&scope, &first.id, &sent.job, true)
             .await
-            .map_err(|e| format!("planning Nomad job {:?}: {e}", desired.id))?;
+            .map_err(|e| format!("planning Nomad job {:?}: {e}", first.id))?;
         preview.diff_type = plan.diff_type().map(|t| format!("{t:?}"));
         preview.groups = group_summary(&plan);
         preview.outcome = if has_changes(&plan) {

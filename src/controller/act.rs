@@ -2,18 +2,25 @@
 //! Nomad and returns the [`Fact`] of what happened. Decisions are made before
 //! ([`super::classify`]) and after ([`super::report`]); nothing here decides.
 
+use crate::crd::{DeletionPolicy, JobRef};
 use crate::nomad::{NomadClient, NomadError, Scope};
 
 use super::classify::{Fact, Step};
+use super::deletion::{Deletion, deletion};
 use super::observe::{self, JobView, Planned};
+use super::ownership::{Claim, ownership};
 use super::render::DesiredJob;
+use super::send::Sent;
 
-/// Carries out `step` for `desired` in `scope`. [`Step::Done`] does nothing and returns
-/// `None`; every other step returns its fact.
+/// Carries out `step` for `desired` in `scope` on behalf of the object `owner`
+/// (namespace, name); a plan or a register sends `sent`. [`Step::Done`] does nothing
+/// and returns `None`; every other step returns its fact.
 pub async fn act(
     nomad: &NomadClient,
     scope: &Scope,
     desired: &DesiredJob,
+    sent: &Sent,
+    owner: (&str, &str),
     step: Step,
 ) -> Result<Option<Fact>, NomadError> {
     let id = desired.id.as_str();
@@ -24,21 +31,28 @@ pub async fn act(
             observe::job_and_deployments(nomad, scope, id).await?,
         )),
         Step::Plan => Fact::Planned(Box::new(Planned::new(
-            nomad.plan_job(scope, id, &desired.job, true).await?,
+            nomad.plan_job(scope, id, &sent.job, true).await?,
         ))),
         Step::ReadVersions => Fact::Versions(observe::versions(nomad, scope, id).await?),
+        Step::Retire { old, policy } => {
+            let note = retire(nomad, scope, &old, policy, owner).await?;
+            Fact::Retired { old, note }
+        }
         Step::Register {
             cas_index,
             corrects_drift,
-        } => match nomad
-            .register_job(scope, &desired.job, Some(cas_index))
-            .await
-        {
+        } => match nomad.register_job(scope, &sent.job, Some(cas_index)).await {
             Ok(answer) => {
                 let (version, job) =
                     registered_version(nomad, scope, id, answer.job_modify_index).await?;
                 Fact::Registered {
                     version,
+                    spec_counts: sent.spec_counts.clone(),
+                    count_notes: sent
+                        .counts
+                        .iter()
+                        .filter_map(|c| c.event_message())
+                        .collect(),
                     eval_id: answer.eval_id,
                     corrects_drift,
                     job,
@@ -65,6 +79,55 @@ pub async fn act(
         },
     };
     Ok(Some(fact))
+}
+
+/// Applies `policy` to `old`, the job managed before a rename, exactly as deleting the
+/// object would; returns what was done, for the Event.
+async fn retire(
+    nomad: &NomadClient,
+    scope: &Scope,
+    old: &JobRef,
+    policy: DeletionPolicy,
+    owner: (&str, &str),
+) -> Result<String, NomadError> {
+    let scope = Scope {
+        namespace: Some(old.namespace.clone()),
+        region: scope.region.clone(),
+    };
+    let what = format!(
+        "Nomad job {:?} in namespace {:?}",
+        old.job_id, old.namespace
+    );
+    let job = observe::read_job(nomad, &scope, &old.job_id)
+        .await?
+        .as_ref()
+        .map(JobView::parse);
+    let claim = Claim {
+        recorded_create_index: old.create_index,
+        adopt: false,
+    };
+    let owned = ownership(job.as_ref(), owner.0, owner.1, claim);
+    Ok(match deletion(policy, false, job.as_ref(), &owned) {
+        Deletion::Orphan(why) => {
+            format!("the job ID or namespace changed; left {what} running: {why}")
+        }
+        Deletion::Nothing => format!(
+            "the job ID or namespace changed; {what} is gone, stopped or not this object's: nothing to do"
+        ),
+        stop @ (Deletion::Stop | Deletion::Purge) => {
+            let purge = stop == Deletion::Purge;
+            match nomad.deregister_job(&scope, &old.job_id, purge).await {
+                Ok(_) | Err(NomadError::NotFound(_)) => {}
+                Err(other) => return Err(other),
+            }
+            let done = if purge {
+                "purged"
+            } else {
+                "deregistered (stopped)"
+            };
+            format!("the job ID or namespace changed; {done} {what}, as spec.deletionPolicy says")
+        }
+    })
 }
 
 /// The version a register created, from its `JobModifyIndex`: the job's current version

@@ -3,15 +3,18 @@
 //! calls for ([`next_action`]). Step 3 ([`super::act`]) carries the step out and returns
 //! a [`Fact`]; [`absorb`] folds the fact into what the next classification sees.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{
-    DriftPolicy, NomadJobSpec, NomadJobStatus, PendingKind, PendingWrite, RevertActor, RevertStatus,
+    DeletionPolicy, DriftPolicy, JobRef, NomadJobSpec, NomadJobStatus, PendingKind, PendingWrite,
+    RevertActor, RevertStatus,
 };
 use crate::nomad::{Deployment, DiffType};
 
 use super::observe::{JobView, Observed, Planned, VersionView};
-use super::ownership::ownership;
+use super::ownership::{Claim, ownership};
 use super::render::DesiredJob;
 
 /// How often a check-and-set conflict, or a plan that saw another job than the one read,
@@ -39,6 +42,12 @@ pub struct Policy {
     pub drift: DriftPolicy,
     /// `spec.revertOnFailure`.
     pub revert_on_failure: bool,
+    /// `spec.adopt`.
+    pub adopt: bool,
+    /// `spec.preserveCounts`.
+    pub preserve_counts: bool,
+    /// `spec.deletionPolicy` (for the job left behind by a rename).
+    pub deletion: DeletionPolicy,
 }
 
 impl Policy {
@@ -47,6 +56,9 @@ impl Policy {
         Self {
             drift: spec.drift_policy,
             revert_on_failure: spec.revert_on_failure,
+            adopt: spec.adopt,
+            preserve_counts: spec.preserve_counts,
+            deletion: spec.deletion_policy,
         }
     }
 }
@@ -70,9 +82,38 @@ pub struct Memory {
     /// The last plan of the applied spec found a difference that was not registered
     /// (drift left alone under `driftPolicy: Report`).
     pub unregistered_difference: bool,
+    /// The job's `CreateIndex` as the status records it (the proof of ownership of a
+    /// job without owner keys).
+    pub job_create_index: Option<u64>,
+    /// The spec's counts of the groups whose count belongs to someone else, at the last
+    /// register.
+    pub applied_counts: BTreeMap<String, u64>,
+    /// The job managed before `spec.jobID` or the Nomad namespace changed, until the
+    /// deletion policy has been applied to it.
+    pub renamed_from: Option<JobRef>,
 }
 
 impl Memory {
+    /// Notes a rename: the status records a job other than `desired`'s (the spec's job ID
+    /// or Nomad namespace changed), which the deletion policy must then handle.
+    pub fn note_rename(&mut self, status: &NomadJobStatus, desired: &DesiredJob) {
+        if self.renamed_from.is_some() {
+            return;
+        }
+        if let (Some(id), Some(namespace)) = (&status.job_id, &status.job_namespace)
+            && (*id != desired.id || *namespace != desired.namespace)
+        {
+            self.renamed_from = Some(JobRef {
+                namespace: namespace.clone(),
+                job_id: id.clone(),
+                create_index: status.job_create_index,
+            });
+            // What the status recorded is the old job's.
+            self.job_create_index = None;
+            self.applied_counts = BTreeMap::new();
+        }
+    }
+
     /// What `status` remembers.
     pub fn from_status(status: &NomadJobStatus) -> Self {
         Self {
@@ -86,6 +127,9 @@ impl Memory {
                 .plan
                 .as_ref()
                 .is_some_and(|p| p.diff_type != "None" && !p.registered),
+            job_create_index: status.job_create_index,
+            applied_counts: status.applied_counts.clone(),
+            renamed_from: status.renamed_from.clone(),
         }
     }
 }
@@ -214,6 +258,13 @@ pub enum JobState {
     KeptChanging,
     /// The job is stopped in Nomad.
     Stopped,
+    /// The spec's job runs; the one managed before a rename awaits the deletion policy.
+    Renamed {
+        /// The job managed before.
+        old: JobRef,
+        /// `spec.deletionPolicy`.
+        policy: DeletionPolicy,
+    },
     /// The applied version is being rolled out.
     Deploying,
     /// Nomad runs the spec.
@@ -245,6 +296,13 @@ pub enum Step {
         /// `EnforcePriorVersion`.
         current_version: u64,
     },
+    /// Apply the deletion policy to the job managed before a rename.
+    Retire {
+        /// The job managed before.
+        old: JobRef,
+        /// `spec.deletionPolicy`.
+        policy: DeletionPolicy,
+    },
     /// Record a fact that needs no Nomad call.
     Record(Fact),
     /// Nothing more to do in this reconcile.
@@ -262,6 +320,10 @@ pub enum Fact {
     Registered {
         /// The version Nomad created.
         version: u64,
+        /// The spec's counts of the groups whose count belongs to someone else.
+        spec_counts: BTreeMap<String, u64>,
+        /// Counts set from the spec over someone else's (for the Events).
+        count_notes: Vec<String>,
         /// The evaluation Nomad created.
         eval_id: String,
         /// It corrected drift.
@@ -296,6 +358,13 @@ pub enum Fact {
     },
     /// A recorded revert turned out to have happened.
     RevertRecovered,
+    /// The deletion policy was applied to the job managed before a rename.
+    Retired {
+        /// That job.
+        old: JobRef,
+        /// What was done with it.
+        note: String,
+    },
 }
 
 /// Classifies one object. `owner` is the object's (namespace, name).
@@ -326,8 +395,12 @@ pub fn classify(
     if let Some(pending) = &memory.pending {
         return resolve_pending(pending, observed);
     }
+    let claim = Claim {
+        recorded_create_index: memory.job_create_index,
+        adopt: policy.adopt,
+    };
     if let Some(message) =
-        ownership(observed.job.as_ref(), owner.0, owner.1).conflict_message(&desired.id)
+        ownership(observed.job.as_ref(), owner.0, owner.1, claim).conflict_message(&desired.id)
     {
         return JobState::Conflict { message };
     }
@@ -374,11 +447,18 @@ pub fn classify(
             DriftPolicy::Correct => JobState::NeedsPlan(PlanReason::JobChanged),
         };
     }
-    settled(observed, memory)
+    settled(observed, memory, policy)
 }
 
-/// The state of a job that needs no write: stopped, deploying or in sync.
-fn settled(observed: &Observed, memory: &Memory) -> JobState {
+/// The state of a job that needs no write: stopped, deploying or in sync (the job of
+/// before a rename then gets the deletion policy).
+fn settled(observed: &Observed, memory: &Memory, policy: &Policy) -> JobState {
+    if let Some(old) = &memory.renamed_from {
+        return JobState::Renamed {
+            old: old.clone(),
+            policy: policy.deletion,
+        };
+    }
     let Some(job) = &observed.job else {
         return JobState::Deploying;
     };
@@ -506,6 +586,10 @@ pub fn next_action(state: &JobState) -> Step {
             answer: answer.clone(),
         }),
         JobState::NeedsPlan(_) => Step::Plan,
+        JobState::Renamed { old, policy } => Step::Retire {
+            old: old.clone(),
+            policy: *policy,
+        },
         JobState::Absent => Step::Register {
             cas_index: 0,
             corrects_drift: false,
@@ -598,9 +682,15 @@ pub fn absorb(
                 o.plan = Some((**plan).clone());
             }
         }
-        Fact::Registered { version, job, .. } => {
+        Fact::Registered {
+            version,
+            job,
+            spec_counts,
+            ..
+        } => {
             memory.applied_digest = Some(digest.to_string());
             memory.applied_version = Some(*version);
+            memory.applied_counts = spec_counts.clone();
             memory.pending = None;
             memory.unregistered_difference = false;
             progress.registered = true;
@@ -608,6 +698,9 @@ pub fn absorb(
                 o.job = job.clone();
                 o.plan = None;
             }
+        }
+        Fact::Retired { .. } => {
+            memory.renamed_from = None;
         }
         Fact::CasConflict => {
             memory.pending = None;

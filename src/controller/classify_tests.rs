@@ -29,6 +29,7 @@ fn job(version: u64, index: u64) -> JobView {
         status: "running".into(),
         owner: Some(("team".into(), "web".into())),
         expects_deployment: true,
+        ..JobView::default()
     }
 }
 
@@ -132,6 +133,7 @@ fn row(name: &'static str, observed: Option<Observed>, memory: Memory) -> Row {
         policy: Policy {
             drift: DriftPolicy::Correct,
             revert_on_failure: true,
+            ..Policy::default()
         },
         state: JobState::Unobserved,
         step: Step::Done,
@@ -530,6 +532,7 @@ fn run(
         Policy {
             drift: DriftPolicy::Correct,
             revert_on_failure: true,
+            ..Policy::default()
         },
     );
     let mut progress = Progress::default();
@@ -663,6 +666,8 @@ fn a_check_and_set_conflict_is_re_read_and_re_planned() {
         }))),
         Fact::Registered {
             version: 3,
+            spec_counts: Default::default(),
+            count_notes: Vec::new(),
             eval_id: "e".into(),
             corrects_drift: false,
             job: Some(job(3, 12)),

@@ -27,6 +27,7 @@ pub mod report;
 pub mod resolve;
 pub mod resync;
 pub mod run;
+pub mod send;
 pub mod status;
 
 pub use error::Error;

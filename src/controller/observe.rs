@@ -1,9 +1,12 @@
 //! Step 1 of a reconcile, **observe**: what Nomad says about the job, read with as few
 //! calls as the step needs, and typed views of the answers that are parsed once.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
-use crate::crd::{META_OWNER_NAME, META_OWNER_NAMESPACE};
+use super::counts::group_counts;
+use crate::crd::{META_OWNER_NAME, META_OWNER_NAMESPACE, META_OWNER_UID};
 use crate::nomad::{
     AllocationListStub, Deployment, DiffType, JobPlanResponse, JobSummary, NomadClient, NomadError,
     Scope,
@@ -27,6 +30,13 @@ pub struct JobView {
     /// Whether Nomad creates a deployment for this job: a service job whose update
     /// strategy (job or group level) has `MaxParallel > 0`.
     pub expects_deployment: bool,
+    /// `CreateIndex`: stays the same over every version of the job, and differs for a
+    /// job purged and created again under the same ID.
+    pub create_index: u64,
+    /// The owner UID its `Meta` records (jobs registered by older operators).
+    pub owner_uid: Option<String>,
+    /// Each task group's `Count`.
+    pub group_counts: BTreeMap<String, u64>,
 }
 
 impl JobView {
@@ -55,6 +65,9 @@ impl JobView {
                 .to_string(),
             owner,
             expects_deployment: expects_deployment(job),
+            create_index: u64_field("CreateIndex"),
+            owner_uid: meta(META_OWNER_UID),
+            group_counts: group_counts(job),
         }
     }
 }
@@ -226,9 +239,9 @@ mod tests {
     fn a_job_is_parsed_once_into_what_decisions_need() {
         let job = json!({
             "ID": "web", "Version": 3, "JobModifyIndex": 40, "ModifyIndex": 44, "Stop": false,
-            "Status": "running", "Type": "service",
-            "Meta": {META_OWNER_NAMESPACE: "team-a", META_OWNER_NAME: "web"},
-            "TaskGroups": [{"Name": "web", "Update": {"MaxParallel": 1}}]
+            "CreateIndex": 12, "Status": "running", "Type": "service",
+            "Meta": {META_OWNER_NAMESPACE: "team-a", META_OWNER_NAME: "web", META_OWNER_UID: "u"},
+            "TaskGroups": [{"Name": "web", "Count": 2, "Update": {"MaxParallel": 1}}]
         });
         let view = JobView::parse(&job);
         assert_eq!(
@@ -241,6 +254,9 @@ mod tests {
                 status: "running".into(),
                 owner: Some(("team-a".into(), "web".into())),
                 expects_deployment: true,
+                create_index: 12,
+                owner_uid: Some("u".into()),
+                group_counts: [("web".to_string(), 2)].into(),
             }
         );
         let batch = JobView::parse(&json!({"Type": "batch", "Meta": null, "Stop": true}));

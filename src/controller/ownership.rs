@@ -1,5 +1,12 @@
 //! Who owns a Nomad job: this object, another `NomadJob`, or nobody the operator knows
 //! (pure).
+//!
+//! The rule: a job is this object's when its `Meta` names this object (namespace and
+//! name), or, when its `Meta` names no object, when the object's status records the job's
+//! `CreateIndex` (the operator registered it, or adopted it, and the job was not purged
+//! and created anew since: a job keeps its `CreateIndex` over all its versions, hand-run
+//! ones included), or when the object asks to adopt it (`spec.adopt`). A job whose `Meta`
+//! names another object is never this object's.
 
 use super::observe::JobView;
 
@@ -21,6 +28,15 @@ pub enum Ownership {
     Foreign,
 }
 
+/// What the object knows of the job besides its `Meta`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// The job's `CreateIndex` as the object's status records it.
+    pub recorded_create_index: Option<u64>,
+    /// `spec.adopt`: take over a job that names no owner.
+    pub adopt: bool,
+}
+
 impl Ownership {
     /// A message for the `Conflict` condition and Event, or `None` when the job may be
     /// written.
@@ -38,8 +54,13 @@ impl Ownership {
 }
 
 /// Classifies the existing Nomad job (if any) relative to the object `namespace/name`,
-/// by the owner its `Meta` records.
-pub fn ownership(existing: Option<&JobView>, namespace: &str, name: &str) -> Ownership {
+/// by the owner its `Meta` records and the object's `claim`.
+pub fn ownership(
+    existing: Option<&JobView>,
+    namespace: &str,
+    name: &str,
+    claim: Claim,
+) -> Ownership {
     let Some(job) = existing else {
         return Ownership::Absent;
     };
@@ -49,6 +70,9 @@ pub fn ownership(existing: Option<&JobView>, namespace: &str, name: &str) -> Own
             namespace: ns.clone(),
             name: n.clone(),
         },
+        None if claim.recorded_create_index == Some(job.create_index) || claim.adopt => {
+            Ownership::Ours
+        }
         None => Ownership::Foreign,
     }
 }
@@ -57,6 +81,42 @@ pub fn ownership(existing: Option<&JobView>, namespace: &str, name: &str) -> Own
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn ownership(job: Option<&JobView>, namespace: &str, name: &str) -> Ownership {
+        super::ownership(job, namespace, name, Claim::default())
+    }
+
+    #[test]
+    fn a_job_without_owner_keys_is_ours_by_the_status_record_or_by_adoption_only() {
+        use crate::crd::{META_OWNER_NAME, META_OWNER_NAMESPACE};
+        let hand_run = JobView::parse(&json!({"CreateIndex": 40, "Meta": {"team": "a"}}));
+        let recorded = |index| Claim {
+            recorded_create_index: Some(index),
+            adopt: false,
+        };
+        let adopt = Claim {
+            recorded_create_index: None,
+            adopt: true,
+        };
+        let own = |job, claim| super::ownership(Some(job), "a", "web", claim);
+        assert_eq!(own(&hand_run, recorded(40)), Ownership::Ours);
+        assert_eq!(
+            own(&hand_run, recorded(12)),
+            Ownership::Foreign,
+            "purged and created anew"
+        );
+        assert_eq!(own(&hand_run, Claim::default()), Ownership::Foreign);
+        assert_eq!(own(&hand_run, adopt), Ownership::Ours);
+        let other = JobView::parse(&json!({
+            "CreateIndex": 40,
+            "Meta": {META_OWNER_NAMESPACE: "b", META_OWNER_NAME: "x"}
+        }));
+        assert!(
+            matches!(own(&other, recorded(40)), Ownership::OwnedBy { .. }),
+            "never another object's job"
+        );
+        assert!(matches!(own(&other, adopt), Ownership::OwnedBy { .. }));
+    }
 
     #[test]
     fn classifies_by_owner_meta() {

@@ -40,11 +40,12 @@ use super::deletion::{Deletion, deletion};
 use super::error::Error;
 use super::kube_side::{ApiServer, KubeSide, Target, patch_params};
 use super::observe::{self, JobView, Observed};
-use super::ownership::ownership;
+use super::ownership::{Claim, ownership};
 use super::render::DesiredJob;
 use super::report::{Inputs, Notice, Report, report};
 use super::resolve::{self, Resolved, resolve};
 use super::resync::resync_delay;
+use super::send::job_to_send;
 use super::status::{find_condition, set_readiness};
 
 /// How many steps one reconcile takes at most (a guard; a normal one takes a few).
@@ -215,6 +216,9 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     let policy = Policy::of(&obj.spec);
     let owner = (target.namespace.as_str(), target.name.as_str());
     let mut memory = Memory::from_status(&previous);
+    if let Spec::Desired(desired) = &spec {
+        memory.note_rename(&previous, desired);
+    }
     let mut progress = Progress {
         plan_due: ctx.plans.due(&obj_ref, ctx.resync),
         ..Progress::default()
@@ -276,7 +280,15 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             memory = before;
         }
         let scope = scope_of(desired);
-        match act(&ctx.nomad, &scope, desired, step).await {
+        let live = observed.as_ref().and_then(|o| o.job.as_ref());
+        let sent = job_to_send(
+            desired,
+            live,
+            &memory.applied_counts,
+            policy.preserve_counts,
+            owner,
+        );
+        match act(&ctx.nomad, &scope, desired, &sent, owner, step).await {
             Ok(Some(fact)) => {
                 count(ctx, &fact);
                 absorb(
@@ -407,6 +419,7 @@ fn step_name(step: &Step) -> &'static str {
         Step::Register { .. } => "register",
         Step::ReadVersions => "read versions",
         Step::Revert { .. } => "revert",
+        Step::Retire { .. } => "retire the job of before a rename",
         Step::Record(_) => "record",
         Step::Done => "done",
     }
@@ -505,7 +518,11 @@ pub async fn cleanup(
             .as_ref()
             .map(JobView::parse)
     };
-    let owned = ownership(job.as_ref(), &target.namespace, &target.name);
+    let claim = Claim {
+        recorded_create_index: status.job_create_index,
+        adopt: false,
+    };
+    let owned = ownership(job.as_ref(), &target.namespace, &target.name, claim);
     let note = match deletion(policy, head.spec.suspend, job.as_ref(), &owned) {
         Deletion::Orphan(why) => Some(format!("left Nomad job {id:?} running: {why}")),
         Deletion::Nothing => None,

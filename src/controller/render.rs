@@ -92,8 +92,6 @@ pub fn render(
         .name
         .clone()
         .ok_or_else(|| invalid("metadata.name", "is missing"))?;
-    let owner_ns = obj.metadata.namespace.clone().unwrap_or_default();
-    let uid = obj.metadata.uid.clone().unwrap_or_default();
     let id = obj.spec.job_id.clone().unwrap_or_else(|| name.clone());
     let id_field = if obj.spec.job_id.is_some() {
         "spec.jobID"
@@ -144,10 +142,14 @@ pub fn render(
     if let Some((key, _)) = meta.iter().find(|(_, v)| !v.is_string()) {
         return Err(invalid(format!("{root}.Meta.{key}"), "must be a string"));
     }
-    meta.insert(META_OWNER_NAMESPACE.into(), Value::String(owner_ns));
-    meta.insert(META_OWNER_NAME.into(), Value::String(name));
-    meta.insert(META_OWNER_UID.into(), Value::String(uid));
-    job.insert("Meta".into(), Value::Object(meta));
+    // The owner keys are the operator's to write (see `send`), never the spec's: a spec
+    // pasted from `nomad job inspect` carries those of the job it was copied from.
+    for key in [META_OWNER_NAMESPACE, META_OWNER_NAME, META_OWNER_UID] {
+        meta.remove(key);
+    }
+    if !meta.is_empty() {
+        job.insert("Meta".into(), Value::Object(meta));
+    }
 
     let job = Value::Object(job);
     let retry = obj
@@ -336,9 +338,10 @@ mod tests {
         assert_eq!(desired.job["Name"], "web");
         assert_eq!(desired.job["Namespace"], "default");
         assert!(desired.job.get("Region").is_none());
-        assert_eq!(desired.job["Meta"][META_OWNER_NAMESPACE], "team-a");
-        assert_eq!(desired.job["Meta"][META_OWNER_NAME], "web");
-        assert_eq!(desired.job["Meta"][META_OWNER_UID], "uid-1");
+        assert!(
+            desired.job.get("Meta").is_none(),
+            "owner keys are added when sent, and only as the live job calls for"
+        );
         assert!(desired.digest.starts_with("sha256:"));
     }
 

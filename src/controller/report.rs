@@ -157,6 +157,8 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
     status.failed_digest = memory.failed_digest.clone();
     status.pending = memory.pending.clone();
     status.last_revert = memory.last_revert.clone();
+    status.applied_counts = memory.applied_counts.clone();
+    status.renamed_from = memory.renamed_from.clone();
 
     if let JobState::Conflict { .. } = inputs.state {
         mirror(&mut status, None, &[], None);
@@ -187,6 +189,9 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
     }
     update_drift_condition(&mut status, previous, inputs, &mut notices);
     notices.extend(inputs.facts.iter().flat_map(fact_notices));
+    if let Some(note) = adoption(previous, &status, inputs) {
+        notices.push(Notice::normal(reason::ADOPTED, note));
+    }
     if matches!(inputs.error, Some(Error::CasExhausted(_))) {
         notices.push(Notice::warning(
             reason::CONFLICT,
@@ -197,7 +202,17 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
     }
     let readiness = match inputs.error {
         Some(error) => error_readiness(error),
-        None => state_readiness(inputs.state, inputs.observed, memory, &inputs.policy),
+        None => {
+            let wants_stop =
+                desired.job.get("Stop").and_then(serde_json::Value::as_bool) == Some(true);
+            state_readiness(
+                inputs.state,
+                inputs.observed,
+                memory,
+                &inputs.policy,
+                wants_stop,
+            )
+        }
     };
     set_readiness(&mut status.conditions, &readiness, generation, now);
     announce_transition(previous, &status, &mut notices);
@@ -237,6 +252,39 @@ fn update_warning_condition(
     );
 }
 
+/// The Event of an adoption: `spec.adopt` took over a job that existed before this
+/// reconcile and that the status did not record yet.
+fn adoption(
+    previous: &NomadJobStatus,
+    status: &NomadJobStatus,
+    inputs: &Inputs<'_>,
+) -> Option<String> {
+    if !inputs.policy.adopt || previous.job_create_index.is_some() {
+        return None;
+    }
+    let existed = inputs.facts.iter().find_map(|f| match f {
+        Fact::Observed(o) => Some(o.job.as_ref().is_some_and(|j| j.owner.is_none())),
+        _ => None,
+    })?;
+    let id = status.job_id.as_deref().unwrap_or_default();
+    match (existed, status.job_create_index.is_some()) {
+        (true, true) => Some(
+            match inputs.facts.iter().find_map(|f| match f {
+                Fact::Registered { version, .. } => Some(*version),
+                _ => None,
+            }) {
+                Some(version) => format!(
+                    "adopted Nomad job {id:?}; it differed from the spec, which is registered as version {version}"
+                ),
+                None => format!(
+                    "adopted Nomad job {id:?} as it runs: it equals the spec, so nothing was registered and no allocation restarted"
+                ),
+            },
+        ),
+        _ => None,
+    }
+}
+
 /// Readiness after an error: a transient one is retried, a refusal stalls.
 fn error_readiness(error: &Error) -> Readiness {
     match error {
@@ -263,9 +311,13 @@ fn state_readiness(
     observed: Option<&Observed>,
     memory: &Memory,
     policy: &Policy,
+    wants_stop: bool,
 ) -> Readiness {
     let deployments = observed.map_or(&[][..], |o| &o.deployments[..]);
     match state {
+        JobState::Stopped if wants_stop => {
+            Readiness::Ready("the job is stopped in Nomad, as the spec asks (Stop: true)".into())
+        }
         JobState::Conflict { message } => Readiness::Stalled {
             reason: reason::CONFLICT,
             message: message.clone(),
@@ -461,14 +513,24 @@ fn fact_notices(fact: &Fact) -> Vec<Notice> {
             format!("the job was changed in Nomad; re-registered the spec as version {version}"),
         )],
         Fact::Registered {
-            version, eval_id, ..
-        } => vec![Notice::normal(
+            version,
+            eval_id,
+            count_notes,
+            ..
+        } => std::iter::once(Notice::normal(
             reason::REGISTERED,
             format!(
                 "registered version {version} (evaluation {})",
                 short_id(eval_id)
             ),
-        )],
+        ))
+        .chain(
+            count_notes
+                .iter()
+                .map(|note| Notice::normal(reason::COUNT_FROM_SPEC, note.clone())),
+        )
+        .collect(),
+        Fact::Retired { note, .. } => vec![Notice::normal(reason::RENAMED, note.clone())],
         Fact::Reverted { failed, to_version } => vec![
             Notice::warning(reason::DEPLOYMENT_FAILED, failed_note(failed)),
             Notice::normal(

@@ -25,6 +25,7 @@ pub fn mirror(
 ) {
     status.job_version = job.map(|j| j.version);
     status.job_modify_index = job.map(|j| j.job_modify_index);
+    status.job_create_index = job.map(|j| j.create_index);
     status.job_status = job.map(|j| j.status.clone());
     status.deployment = deployments
         .iter()
