@@ -6,7 +6,7 @@ use crate::crd::{DeletionPolicy, JobRef};
 use crate::nomad::{NomadClient, NomadError, Scope};
 
 use super::classify::{Fact, Step};
-use super::deletion::{Deletion, deletion};
+use super::deletion::{Deletion, Guards, deletion};
 use super::observe::{self, JobView, Planned};
 use super::ownership::{Claim, ownership};
 use super::render::DesiredJob;
@@ -34,8 +34,16 @@ pub async fn act(
             nomad.plan_job(scope, id, &sent.job, true).await?,
         ))),
         Step::ReadVersions => Fact::Versions(observe::versions(nomad, scope, id).await?),
-        Step::Retire { old, policy } => {
-            let note = retire(nomad, scope, &old, policy, owner).await?;
+        Step::Retire {
+            old,
+            policy,
+            protected,
+        } => {
+            let guards = Guards {
+                crd_terminating: false,
+                protected,
+            };
+            let note = retire(nomad, scope, &old, policy, guards, owner).await?;
             Fact::Retired { old, note }
         }
         Step::Register {
@@ -88,6 +96,7 @@ async fn retire(
     scope: &Scope,
     old: &JobRef,
     policy: DeletionPolicy,
+    guards: Guards,
     owner: (&str, &str),
 ) -> Result<String, NomadError> {
     let scope = Scope {
@@ -107,27 +116,34 @@ async fn retire(
         adopt: false,
     };
     let owned = ownership(job.as_ref(), owner.0, owner.1, claim);
-    Ok(match deletion(policy, false, job.as_ref(), &owned) {
-        Deletion::Orphan(why) => {
-            format!("the job ID or namespace changed; left {what} running: {why}")
-        }
-        Deletion::Nothing => format!(
-            "the job ID or namespace changed; {what} is gone, stopped or not this object's: nothing to do"
-        ),
-        stop @ (Deletion::Stop | Deletion::Purge) => {
-            let purge = stop == Deletion::Purge;
-            match nomad.deregister_job(&scope, &old.job_id, purge).await {
-                Ok(_) | Err(NomadError::NotFound(_)) => {}
-                Err(other) => return Err(other),
+    Ok(
+        match deletion(policy, false, job.as_ref(), &owned, guards) {
+            Deletion::Refused(why) => {
+                format!("the job ID or namespace changed; kept {what} running: {why}")
             }
-            let done = if purge {
-                "purged"
-            } else {
-                "deregistered (stopped)"
-            };
-            format!("the job ID or namespace changed; {done} {what}, as spec.deletionPolicy says")
-        }
-    })
+            Deletion::Orphan(why) => {
+                format!("the job ID or namespace changed; left {what} running: {why}")
+            }
+            Deletion::Nothing => format!(
+                "the job ID or namespace changed; {what} is gone, stopped or not this object's: nothing to do"
+            ),
+            stop @ (Deletion::Stop | Deletion::Purge) => {
+                let purge = stop == Deletion::Purge;
+                match nomad.deregister_job(&scope, &old.job_id, purge).await {
+                    Ok(_) | Err(NomadError::NotFound(_)) => {}
+                    Err(other) => return Err(other),
+                }
+                let done = if purge {
+                    "purged"
+                } else {
+                    "deregistered (stopped)"
+                };
+                format!(
+                    "the job ID or namespace changed; {done} {what}, as spec.deletionPolicy says"
+                )
+            }
+        },
+    )
 }
 
 /// The version a register created, from its `JobModifyIndex`: the job's current version

@@ -48,6 +48,8 @@ pub struct Policy {
     pub preserve_counts: bool,
     /// `spec.deletionPolicy` (for the job left behind by a rename).
     pub deletion: DeletionPolicy,
+    /// The object's deletion protection is on (the job left behind by a rename is kept).
+    pub protected: bool,
 }
 
 impl Policy {
@@ -59,6 +61,7 @@ impl Policy {
             adopt: spec.adopt,
             preserve_counts: spec.preserve_counts,
             deletion: spec.deletion_policy,
+            protected: false,
         }
     }
 }
@@ -264,6 +267,8 @@ pub enum JobState {
         old: JobRef,
         /// `spec.deletionPolicy`.
         policy: DeletionPolicy,
+        /// Deletion protection is on.
+        protected: bool,
     },
     /// The applied version is being rolled out.
     Deploying,
@@ -302,6 +307,8 @@ pub enum Step {
         old: JobRef,
         /// `spec.deletionPolicy`.
         policy: DeletionPolicy,
+        /// Deletion protection is on: the job is kept.
+        protected: bool,
     },
     /// Record a fact that needs no Nomad call.
     Record(Fact),
@@ -457,6 +464,7 @@ fn settled(observed: &Observed, memory: &Memory, policy: &Policy) -> JobState {
         return JobState::Renamed {
             old: old.clone(),
             policy: policy.deletion,
+            protected: policy.protected,
         };
     }
     let Some(job) = &observed.job else {
@@ -586,9 +594,14 @@ pub fn next_action(state: &JobState) -> Step {
             answer: answer.clone(),
         }),
         JobState::NeedsPlan(_) => Step::Plan,
-        JobState::Renamed { old, policy } => Step::Retire {
+        JobState::Renamed {
+            old,
+            policy,
+            protected,
+        } => Step::Retire {
             old: old.clone(),
             policy: *policy,
+            protected: *protected,
         },
         JobState::Absent => Step::Register {
             cas_index: 0,

@@ -46,6 +46,9 @@ pub struct Context {
     pub parse_support: ParseSupport,
     /// Whether the operator may read ConfigMaps and Secrets for `spec.variablesFrom`.
     pub variables_from: bool,
+    /// `--deletion-protection`: no deletion stops or purges a job unless its object's
+    /// protection annotation is `"false"`.
+    pub deletion_protection: bool,
 }
 
 /// When each object was last planned, so that a reconcile woken by Nomad need not plan

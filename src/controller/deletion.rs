@@ -1,7 +1,6 @@
 //! What deleting a `NomadJob` does to its Nomad job (pure).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 
 use crate::crd::{DELETION_PROTECTION_ANNOTATION, DeletionPolicy};
 
@@ -9,12 +8,8 @@ use super::observe::JobView;
 use super::ownership::Ownership;
 
 /// What the cleanup of a deleted object does.
-///
-/// `Why` is the refusal's message: `String` everywhere except the transitional
-/// [`deletion`] wrapper, whose `Infallible` tells the compiler that it never refuses (so a
-/// `match` on it needs no `Refused` arm). The parameter goes with that wrapper.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Deletion<Why = String> {
+pub enum Deletion {
     /// Leave the job running, for the reason given, and let the object go.
     Orphan(&'static str),
     /// Nothing to do: the job is gone, not this object's, or already stopped.
@@ -25,7 +20,7 @@ pub enum Deletion<Why = String> {
     Purge,
     /// Deletion protection is on: leave the job running and keep the object's finalizer
     /// until the protection is lifted. The message says how.
-    Refused(Why),
+    Refused(String),
 }
 
 /// What can hold back a deletion besides the policy and the job itself.
@@ -59,7 +54,7 @@ pub fn protected(annotations: Option<&BTreeMap<String, String>>, operator_defaul
 /// it, and the [`Guards`]. Only a job Nomad says is this object's is ever stopped or
 /// purged, and then only when it is not protected; while the CRD is being deleted, no job
 /// is (and protection never keeps the finalizer, so the CRD's deletion can finish).
-pub fn deletion_guarded(
+pub fn deletion(
     policy: DeletionPolicy,
     suspended: bool,
     job: Option<&JobView>,
@@ -75,30 +70,12 @@ pub fn deletion_guarded(
     match unguarded(policy, job, owned) {
         Deletion::Stop if guards.protected => Deletion::Refused(refusal("stopped")),
         Deletion::Purge if guards.protected => Deletion::Refused(refusal("purged")),
-        other => widen(other),
+        other => other,
     }
-}
-
-/// [`deletion_guarded`] with no guards (`Guards::default()`), for the caller not yet
-/// switched to it. It never refuses.
-pub fn deletion(
-    policy: DeletionPolicy,
-    suspended: bool,
-    job: Option<&JobView>,
-    owned: &Ownership,
-) -> Deletion<Infallible> {
-    if suspended {
-        return Deletion::Orphan("the object is suspended");
-    }
-    unguarded(policy, job, owned)
 }
 
 /// The decision from the policy, the job and its owner alone.
-fn unguarded(
-    policy: DeletionPolicy,
-    job: Option<&JobView>,
-    owned: &Ownership,
-) -> Deletion<Infallible> {
+fn unguarded(policy: DeletionPolicy, job: Option<&JobView>, owned: &Ownership) -> Deletion {
     if policy == DeletionPolicy::Orphan {
         return Deletion::Orphan("deletionPolicy is Orphan");
     }
@@ -112,16 +89,6 @@ fn unguarded(
         DeletionPolicy::Purge => Deletion::Purge,
         _ if job.stop => Deletion::Nothing,
         _ => Deletion::Stop,
-    }
-}
-
-/// A decision that cannot be a refusal, as one that could.
-fn widen(decision: Deletion<Infallible>) -> Deletion {
-    match decision {
-        Deletion::Orphan(why) => Deletion::Orphan(why),
-        Deletion::Nothing => Deletion::Nothing,
-        Deletion::Stop => Deletion::Stop,
-        Deletion::Purge => Deletion::Purge,
     }
 }
 
@@ -423,23 +390,16 @@ mod tests {
         ];
         for (name, policy, suspended, job, owned, guards, want) in rows {
             assert_eq!(
-                deletion_guarded(policy, suspended, job, owned, guards),
+                deletion(policy, suspended, job, owned, guards),
                 want,
                 "{name}"
             );
-            if guards == Guards::default() {
-                assert_eq!(
-                    widen(deletion(policy, suspended, job, owned)),
-                    want,
-                    "{name}: the wrapper"
-                );
-            }
         }
     }
 
     #[test]
     fn a_refusal_says_what_was_held_back_and_how_to_lift_it() {
-        let Deletion::Refused(why) = deletion_guarded(
+        let Deletion::Refused(why) = deletion(
             DeletionPolicy::Purge,
             false,
             Some(&JobView::default()),

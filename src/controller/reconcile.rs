@@ -28,7 +28,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
-use crate::crd::{DeletionPolicy, FINALIZER, NomadJob, NomadJobStatus, reason};
+use crate::crd::{DeletionPolicy, FINALIZER, JobRef, NomadJob, NomadJobStatus, reason};
 use crate::nomad::{NomadError, Scope};
 
 use super::act::act;
@@ -36,7 +36,8 @@ use super::classify::{
     Fact, JobState, Memory, Policy, Progress, Spec, Step, absorb, classify, intent, next_action,
 };
 use super::context::Context;
-use super::deletion::{Deletion, deletion};
+use super::crd_presence::crd_terminating;
+use super::deletion::{Deletion, Guards, deletion, protected};
 use super::error::Error;
 use super::kube_side::{ApiServer, KubeSide, Target, patch_params};
 use super::observe::{self, JobView, Observed};
@@ -115,9 +116,10 @@ async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Erro
                         return refuse_cleanup(&obj, &key, target, &kube).await;
                     }
                     let desired = resolve::known_job(&obj, ctx);
-                    let action = cleanup(&head, desired.as_ref(), ctx, &kube).await?;
-                    remove_finalizer(ctx, target, &obj.metadata).await?;
-                    Ok(action)
+                    if cleanup(&head, desired.as_ref(), ctx, &kube).await? == Cleanup::Done {
+                        remove_finalizer(ctx, target, &obj.metadata).await?;
+                    }
+                    Ok(Action::await_change())
                 }
                 FinalizerStep::Nothing => Ok(Action::await_change()),
             }
@@ -213,7 +215,10 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         redactor,
         error: unresolved,
     } = resolve(obj, ctx).await;
-    let policy = Policy::of(&obj.spec);
+    let policy = Policy {
+        protected: protected(obj.metadata.annotations.as_ref(), ctx.deletion_protection),
+        ..Policy::of(&obj.spec)
+    };
     let owner = (target.namespace.as_str(), target.name.as_str());
     let mut memory = Memory::from_status(&previous);
     if let Spec::Desired(desired) = &spec {
@@ -479,68 +484,121 @@ impl Head {
     }
 }
 
-/// The `Cleanup` branch: applies `spec.deletionPolicy` to the job this object manages.
-/// The job is the one the status records (recorded before the first register), or the
-/// one the spec names when the status has none; the job is removed only when Nomad
-/// says it is this object's.
+/// How a cleanup ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    /// The deletion policy is applied: the finalizer may come off.
+    Done,
+    /// The job is protected from deletion: the finalizer stays.
+    Kept,
+}
+
+/// The `Cleanup` branch: applies `spec.deletionPolicy` to the job this object manages,
+/// and to the one it managed before a rename if that is still pending. The job is the one
+/// the status records (recorded before the first register), or the one the spec names
+/// when the status has none; a job is removed only when it is this object's (its `Meta`,
+/// or the `CreateIndex` the status records), never while the NomadJob CRD itself is
+/// being deleted, and never while its deletion protection is on (then [`Cleanup::Kept`]).
 pub async fn cleanup(
     head: &Head,
     desired: Option<&DesiredJob>,
     ctx: &Context,
     kube: &impl KubeSide,
-) -> Result<Action, Error> {
+) -> Result<Cleanup, Error> {
     let target = Target::of(&head.metadata).ok_or(Error::MissingObjectKey)?;
     let obj_ref = object_ref(&target);
+    let status = head.status.clone().unwrap_or_default();
+    let recorded =
+        status
+            .job_id
+            .clone()
+            .zip(status.job_namespace.clone())
+            .map(|(job_id, namespace)| JobRef {
+                namespace,
+                job_id,
+                create_index: status.job_create_index,
+            });
+    let current = recorded.or_else(|| {
+        desired.map(|d| JobRef {
+            namespace: d.namespace.clone(),
+            job_id: d.id.clone(),
+            create_index: None,
+        })
+    });
+    let jobs: Vec<JobRef> = current
+        .into_iter()
+        .chain(status.renamed_from.clone())
+        .collect();
+    let guards = Guards {
+        crd_terminating: crd_terminating(&ctx.kube).await?,
+        protected: protected(head.metadata.annotations.as_ref(), ctx.deletion_protection),
+    };
+    let region = desired
+        .and_then(|d| d.region.clone())
+        .or_else(|| ctx.defaults.region.clone());
+    let mut notes = Vec::new();
+    for old in &jobs {
+        let scope = Scope {
+            namespace: Some(old.namespace.clone()),
+            region: region.clone(),
+        };
+        let id = &old.job_id;
+        let policy = head.spec.deletion_policy;
+        let skip_read =
+            head.spec.suspend || policy == DeletionPolicy::Orphan || guards.crd_terminating;
+        let job = if skip_read {
+            None
+        } else {
+            observe::read_job(&ctx.nomad, &scope, id)
+                .await?
+                .as_ref()
+                .map(JobView::parse)
+        };
+        let claim = Claim {
+            recorded_create_index: old.create_index,
+            adopt: false,
+        };
+        let owned = ownership(job.as_ref(), &target.namespace, &target.name, claim);
+        match deletion(policy, head.spec.suspend, job.as_ref(), &owned, guards) {
+            Deletion::Orphan(why) => notes.push(format!("left Nomad job {id:?} running: {why}")),
+            Deletion::Nothing => {}
+            Deletion::Refused(why) => {
+                let previous = status.clone();
+                stall(
+                    &target,
+                    &previous,
+                    head.metadata.generation,
+                    reason::DELETION_PROTECTED,
+                    format!("Nomad job {id:?}: {why}"),
+                    kube,
+                )
+                .await?;
+                return Ok(Cleanup::Kept);
+            }
+            stop @ (Deletion::Stop | Deletion::Purge) => {
+                let purge = stop == Deletion::Purge;
+                match ctx.nomad.deregister_job(&scope, id, purge).await {
+                    Ok(_) | Err(NomadError::NotFound(_)) => {}
+                    Err(other) => return Err(other.into()),
+                }
+                let what = if purge {
+                    "purged"
+                } else {
+                    "deregistered (stopped)"
+                };
+                notes.push(format!("{what} Nomad job {id:?}"));
+            }
+        }
+    }
     ctx.plans.forget(&obj_ref);
     ctx.parsed.forget(&obj_ref);
     ctx.sources.forget(&obj_ref);
     ctx.metrics.record_ready(&obj_ref.to_string(), None);
-    let status = head.status.clone().unwrap_or_default();
-    let recorded = status.job_id.clone().zip(status.job_namespace.clone());
-    let Some((id, namespace)) =
-        recorded.or_else(|| desired.map(|d| (d.id.clone(), d.namespace.clone())))
-    else {
-        return Ok(Action::await_change());
-    };
-    ctx.jobs.remove(&(namespace.clone(), id.clone()), &obj_ref);
-    let scope = Scope {
-        namespace: Some(namespace),
-        region: desired
-            .and_then(|d| d.region.clone())
-            .or_else(|| ctx.defaults.region.clone()),
-    };
-    let policy = head.spec.deletion_policy;
-    let job = if head.spec.suspend || policy == DeletionPolicy::Orphan {
-        None
-    } else {
-        observe::read_job(&ctx.nomad, &scope, &id)
-            .await?
-            .as_ref()
-            .map(JobView::parse)
-    };
-    let claim = Claim {
-        recorded_create_index: status.job_create_index,
-        adopt: false,
-    };
-    let owned = ownership(job.as_ref(), &target.namespace, &target.name, claim);
-    let note = match deletion(policy, head.spec.suspend, job.as_ref(), &owned) {
-        Deletion::Orphan(why) => Some(format!("left Nomad job {id:?} running: {why}")),
-        Deletion::Nothing => None,
-        Deletion::Stop | Deletion::Purge => {
-            let purge = policy == DeletionPolicy::Purge;
-            match ctx.nomad.deregister_job(&scope, &id, purge).await {
-                Ok(_) | Err(NomadError::NotFound(_)) => {}
-                Err(other) => return Err(other.into()),
-            }
-            let what = if purge {
-                "purged"
-            } else {
-                "deregistered (stopped)"
-            };
-            Some(format!("{what} Nomad job {id:?}"))
-        }
-    };
-    if let Some(note) = note {
+    for old in &jobs {
+        ctx.jobs
+            .remove(&(old.namespace.clone(), old.job_id.clone()), &obj_ref);
+    }
+    for note in notes {
         kube.publish(
             &target,
             Notice {
@@ -551,7 +609,7 @@ pub async fn cleanup(
         )
         .await;
     }
-    Ok(Action::await_change())
+    Ok(Cleanup::Done)
 }
 
 /// Keeps the finalizer of an object being deleted whose spec has a field that looks like
@@ -568,32 +626,42 @@ async fn refuse_cleanup(
         "the object is being deleted, but spec has the unknown field {key:?} instead of deletionPolicy, so the operator does not know what to do with the Nomad job; it is left untouched. Fix the field (kubectl edit), and the deletion goes on"
     );
     let previous = obj.status.clone().unwrap_or_default();
-    stall_invalid(target, &previous, obj.metadata.generation, message, kube).await
+    stall(
+        target,
+        &previous,
+        obj.metadata.generation,
+        reason::INVALID_SPEC,
+        message,
+        kube,
+    )
+    .await?;
+    Ok(Action::await_change())
 }
 
-/// Sets `Stalled/InvalidSpec` with `message` on `target` outside a reconcile's report
+/// Sets `Stalled` with `reason` and `message` on `target` outside a reconcile's report
 /// (the status is written only when it changes) and publishes one Warning Event when the
-/// message is new. The object then waits for a change.
-async fn stall_invalid(
+/// message is new.
+async fn stall(
     target: &Target,
     previous: &NomadJobStatus,
     generation: Option<i64>,
+    reason: &'static str,
     message: String,
     kube: &impl KubeSide,
-) -> Result<Action, Error> {
+) -> Result<(), Error> {
     let mut status = previous.clone();
     status.observed_generation = generation;
     set_readiness(
         &mut status.conditions,
         &super::report::Readiness::Stalled {
-            reason: reason::INVALID_SPEC,
+            reason,
             message: message.clone(),
         },
         generation,
         &Time(k8s_openapi::jiff::Timestamp::now()),
     );
     let announced = find_condition(&previous.conditions, crate::crd::condition::STALLED)
-        .is_some_and(|c| c.reason == reason::INVALID_SPEC && c.message == message);
+        .is_some_and(|c| c.reason == reason && c.message == message);
     kube.write_status(target, previous, &status).await?;
     if !announced {
         warn!(object = %object_ref(target), "{message}");
@@ -601,13 +669,13 @@ async fn stall_invalid(
             target,
             Notice {
                 warning: true,
-                reason: reason::INVALID_SPEC.into(),
+                reason: reason.into(),
                 note: message,
             },
         )
         .await;
     }
-    Ok(Action::await_change())
+    Ok(())
 }
 
 /// An object whose JSON cannot be decoded as a `NomadJob`: it is reported on (a
@@ -626,9 +694,10 @@ async fn undecodable(
     };
     match finalizer_step(&head.metadata) {
         FinalizerStep::Cleanup => {
-            let action = cleanup(&head, None, ctx, kube).await?;
-            remove_finalizer(ctx, target, &head.metadata).await?;
-            return Ok(action);
+            if cleanup(&head, None, ctx, kube).await? == Cleanup::Done {
+                remove_finalizer(ctx, target, &head.metadata).await?;
+            }
+            return Ok(Action::await_change());
         }
         FinalizerStep::Nothing => return Ok(Action::await_change()),
         FinalizerStep::Add | FinalizerStep::Apply => {}
@@ -637,5 +706,14 @@ async fn undecodable(
     let message = format!(
         "the object cannot be decoded ({decode_error}); fix the manifest (spec.job must be a Nomad job in JSON form, nested at most 100 levels)"
     );
-    stall_invalid(target, &previous, head.metadata.generation, message, kube).await
+    stall(
+        target,
+        &previous,
+        head.metadata.generation,
+        reason::INVALID_SPEC,
+        message,
+        kube,
+    )
+    .await?;
+    Ok(Action::await_change())
 }

@@ -15,7 +15,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::crd::{FINALIZER, NomadJob, RETRY_ANNOTATION};
+use crate::crd::{DELETION_PROTECTION_ANNOTATION, FINALIZER, NomadJob, RETRY_ANNOTATION};
 use crate::jobspec::ParseSupport;
 use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
@@ -76,6 +76,12 @@ pub struct RunArgs {
     #[arg(long, env = "VARIABLES_FROM")]
     pub variables_from: bool,
 
+    /// Protect every job from deletion: deleting a NomadJob leaves its Nomad job running
+    /// (and the object in place) unless the object's
+    /// `nomadoperator.dev/deletion-protection` annotation is "false".
+    #[arg(long, env = "DELETION_PROTECTION")]
+    pub deletion_protection: bool,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
     pub log_format: crate::telemetry::LogFormat,
@@ -122,6 +128,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         sources: Arc::new(SourceIndex::default()),
         parse_support: ParseSupport::default(),
         variables_from: args.variables_from,
+        deletion_protection: args.deletion_protection,
     }))
 }
 
@@ -314,6 +321,9 @@ fn trigger_fingerprint(obj: &Watched) -> Option<u64> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     obj.metadata.generation.hash(&mut hasher);
     obj.annotations().get(RETRY_ANNOTATION).hash(&mut hasher);
+    obj.annotations()
+        .get(DELETION_PROTECTION_ANNOTATION)
+        .hash(&mut hasher);
     obj.metadata.deletion_timestamp.is_some().hash(&mut hasher);
     obj.finalizers()
         .iter()
