@@ -73,6 +73,10 @@ impl Recorded {
 }
 
 impl KubeSide for Recorded {
+    async fn crd_terminating(&self) -> Result<bool, Error> {
+        Ok(false)
+    }
+
     async fn write_status(
         &self,
         _target: &Target,

@@ -63,6 +63,9 @@ pub trait KubeSide: Sync {
 
     /// Publishes `notice` about `target` (failures are logged, never returned).
     fn publish(&self, target: &Target, notice: Notice) -> impl Future<Output = ()> + Send;
+
+    /// Whether the NomadJob CRD itself is being deleted (then no deletion stops a job).
+    fn crd_terminating(&self) -> impl Future<Output = Result<bool, Error>> + Send;
 }
 
 /// The real apiserver, through the context's client and Event publisher.
@@ -119,6 +122,10 @@ impl KubeSide for ApiServer<'_> {
         self.ctx.kube.request_text(request).await?;
         self.ctx.metrics.status_writes.inc();
         Ok(())
+    }
+
+    async fn crd_terminating(&self) -> Result<bool, Error> {
+        Ok(super::crd_presence::crd_terminating(&self.ctx.kube).await?)
     }
 
     async fn publish(&self, target: &Target, notice: Notice) {

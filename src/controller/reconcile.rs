@@ -36,7 +36,6 @@ use super::classify::{
     Fact, JobState, Memory, Policy, Progress, Spec, Step, absorb, classify, intent, next_action,
 };
 use super::context::Context;
-use super::crd_presence::crd_terminating;
 use super::deletion::{Deletion, Guards, deletion, protected};
 use super::error::Error;
 use super::kube_side::{ApiServer, KubeSide, Target, patch_params};
@@ -530,7 +529,7 @@ pub async fn cleanup(
         .chain(status.renamed_from.clone())
         .collect();
     let guards = Guards {
-        crd_terminating: crd_terminating(&ctx.kube).await?,
+        crd_terminating: kube.crd_terminating().await?,
         protected: protected(head.metadata.annotations.as_ref(), ctx.deletion_protection),
     };
     let region = desired
