@@ -48,6 +48,19 @@ fn start_or_reuse() -> Result<ControlPlane, String> {
             kubeconfig: PathBuf::from(path),
         });
     }
+    start_new()
+}
+
+/// A control plane of the calling test's own, for a test that changes what every test
+/// shares (deleting the NomadJob CRD, say). It is stopped when the process exits.
+pub fn private_plane() -> ControlPlane {
+    match start_new() {
+        Ok(plane) => plane,
+        Err(e) => panic!("no private control plane: {e}"),
+    }
+}
+
+fn start_new() -> Result<ControlPlane, String> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("envtest")
         .join(format!("{}-{}", std::process::id(), unique_suffix()));
@@ -84,7 +97,12 @@ pub fn unique_suffix() -> String {
 
 /// A client with the control plane's admin credentials.
 pub async fn admin_client() -> Client {
-    let kubeconfig = Kubeconfig::read_from(&plane().kubeconfig).expect("read kubeconfig");
+    client_of(plane()).await
+}
+
+/// An admin client of `plane`.
+pub async fn client_of(plane: &ControlPlane) -> Client {
+    let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).expect("read kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("kubeconfig to config");
@@ -163,7 +181,11 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Creates a fresh namespace `PREFIX-<unique>` with the CRDs installed.
     pub async fn new(prefix: &str) -> Self {
-        let client = admin_client().await;
+        Self::on(admin_client().await, prefix).await
+    }
+
+    /// Like [`TestNamespace::new`], on the control plane of `client`.
+    pub async fn on(client: Client, prefix: &str) -> Self {
         install_crds(&client).await;
         let name = create_namespace(&client, prefix).await;
         Self { name, client }

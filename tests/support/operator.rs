@@ -74,17 +74,31 @@ impl Harness {
 
     /// Like [`Harness::start`], against `backend`.
     pub async fn start_on(backend: Backend, prefix: &str, extra: &[&str]) -> Self {
-        Self::start_with(backend, nomad_sim::DEFAULT_NOMAD_VERSION, prefix, extra).await
+        let ns = TestNamespace::new(prefix).await;
+        Self::start_with(backend, nomad_sim::DEFAULT_NOMAD_VERSION, ns, extra).await
     }
 
     /// Like [`Harness::start`], with the simulator emulating Nomad release `version`.
     pub async fn start_on_release(version: &str, prefix: &str, extra: &[&str]) -> Self {
-        Self::start_with(Backend::Sim, version, prefix, extra).await
+        let ns = TestNamespace::new(prefix).await;
+        Self::start_with(Backend::Sim, version, ns, extra).await
     }
 
-    async fn start_with(backend: Backend, version: &str, prefix: &str, extra: &[&str]) -> Self {
+    /// Like [`Harness::start_on`], on a control plane of the test's own (for a test that
+    /// changes what all tests share, such as the CRD).
+    pub async fn start_on_private_plane(backend: Backend, prefix: &str, extra: &[&str]) -> Self {
+        let plane = super::envtest::private_plane();
+        let ns = TestNamespace::on(super::envtest::client_of(&plane).await, prefix).await;
+        Self::start_with(backend, nomad_sim::DEFAULT_NOMAD_VERSION, ns, extra).await
+    }
+
+    async fn start_with(
+        backend: Backend,
+        version: &str,
+        ns: TestNamespace,
+        extra: &[&str],
+    ) -> Self {
         nomad_operator::telemetry::init(nomad_operator::telemetry::LogFormat::Text);
-        let ns = TestNamespace::new(prefix).await;
         let (backing, nomad_namespace) = match backend {
             Backend::Sim => {
                 let (sim, server) = super::fixtures::start_simulator_of(Some(TOKEN), version).await;
