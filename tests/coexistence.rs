@@ -113,6 +113,8 @@ async fn a_hand_run_job_without_owner_keys_is_drift_and_still_deregistered(backe
     // `nomad job run web.nomad` in an incident: the file has no owner keys.
     let mut hand = h.service_job(1, "/bin/sleep", &["1000000"], false);
     hand["ID"] = json!("web");
+    // A job body names its namespace (Nomad ignores `?namespace=` for the body's job).
+    hand["Namespace"] = json!(h.nomad_namespace);
     hand["Priority"] = json!(80);
     h.nomad
         .register_job(&Scope::default(), &hand, None)
@@ -143,6 +145,7 @@ async fn adopting_an_identical_running_job_restarts_nothing(backend: Backend) {
     let h = Harness::start_on(backend, "adopt", &[]).await;
     let mut existing = h.service_job(2, "/bin/sleep", &["1000000"], false);
     existing["ID"] = json!("web");
+    existing["Namespace"] = json!(h.nomad_namespace);
     h.nomad
         .register_job(&Scope::default(), &existing, None)
         .await

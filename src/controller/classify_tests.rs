@@ -52,16 +52,29 @@ fn seen(job: Option<JobView>, deployments: Vec<Deployment>) -> Observed {
     }
 }
 
+/// A plan answer of `diff` at `index`; a difference shows as one field of that type.
+fn plan_of(diff: DiffType, index: u64) -> Planned {
+    Planned::new(JobPlanResponse {
+        job_modify_index: index,
+        diff: Some(JobDiff {
+            r#type: diff,
+            fields: match diff {
+                DiffType::None => Vec::new(),
+                _ => vec![crate::nomad::FieldDiff {
+                    r#type: diff,
+                    name: "Priority".into(),
+                    ..Default::default()
+                }],
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 fn planned(o: Observed, diff: DiffType, index: u64) -> Observed {
     Observed {
-        plan: Some(Planned::new(JobPlanResponse {
-            job_modify_index: index,
-            diff: Some(JobDiff {
-                r#type: diff,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })),
+        plan: Some(plan_of(diff, index)),
         ..o
     }
 }
@@ -646,24 +659,10 @@ fn after_a_crash_between_revert_and_status_the_revert_is_remembered() {
 fn a_check_and_set_conflict_is_re_read_and_re_planned() {
     let mut io = vec![
         Fact::Observed(Box::new(seen(Some(job(1, 10)), vec![]))),
-        Fact::Planned(Box::new(Planned::new(JobPlanResponse {
-            job_modify_index: 10,
-            diff: Some(JobDiff {
-                r#type: DiffType::Edited,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))),
+        Fact::Planned(Box::new(plan_of(DiffType::Edited, 10))),
         Fact::CasConflict,
         Fact::Observed(Box::new(seen(Some(job(2, 11)), vec![]))),
-        Fact::Planned(Box::new(Planned::new(JobPlanResponse {
-            job_modify_index: 11,
-            diff: Some(JobDiff {
-                r#type: DiffType::Edited,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))),
+        Fact::Planned(Box::new(plan_of(DiffType::Edited, 11))),
         Fact::Registered {
             version: 3,
             spec_counts: Default::default(),

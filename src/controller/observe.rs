@@ -129,11 +129,7 @@ impl Planned {
     /// Wraps a plan answer.
     pub fn new(answer: JobPlanResponse) -> Self {
         Self {
-            diff: answer
-                .diff
-                .as_ref()
-                .map(|d| d.r#type)
-                .unwrap_or(DiffType::None),
+            diff: answer.diff_type().unwrap_or(DiffType::None),
             job_modify_index: answer.job_modify_index,
             answer,
         }

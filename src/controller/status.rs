@@ -61,11 +61,7 @@ pub fn mirror(
 /// records no updates: nothing is registered, and its counts (which only reflect how
 /// far the scheduler has placed the current version) would change the status at rest.
 pub fn plan_status(plan: &JobPlanResponse) -> PlanStatus {
-    let diff_type = plan
-        .diff
-        .as_ref()
-        .map(|d| d.r#type)
-        .unwrap_or(DiffType::None);
+    let diff_type = plan.diff_type().unwrap_or(DiffType::None);
     if diff_type == DiffType::None {
         return PlanStatus {
             diff_type: "None".into(),
@@ -314,6 +310,11 @@ mod tests {
         );
         if let Some(diff) = plan.diff.as_mut() {
             diff.r#type = DiffType::Edited;
+            diff.fields = vec![crate::nomad::FieldDiff {
+                r#type: DiffType::Edited,
+                name: "Priority".into(),
+                ..Default::default()
+            }];
         }
         let edited = plan_status(&plan);
         assert_eq!(

@@ -1000,3 +1000,28 @@ fn shapes_of_other_nomad_releases() {
             .expect("deployment");
     assert!(pending.is_active());
 }
+
+#[test]
+fn an_edited_diff_with_nothing_in_it_is_no_difference() {
+    // What Nomad 1.1.2 answers when a job with a `Scaling` block is planned against
+    // itself (measured on the real agent): `Edited`, a group `Edited` with nothing inside.
+    let plan: JobPlanResponse = serde_json::from_value(serde_json::json!({
+        "JobModifyIndex": 10,
+        "Diff": {"Type": "Edited", "ID": "sc", "Fields": null, "Objects": null, "TaskGroups": [
+            {"Type": "Edited", "Name": "g", "Fields": null, "Objects": null,
+             "Updates": {"in-place update": 1},
+             "Tasks": [{"Type": "None", "Name": "t", "Fields": null, "Objects": null, "Annotations": null}]}
+        ]}
+    }))
+    .expect("plan");
+    assert_eq!(plan.diff_type(), Some(DiffType::None));
+    let edited: JobPlanResponse =
+        serde_json::from_str(&text("job-plan-edited")).expect("recorded edited plan");
+    assert_eq!(
+        edited.diff_type(),
+        Some(DiffType::Edited),
+        "a real edit stays one"
+    );
+    let new: JobPlanResponse = serde_json::from_str(&text("job-plan-new")).expect("new plan");
+    assert_eq!(new.diff_type(), Some(DiffType::Added));
+}

@@ -33,13 +33,46 @@ pub struct JobPlanResponse {
 
 impl JobPlanResponse {
     /// The top-level diff type, or `None` when Nomad sent no diff.
+    ///
+    /// An `Edited` diff in which nothing is added, deleted or edited is `None`: Nomad
+    /// 1.1.2 plans a job with a `Scaling` block against itself as `Edited`, with a task
+    /// group marked `Edited` that holds no field or object (the server-side scaling
+    /// policy's ID and indexes differ from the submitted one's, and are not shown).
     pub fn diff_type(&self) -> Option<DiffType> {
-        self.diff.as_ref().map(|d| d.r#type)
+        self.diff.as_ref().map(|d| match d.r#type {
+            DiffType::Edited if !d.changes_anything() => DiffType::None,
+            other => other,
+        })
     }
 }
 
-/// A diff type. Decide on the top-level one only: sub-objects may say `None` inside an
-/// `Edited` job.
+impl JobDiff {
+    /// Whether any field, object, task group or task is added, deleted or edited.
+    pub fn changes_anything(&self) -> bool {
+        changed(&self.fields, &self.objects)
+            || self.task_groups.iter().any(|g| {
+                g.r#type != DiffType::Edited && g.r#type != DiffType::None
+                    || changed(&g.fields, &g.objects)
+                    || g.tasks.iter().any(|t| {
+                        t.r#type != DiffType::Edited && t.r#type != DiffType::None
+                            || changed(&t.fields, &t.objects)
+                    })
+            })
+    }
+}
+
+/// Whether any of `fields` or `objects` (at any depth) is added, deleted or edited.
+fn changed(fields: &[FieldDiff], objects: &[ObjectDiff]) -> bool {
+    fields.iter().any(|f| f.r#type != DiffType::None)
+        || objects.iter().any(|o| {
+            o.r#type == DiffType::Added
+                || o.r#type == DiffType::Deleted
+                || changed(&o.fields, &o.objects)
+        })
+}
+
+/// A diff type. Decide on the top-level one only ([`JobPlanResponse::diff_type`]):
+/// sub-objects may say `None` inside an `Edited` job.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DiffType {
     /// No difference.
