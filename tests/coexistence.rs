@@ -83,8 +83,13 @@ async fn counts_with_a_scaling_block_stay_with_the_autoscaler(backend: Backend) 
     // A change of the spec's count is the user's intent: applied once, and said so.
     job["TaskGroups"][0]["Count"] = json!(3);
     h.apply("web", json!({"job": job.clone()})).await;
-    h.wait_for("web", "version 1", |o| ready(o) && version(o) == Some(1))
-        .await;
+    h.wait_for("web", "the spec's count registered", |o| {
+        ready(o)
+            && o.status
+                .as_ref()
+                .is_some_and(|s| s.applied_counts.get("web") == Some(&3))
+    })
+    .await;
     let live = h.nomad_job("web").await.expect("job");
     assert_eq!(group_count(&live), Some(3));
     assert_eq!(h.count("POST", WEB), 2);
@@ -128,12 +133,20 @@ async fn a_hand_run_job_without_owner_keys_is_drift_and_still_deregistered(backe
             .is_some_and(|j| j["Priority"] == json!(50))
     })
     .await;
+    // The status reports it (no write refused): in sync again, not stalled.
     let obj = h
-        .wait_for("web", "Ready and in sync", |o| {
-            ready(o) && condition(o, "Drifted").is_some_and(|c| c.status == "False")
+        .wait_for("web", "in sync", |o| {
+            condition(o, "Drifted").is_some_and(|c| c.status == "False")
         })
         .await;
     assert!(condition(&obj, "Stalled").is_some_and(|c| c.status == "False"));
+    assert_eq!(
+        obj.status.as_ref().and_then(|s| s.job_create_index),
+        h.nomad_job("web")
+            .await
+            .and_then(|j| j["CreateIndex"].as_u64()),
+        "the status records the job it proves it owns"
+    );
     // Still this object's job: deleting the object deregisters it.
     h.delete_and_wait("web").await;
     assert_eq!(h.count("DELETE", WEB), 1);
