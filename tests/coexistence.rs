@@ -7,7 +7,6 @@ mod support;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams};
-use nomad_operator::crd::NomadJob;
 use nomad_operator::nomad::Scope;
 use serde_json::{Value, json};
 use support::operator::{Backend, Harness, TOKEN, condition, ready, wait_until};
@@ -15,10 +14,6 @@ use support::scenarios;
 
 const WEB: &str = "/v1/job/web";
 const PLAN: &str = "/v1/job/web/plan";
-
-fn version(obj: &NomadJob) -> Option<u64> {
-    obj.status.as_ref().and_then(|s| s.job_version)
-}
 
 /// The IDs of the job's allocations that run, sorted.
 async fn running_allocations(h: &Harness, id: &str) -> Vec<String> {
