@@ -218,8 +218,8 @@ impl State {
         &mut self,
         alloc_id: &str,
         spec: &Arc<Obj>,
-        version: u64,
-        jmi: u64,
+        (version, jmi): (u64, u64),
+        eval_id: &str,
         deployment_id: Option<&str>,
         idx: u64,
     ) {
@@ -235,6 +235,7 @@ impl State {
             };
             a.job = spec.clone();
             a.job_snap = snap;
+            a.eval_id = eval_id.to_string();
             a.job_version = version;
             a.job_modify_index = jmi;
             a.modify_index = idx;
@@ -397,6 +398,7 @@ impl State {
                 self.run_watcher_eval(&key, "alloc-failure");
             }
             Timer::ProgressDeadline { deployment } => self.progress_deadline(&deployment),
+            Timer::WatcherEval { deployment } => self.watcher_eval_due(&deployment),
         }
     }
 

@@ -384,16 +384,47 @@ pub(crate) fn canonicalize_job(input: &Obj, namespace: &str, region: &str) -> Ob
     };
     job.insert("Update".into(), job_update);
     let job_name = s(&job, "Name").unwrap_or_default().to_string();
+    let target = (
+        s(&job, "Namespace").unwrap_or_default().to_string(),
+        s(&job, "ID").unwrap_or_default().to_string(),
+    );
     if let Some(Value::Array(gs)) = job.get_mut("TaskGroups") {
         for g in gs.iter_mut() {
             if let Value::Object(g) = g {
                 canonicalize_group(g, api_update.as_ref(), &job_type, &job_name);
+                canonicalize_scaling(g, &target.0, &target.1);
             }
         }
     } else {
         job.insert("TaskGroups".into(), Value::Null);
     }
     job
+}
+
+/// A group's `Scaling` policy as Nomad stores it from an API job: `Enabled` true and
+/// `Min` the group's count unless given, `Max` -1 when missing (refused by validation),
+/// type `horizontal`, the group as its `Target`, and the ID and indexes the server sets
+/// (a client's are ignored: 0 until the policy is written).
+fn canonicalize_scaling(g: &mut Obj, namespace: &str, job_id: &str) {
+    let count = g.get("Count").cloned().unwrap_or(json!(1));
+    let name = g.get("Name").cloned().unwrap_or(json!(""));
+    let Some(Value::Object(p)) = g.get_mut("Scaling") else {
+        return;
+    };
+    set_default(p, "Enabled", json!(true));
+    set_default(p, "Min", count);
+    set_default(p, "Max", json!(-1));
+    set_default(p, "Policy", Value::Null);
+    if s(p, "Type").unwrap_or_default().is_empty() {
+        p.insert("Type".into(), json!("horizontal"));
+    }
+    p.insert(
+        "Target".into(),
+        json!({"Namespace": namespace, "Job": job_id, "Group": name}),
+    );
+    p.insert("ID".into(), json!(""));
+    p.insert("CreateIndex".into(), json!(0));
+    p.insert("ModifyIndex".into(), json!(0));
 }
 
 fn canonicalize_group(g: &mut Obj, job_update: Option<&Obj>, job_type: &str, job_name: &str) {
@@ -637,6 +668,15 @@ fn validate_group(g: &Obj, job_type: &str) -> Vec<String> {
             errs.extend(validate_update(up));
         }
     }
+    if let Some(p) = o(g, "Scaling") {
+        let serrs = validate_scaling(p, i(g, "Count").unwrap_or(0));
+        if !serrs.is_empty() {
+            errs.push(format!(
+                "Task group scaling policy validation failed: {}",
+                multierror(&serrs)
+            ));
+        }
+    }
     let mut seen: Vec<(&str, usize)> = Vec::new();
     for (idx, t) in ts.iter().enumerate() {
         let name = s(t, "Name").unwrap_or_default();
@@ -678,6 +718,29 @@ fn validate_group(g: &Obj, job_type: &str) -> Vec<String> {
         }
     }
     errs
+}
+
+/// `TaskGroup.validateScalingPolicy` of a canonical policy.
+fn validate_scaling(p: &Obj, count: i64) -> Vec<String> {
+    let mut errs = Vec::new();
+    let (min, max) = (i(p, "Min").unwrap_or(0), i(p, "Max").unwrap_or(-1));
+    if min < 0 {
+        errs.push("minimum count must be specified and non-negative");
+    }
+    if max < 0 {
+        errs.push("maximum count must be specified and non-negative");
+    } else if max < min {
+        errs.push("maximum count must not be less than minimum count");
+    }
+    if max < count {
+        errs.push("task group count must not be greater than maximum count in scaling policy");
+    }
+    if count < min {
+        errs.push("task group count must not be less than minimum count in scaling policy");
+    }
+    errs.into_iter()
+        .map(|e| format!("Scaling policy invalid: {e}"))
+        .collect()
 }
 
 fn validate_update(up: &Obj) -> Vec<String> {

@@ -14,6 +14,10 @@ pub(crate) const DESC_FAILED_ALLOCS: &str = "Failed due to unhealthy allocations
 pub(crate) const DESC_PROGRESS_DEADLINE: &str = "Failed due to progress deadline";
 pub(crate) const DESC_FAILED_BY_USER: &str = "Deployment marked as failed";
 
+/// How long the deployment watcher gathers allocation health changes into one
+/// evaluation (`perJobEvalBatchPeriod`, 1 s).
+const EVAL_BATCH_NS: u64 = 1_000_000_000;
+
 impl State {
     /// Recounts a deployment after an allocation's health changed, then does what
     /// Nomad's deployment watcher does: a healthy allocation gets an evaluation to move
@@ -41,10 +45,25 @@ impl State {
             .and_then(|g| d.groups.get(&g))
             .map(|g| g.progress_deadline)
             .unwrap_or(0);
-        self.deployment_check(dep_id, idx);
+        // Whether the deployment is complete is the scheduler's call, on the evaluation
+        // the watcher creates for a healthy allocation (which is written first).
+        self.deployment_recount(dep_id, idx, false);
         let active = self.deployments.get(dep_id).is_some_and(|d| d.active());
         if healthy {
-            self.create_watcher_eval(&key, dep_id, None);
+            // Batched like Nomad's watcher: one evaluation a batch period after the
+            // first allocation of the batch turned healthy.
+            if let Some(d) = self.deployments.get_mut(dep_id)
+                && !d.eval_batch
+            {
+                d.eval_batch = true;
+                let after = self.scaled(EVAL_BATCH_NS);
+                self.schedule(
+                    after,
+                    Timer::WatcherEval {
+                        deployment: dep_id.to_string(),
+                    },
+                );
+            }
         } else if progress_deadline > 0 && active {
             let idx = self.bump();
             if let Some(a) = self.allocs.get_mut(alloc_id) {
@@ -53,6 +72,19 @@ impl State {
             }
             self.touch(Table::Allocs, idx);
             self.create_watcher_eval(&key, dep_id, Some(idx));
+        }
+    }
+
+    /// Timer: the watcher's batched evaluation for healthy allocations, unless the
+    /// deployment is over by now (its watcher is gone then).
+    pub(crate) fn watcher_eval_due(&mut self, dep_id: &str) {
+        let Some(d) = self.deployments.get_mut(dep_id) else {
+            return;
+        };
+        d.eval_batch = false;
+        if d.active() {
+            let key = d.key();
+            self.create_watcher_eval(&key, dep_id, None);
         }
     }
 
@@ -74,6 +106,14 @@ impl State {
 
     /// Recomputes counts and decides success / failure / promotion.
     pub(crate) fn deployment_check(&mut self, dep_id: &str, idx: u64) {
+        self.deployment_recount(dep_id, idx, true);
+    }
+
+    /// Recomputes counts and decides failure / promotion, and success when
+    /// `decide_success`: like Nomad's reconciler, only when every allocation the
+    /// deployment placed that still runs is healthy (none was placed just now) and there
+    /// are enough healthy ones.
+    fn deployment_recount(&mut self, dep_id: &str, idx: u64, decide_success: bool) {
         let Some(d) = self.deployments.get(dep_id) else {
             return;
         };
@@ -83,6 +123,7 @@ impl State {
         let key = d.key();
         let now = now_ns();
         let mut counts: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();
+        let mut all_live_healthy = true;
         for a in self
             .job_alloc_ids(&key)
             .iter()
@@ -90,12 +131,16 @@ impl State {
             .filter(|a| a.deployment_id == dep_id)
         {
             let e = counts.entry(a.task_group.clone()).or_default();
-            match a.health.as_ref().and_then(|h| h.healthy) {
+            let health = a.health.as_ref().and_then(|h| h.healthy);
+            match health {
                 Some(true) => e.1 += 1,
                 Some(false) => e.2 += 1,
                 None => {}
             }
             e.0 += 1;
+            if !a.terminal() && health != Some(true) {
+                all_live_healthy = false;
+            }
         }
         let scale = self.time_scale;
         let mut deadline_timers = Vec::new();
@@ -150,9 +195,11 @@ impl State {
             d.status_description = DESC_NEEDS_PROMOTION.into();
             changed = true;
         }
-        let success = d.groups.values().all(|g| {
-            g.healthy_allocs >= g.desired_total && (g.desired_canaries == 0 || g.promoted)
-        });
+        let success = decide_success
+            && all_live_healthy
+            && d.groups.values().all(|g| {
+                g.healthy_allocs >= g.desired_total && (g.desired_canaries == 0 || g.promoted)
+            });
         if changed {
             d.modify_index = idx;
         }

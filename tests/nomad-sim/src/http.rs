@@ -1017,7 +1017,50 @@ async fn job_specific(
         let idx = inner.lock_state().stable(&key_of(id), version, stable)?;
         return Ok(json_out(&json!({"Index": idx}), Meta::Write(idx), pretty));
     }
-    if rest.ends_with("/scale") || rest.ends_with("/services") {
+    if let Some(id) = rest.strip_suffix("/scale") {
+        let key = key_of(id);
+        return match method {
+            "GET" => {
+                blocking(
+                    app,
+                    q,
+                    &[Table::Jobs, Table::Allocs, Table::ScalingEvents],
+                    pretty,
+                    move |st| {
+                        // A job that does not exist answers index 0 (Nomad sets none).
+                        st.scale_status(&key)
+                            .ok_or_else(|| ApiError::NotFoundRead("job not found".into(), 0))
+                    },
+                )
+                .await
+            }
+            "PUT" | "POST" => {
+                let args = parse_body(body, "api.ScalingRequest")?;
+                let req = crate::scaling::ScaleRequest::decode(&args)?;
+                if req
+                    .target
+                    .get("Job")
+                    .is_some_and(|j| !j.is_empty() && j != id)
+                {
+                    return Err(ApiError::BadRequest(
+                        "job ID in payload did not match URL".into(),
+                    ));
+                }
+                let res = inner.lock_state().scale(&key, &req)?;
+                Ok(json_out(
+                    &json!({
+                        "EvalCreateIndex": res.eval_create_index, "EvalID": res.eval_id,
+                        "Index": res.index, "JobModifyIndex": res.job_modify_index,
+                        "KnownLeader": true, "LastContact": 0, "Warnings": ""
+                    }),
+                    Meta::Write(res.index),
+                    pretty,
+                ))
+            }
+            _ => Err(ApiError::MethodNotAllowed),
+        };
+    }
+    if rest.ends_with("/services") {
         return Err(not_implemented(method, path));
     }
     // Job CRUD.

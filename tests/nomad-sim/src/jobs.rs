@@ -96,6 +96,10 @@ impl State {
             }
         }
         self.check_namespace(&key.0, &key.1)?;
+        // Nomad gives each scaling policy the ID the job's policy of that group has, and
+        // compares the specs after that (its `SpecChanged`, policy indexes included).
+        let spec = self.propagate_policy_ids(&key, spec);
+        let existing = self.jobs.get(&key);
         let changed = existing.is_none_or(|e| *e.spec != *spec);
         let idx = self.bump();
         if changed {
@@ -119,7 +123,7 @@ impl State {
     }
 
     /// Writes a job like Nomad's `upsertJobImpl`: into the jobs table and, as its
-    /// version, into the versions table. Without `keep`, the version is one past the
+    /// version, into the versions table (its scaling policies into theirs first). Without `keep`, the version is one past the
     /// current one and the job modify index is `idx`; with `keep = (version, jmi)` both
     /// stay (a stability change). Either way the job's status is computed now, before any
     /// evaluation of this write exists, and the version keeps that status for good.
@@ -133,6 +137,7 @@ impl State {
         idx: u64,
     ) {
         let create_index = self.jobs.get(key).map(|e| e.create_index).unwrap_or(idx);
+        let spec = self.upsert_scaling_policies(key, spec, idx);
         let status = self.derive_status(key, &spec, create_index).to_string();
         let (version, jmi) = match (keep, self.jobs.get(key)) {
             (Some(k), _) => k,
@@ -159,6 +164,7 @@ impl State {
                 e.status_description = String::new();
                 e.modify_index = idx;
                 e.job_modify_index = jmi;
+                e.aliased = true;
                 match e.versions.iter_mut().find(|v| v.version == version) {
                     Some(v) => *v = entry,
                     None => {
@@ -186,6 +192,7 @@ impl State {
                         children: Default::default(),
                         summary_create_index: idx,
                         summary_modify_index: idx,
+                        aliased: true,
                     },
                 );
                 self.touch(Table::Summary, idx);
@@ -197,9 +204,12 @@ impl State {
     /// `DELETE /v1/job/:id` (stop as a new version, or purge).
     pub(crate) fn deregister(&mut self, key: &JobKey, purge: bool) -> WriteResult {
         let idx = self.bump();
+        // A periodic or parameterized job gets no evaluation.
+        let parent = self.jobs.get(key).is_some_and(JobEntry::is_parent);
         if self.jobs.contains_key(key) {
             if purge {
                 self.jobs.remove(key);
+                self.delete_job_scaling(key, idx);
                 self.touch(Table::Jobs, idx);
                 self.touch(Table::Summary, idx);
             } else if let Some(j) = self.jobs.get(key) {
@@ -211,7 +221,11 @@ impl State {
                 self.upsert_job(key, Arc::new(spec), stable, submit, None, idx);
             }
         }
-        let eval_id = self.create_eval(key, "job-deregister", idx, idx, true);
+        let eval_id = if parent {
+            String::new()
+        } else {
+            self.create_eval(key, "job-deregister", idx, idx, true)
+        };
         self.refresh_job(key, idx);
         WriteResult {
             eval_id,
@@ -286,6 +300,8 @@ impl State {
         self.check_namespace(&key.0, &key.1)?;
         let existing = self.jobs.get(key);
         let old = existing.map(|j| j.spec.as_ref());
+        let new_spec = self.propagate_policy_ids(key, Arc::new(new_spec.clone()));
+        let new_spec = new_spec.as_ref();
         let changed = old.is_none_or(|o| o != new_spec);
         let updates = self.plan_updates(key, new_spec, changed);
         let diff = if want_diff {

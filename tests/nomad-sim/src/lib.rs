@@ -31,6 +31,7 @@ mod http;
 mod jobs;
 mod namespaces;
 mod plan_diff;
+mod scaling;
 mod scheduler;
 mod server;
 mod state;

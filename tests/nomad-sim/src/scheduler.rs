@@ -121,7 +121,17 @@ impl State {
         }
         let key = (ev.namespace.clone(), ev.job_id.clone());
         let idx = self.bump();
+        let before = (self.table(Table::Allocs), self.table(Table::Deployments));
         self.reconcile(&key, idx, id);
+        // An evaluation that planned something is marked complete in a write of its
+        // own, after the plan's.
+        let planned = (self.table(Table::Allocs), self.table(Table::Deployments)) != before;
+        let done = if planned {
+            self.refresh_job(&key, idx);
+            self.bump()
+        } else {
+            idx
+        };
         // The scheduler links the evaluation to the job's latest deployment.
         let ci = self.jobs.get(&key).map(|j| j.create_index);
         let dep = self
@@ -133,12 +143,12 @@ impl State {
                 ev.deployment_id = dep;
             }
             ev.status = "complete".into();
-            ev.modify_index = idx;
+            ev.modify_index = done;
             ev.snapshot_index = idx - 1;
             ev.modify_time = now_ns();
         }
-        self.touch(Table::Evals, idx);
-        self.refresh_job(&key, idx);
+        self.touch(Table::Evals, done);
+        self.refresh_job(&key, done);
     }
 
     /// Reconciles a job on behalf of the deployment watcher / failure handling,
@@ -236,6 +246,8 @@ impl State {
         {
             j.status = status.to_string();
             j.modify_index = idx;
+            // Nomad's `setJobStatus` writes a copy of the job.
+            j.aliased = false;
             self.touch(Table::Jobs, idx);
         }
     }
@@ -514,6 +526,7 @@ impl State {
             groups: dgroups,
             create_index: idx,
             modify_index: idx,
+            eval_batch: false,
         };
         self.deployments.insert(id.clone(), d);
         self.deployments_by_job
@@ -644,7 +657,7 @@ impl State {
                 destructive.push((occ.index, occ.id.clone()));
             } else {
                 let dep_for_alloc = if dep_active { dep_id } else { None };
-                self.inplace_update(&occ.id, spec, version, jmi, dep_for_alloc, idx);
+                self.inplace_update(&occ.id, spec, (version, jmi), eval_id, dep_for_alloc, idx);
                 changes += 1;
             }
         }

@@ -28,6 +28,8 @@ pub(crate) enum Table {
     Deployments,
     Evals,
     Namespaces,
+    /// Nomad's `scaling_event` table (`POST /v1/job/:id/scale`).
+    ScalingEvents,
 }
 
 /// One watch channel per table; the value is the table's last write index.
@@ -38,6 +40,7 @@ pub(crate) struct Watchers {
     pub deployments: watch::Sender<u64>,
     pub evals: watch::Sender<u64>,
     pub namespaces: watch::Sender<u64>,
+    pub scaling_events: watch::Sender<u64>,
 }
 
 impl Watchers {
@@ -49,6 +52,7 @@ impl Watchers {
             deployments: watch::channel(0).0,
             evals: watch::channel(0).0,
             namespaces: watch::channel(0).0,
+            scaling_events: watch::channel(0).0,
         }
     }
 
@@ -60,6 +64,7 @@ impl Watchers {
             Table::Deployments => &self.deployments,
             Table::Evals => &self.evals,
             Table::Namespaces => &self.namespaces,
+            Table::ScalingEvents => &self.scaling_events,
         }
     }
 }
@@ -115,6 +120,11 @@ pub(crate) struct JobEntry {
     pub children: Children,
     pub summary_create_index: u64,
     pub summary_modify_index: u64,
+    /// Whether the jobs table holds the very object its current version entry holds:
+    /// Nomad's `upsertJobImpl` inserts one pointer into both tables, a status update
+    /// inserts a copy into the jobs table only. `POST /v1/job/:id/scale` changes the
+    /// group count of the job it reads in place, so an aliased version entry changes too.
+    pub aliased: bool,
 }
 
 impl JobEntry {
@@ -530,6 +540,9 @@ pub(crate) struct Deployment {
     pub groups: BTreeMap<String, DeploymentGroup>,
     pub create_index: u64,
     pub modify_index: u64,
+    /// The watcher's evaluation for allocations that turned healthy is due (Nomad's
+    /// `outstandingBatch`: one evaluation per batch period, however many turned).
+    pub eval_batch: bool,
 }
 
 impl Deployment {
@@ -654,6 +667,10 @@ pub(crate) enum Timer {
     ProgressDeadline {
         deployment: String,
     },
+    /// The deployment watcher's batched evaluation for healthy allocations.
+    WatcherEval {
+        deployment: String,
+    },
 }
 
 /// A namespace (`structs.Namespace`).
@@ -689,6 +706,10 @@ pub(crate) struct State {
     pub wake: Arc<Notify>,
     pub node: Node,
     pub namespaces: BTreeMap<String, Namespace>,
+    /// Nomad's `scaling_policy` table: one policy per job and group.
+    pub scaling_policies: BTreeMap<crate::scaling::PolicyKey, crate::scaling::PolicyRecord>,
+    /// Nomad's `scaling_event` table: the events of each job.
+    pub scaling_events: HashMap<JobKey, crate::scaling::JobScalingEvents>,
 }
 
 fn table_name(t: Table) -> &'static str {
@@ -699,6 +720,7 @@ fn table_name(t: Table) -> &'static str {
         Table::Deployments => "deployment",
         Table::Evals => "evals",
         Table::Namespaces => "namespaces",
+        Table::ScalingEvents => "scaling_event",
     }
 }
 
@@ -732,6 +754,8 @@ impl State {
                     modify_index: 1,
                 },
             )]),
+            scaling_policies: BTreeMap::new(),
+            scaling_events: HashMap::new(),
         }
     }
 

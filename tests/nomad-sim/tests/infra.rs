@@ -258,7 +258,7 @@ async fn unimplemented_unknown_and_request_log() {
     let r = s.get("/v1/nodes").await;
     assert_eq!(r.status, 501);
     assert_eq!(r.text, "nomad-sim: GET /v1/nodes is not implemented");
-    let r = s.post("/v1/job/x/scale", json!({})).await;
+    let r = s.get("/v1/job/x/services").await;
     assert_eq!(r.status, 501);
     assert_eq!(s.get("/v1/bogus").await.status, 404);
     assert_eq!(s.get("/nope").await.status, 404);
@@ -273,7 +273,7 @@ async fn unimplemented_unknown_and_request_log() {
         methods_paths,
         vec![
             ("GET".into(), "/v1/nodes".into(), 501),
-            ("POST".into(), "/v1/job/x/scale".into(), 501),
+            ("GET".into(), "/v1/job/x/services".into(), 501),
             ("GET".into(), "/v1/bogus".into(), 404),
             ("GET".into(), "/nope".into(), 404),
             ("GET".into(), "/v1/jobs".into(), 200),

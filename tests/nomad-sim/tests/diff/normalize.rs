@@ -10,7 +10,8 @@
 //!   index is the job's, a register's eval is created at the job's index ...). Other
 //!   indexes become `<index>`, and so does a header index of 0 (a table's index on a
 //!   shared agent depends on other tests): order is checked by the script where it
-//!   matters (blocking queries).
+//!   matters (blocking queries). An evaluation's `SnapshotIndex` is always `<index>`:
+//!   the scenarios write to one agent at the same time.
 //! - Times: Unix-nanosecond integers and RFC 3339 strings become `<time>`; Go's zero time
 //!   `0001-01-01T00:00:00Z`, `0` and `null` stay as they are.
 //! - Node names, `host:port` addresses and hashes become `<node>`, `<addr>`, `<hash>`.
@@ -257,6 +258,11 @@ impl Normalizer {
             // Elements of a list keep the list's key (`PlacedCanaries`: alloc IDs).
             Value::Array(a) => Value::Array(a.iter().map(|x| self.value(x, key, parent)).collect()),
             Value::Number(n) => {
+                // The index of the state an evaluation was scheduled from: on an agent
+                // the other scenarios write to at the same time, any later index.
+                if key == Some("SnapshotIndex") && n.as_u64().is_some_and(|u| u != 0) {
+                    return Value::String("<index>".into());
+                }
                 if let Some(k) = key
                     && INDEX_KEYS.contains(&k)
                     && let Some(u) = n.as_u64()

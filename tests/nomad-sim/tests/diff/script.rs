@@ -800,3 +800,275 @@ job "vars" {
         }),
     );
 }
+
+/// `web` (v0) whose group `g` has a scaling policy (1 to 3), with `count` allocations.
+fn scaled_web(ns: &str, count: u64) -> Value {
+    let mut job = web(ns, Web::V0);
+    job["TaskGroups"][0]["Count"] = json!(count);
+    job["TaskGroups"][0]["Scaling"] =
+        json!({"Min": 1, "Max": 3, "Enabled": true, "Policy": {"cooldown": "1m"}});
+    job
+}
+
+/// `POST /v1/job/:id/scale` and `GET /v1/job/:id/scale`: a scale refused during a
+/// deployment (which still changes the live count), scales that write a version and
+/// start a deployment, events only, the errors, registers of a job with a scaling
+/// policy, a stopped job, a batch job without a policy and a periodic one.
+pub async fn scale(mut c: Conv) -> Conv {
+    let ns = c.ns.clone();
+    let ns_body = json!({"Name": ns, "Description": "nomad-sim differential test"});
+    c.call("POST", &format!("/v1/namespace/{ns}"), Some(&ns_body), "")
+        .await;
+    let to = |count: Value, message: &str| json!({"Count": count, "Target": {"Group": "g"}, "Message": message});
+    c.call("GET", "/v1/job/web/scale", None, "no such job")
+        .await;
+    c.call(
+        "POST",
+        "/v1/job/web/scale",
+        Some(&to(json!(2), "")),
+        "no such job",
+    )
+    .await;
+
+    // Refused while the first deployment runs: the job's count changes all the same.
+    let v0 = scaled_web(&ns, 1);
+    c.call("POST", "/v1/jobs", Some(&json!({"Job": v0})), "v0")
+        .await;
+    let deploying = c
+        .poll(|| async {
+            let deps = c.quiet("GET", "/v1/job/web/deployments", None).await;
+            has_deployment(&deps.json, 0, "running")
+        })
+        .await;
+    if !deploying {
+        c.note("WAIT v0 deploying", "timed out");
+    }
+    c.call(
+        "POST",
+        "/v1/job/web/scale",
+        Some(&to(json!(2), "while deploying")),
+        "during the deployment",
+    )
+    .await;
+    c.call("GET", "/v1/job/web", None, "scale refused").await;
+    settle(&mut c, "v0 deployed", "web", |_, d| {
+        has_deployment(d, 0, "successful")
+    })
+    .await;
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/versions",
+        "/v1/job/web/allocations",
+        "/v1/job/web/deployments",
+        "/v1/job/web/evaluations",
+        "/v1/job/web/summary",
+        "/v1/job/web/scale",
+    ] {
+        c.call("GET", p, None, "v0 deployed").await;
+    }
+
+    // A scale: a new version, an evaluation, a deployment.
+    let mut up = to(json!(2), "up to 2");
+    up["Meta"] = json!({"who": "differential", "n": 1});
+    c.call("POST", "/v1/job/web/scale", Some(&up), "to 2").await;
+    c.call("GET", "/v1/job/web", None, "scaled to 2").await;
+    c.call("GET", "/v1/job/web/versions", None, "scaled to 2")
+        .await;
+    settle(&mut c, "v1 deployed", "web", |_, d| {
+        has_deployment(d, 1, "successful")
+    })
+    .await;
+    for p in [
+        "/v1/job/web",
+        "/v1/job/web/allocations",
+        "/v1/job/web/deployments",
+        "/v1/job/web/evaluations",
+        "/v1/job/web/scale",
+    ] {
+        c.call("GET", p, None, "v1 deployed").await;
+    }
+    // The policy of the job carries the indexes it was written with; a client's are 0.
+    c.call(
+        "POST",
+        "/v1/job/web/plan",
+        Some(&json!({"Job": scaled_web(&ns, 2), "Diff": true})),
+        "the scaled spec",
+    )
+    .await;
+
+    // Refused.
+    let mut count_and_error = to(json!(2), "");
+    count_and_error["Error"] = json!(true);
+    for (body, note) in [
+        (
+            json!({"Count": 2, "Target": {"Group": "nope"}}),
+            "unknown group",
+        ),
+        (to(json!(4), ""), "above the maximum"),
+        (to(json!(0), ""), "below the minimum"),
+        (to(json!(-1), ""), "negative"),
+        (count_and_error, "count and error"),
+        (json!({"Count": 2, "Target": {}}), "no group"),
+        (json!({"Count": 2}), "no target"),
+        (
+            json!({"Count": 2, "Target": {"Group": "g", "Job": "other"}}),
+            "another job",
+        ),
+        (
+            json!({"Count": 2, "Target": {"Group": "g", "Namespace": "other"}}),
+            "another namespace",
+        ),
+        (to(json!("2"), ""), "string count"),
+        (to(json!(1.5), ""), "fractional count"),
+        (
+            json!({"Count": 2, "Target": {"Group": "g"}, "Meta": "x"}),
+            "string meta",
+        ),
+    ] {
+        c.call("POST", "/v1/job/web/scale", Some(&body), note).await;
+    }
+    for (raw, note) in [
+        (None, "empty body"),
+        (Some(b"[]".to_vec()), "array"),
+        (Some(b"{nope".to_vec()), "invalid JSON"),
+    ] {
+        c.call_raw(
+            &c.label("POST", "/v1/job/web/scale", note),
+            "POST",
+            "/v1/job/web/scale",
+            raw,
+        )
+        .await;
+    }
+    c.call("DELETE", "/v1/job/web/scale", None, "wrong method")
+        .await;
+
+    // Events only: no version, no evaluation.
+    let mut event = to(Value::Null, "just saying");
+    event["Meta"] = json!({"k": 1, "l": [1, "x"], "f": 1.5});
+    c.call("PUT", "/v1/job/web/scale", Some(&event), "event only")
+        .await;
+    let mut error = to(Value::Null, "it broke");
+    error["Error"] = json!(true);
+    c.call("POST", "/v1/job/web/scale", Some(&error), "error event")
+        .await;
+    c.call("GET", "/v1/job/web", None, "after events").await;
+    c.call("GET", "/v1/job/web/scale", None, "after events")
+        .await;
+
+    // A register of the spec with the live count: the policy's indexes differ (a
+    // client's are 0), so it is a new version; the same register again is not.
+    let live = scaled_web(&ns, 2);
+    c.call(
+        "POST",
+        "/v1/job/web",
+        Some(&json!({"Job": live})),
+        "live count",
+    )
+    .await;
+    c.call(
+        "POST",
+        "/v1/job/web",
+        Some(&json!({"Job": live})),
+        "live count again",
+    )
+    .await;
+    settle(&mut c, "v2 deployed", "web", |_, d| {
+        has_deployment(d, 2, "successful")
+    })
+    .await;
+    for p in ["/v1/job/web", "/v1/job/web/versions"] {
+        c.call("GET", p, None, "v2 deployed").await;
+    }
+    c.call(
+        "POST",
+        "/v1/job/web/plan",
+        Some(&json!({"Job": live, "Diff": true})),
+        "live count",
+    )
+    .await;
+
+    // A stopped job can be scaled: a stopped version with the count.
+    c.call("DELETE", "/v1/job/web", None, "stop").await;
+    settle(&mut c, "web stopped", "web", |j, _| j["Status"] == "dead").await;
+    c.call(
+        "POST",
+        "/v1/job/web/scale",
+        Some(&to(json!(1), "")),
+        "stopped job",
+    )
+    .await;
+    settle(&mut c, "stopped job scaled", "web", |j, _| {
+        j["Status"] == "dead"
+    })
+    .await;
+    c.call("GET", "/v1/job/web", None, "stopped, scaled").await;
+    // Its index is the later of the job's status update when the evaluation completes
+    // and the scaling event written after the evaluation: on a real agent either.
+    let status = c.quiet("GET", "/v1/job/web/scale", None).await.json;
+    c.fact("GET /v1/job/web/scale (stopped, scaled; body)", status);
+    c.call("DELETE", "/v1/job/web?purge=true", None, "purge")
+        .await;
+    c.call("GET", "/v1/job/web/scale", None, "purged").await;
+
+    // Policies a register refuses.
+    for (policy, count, note) in [
+        (json!({"Min": 2, "Max": 1}), 2, "maximum below minimum"),
+        (json!({"Min": 1}), 1, "no maximum"),
+        (json!({"Min": 1, "Max": 3}), 5, "count above maximum"),
+    ] {
+        let mut job = scaled_web(&ns, count);
+        job["TaskGroups"][0]["Scaling"] = policy;
+        c.call("POST", "/v1/jobs", Some(&json!({"Job": job})), note)
+            .await;
+    }
+
+    // A batch job without a policy: no deployment.
+    let mut b = batch(&ns, &[]);
+    b["TaskGroups"][0]["Tasks"] = json!([task("/bin/sleep", &["1000"])]);
+    c.call("POST", "/v1/jobs", Some(&json!({"Job": b})), "batch")
+        .await;
+    settle(&mut c, "batch running", "batch", |_, _| true).await;
+    c.call(
+        "POST",
+        "/v1/job/batch/scale",
+        Some(&to(json!(2), "")),
+        "batch to 2",
+    )
+    .await;
+    settle(&mut c, "batch scaled", "batch", |j, _| j["Version"] == 1).await;
+    for p in [
+        "/v1/job/batch",
+        "/v1/job/batch/versions",
+        "/v1/job/batch/allocations",
+        "/v1/job/batch/deployments",
+        "/v1/job/batch/evaluations",
+        "/v1/job/batch/scale",
+    ] {
+        c.call("GET", p, None, "batch scaled").await;
+    }
+    c.call("DELETE", "/v1/job/batch?purge=true", None, "purge")
+        .await;
+
+    // A periodic job: a version, no evaluation.
+    let mut p = batch(&ns, &[]);
+    p["ID"] = json!("cron");
+    p["Periodic"] = json!({"Enabled": true, "SpecType": "cron", "Spec": "0 0 1 1 *"});
+    c.call("POST", "/v1/jobs", Some(&json!({"Job": p})), "periodic")
+        .await;
+    c.call(
+        "POST",
+        "/v1/job/cron/scale",
+        Some(&to(json!(2), "")),
+        "periodic",
+    )
+    .await;
+    for p in ["/v1/job/cron/versions", "/v1/job/cron/scale"] {
+        c.call("GET", p, None, "periodic scaled").await;
+    }
+    c.call("DELETE", "/v1/job/cron?purge=true", None, "purge")
+        .await;
+    c.call("DELETE", &format!("/v1/namespace/{ns}"), None, "empty")
+        .await;
+    c
+}
