@@ -1,6 +1,6 @@
 //! Task-group counts that belong to someone else (pure): nomad-autoscaler and
-//! `nomad job scale` change a group's `Count` in Nomad without moving the job's
-//! `JobModifyIndex` or `Version`, so a plan of the spec would scale the group back.
+//! `nomad job scale` change a group's `Count` in Nomad (a new version of the job), and a
+//! plan of the spec would scale the group back.
 //!
 //! For the groups whose count is someone else's ([`scaled_groups`]: a `Scaling` block in
 //! the spec, or every group with `spec.preserveCounts`), [`keep_live_counts`] sends the
