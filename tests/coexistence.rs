@@ -9,7 +9,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams};
 use nomad_operator::nomad::Scope;
 use serde_json::{Value, json};
-use support::operator::{Backend, Harness, TOKEN, condition, ready, wait_until};
+use support::operator::{Backend, Harness, TOKEN, condition, ready, ready_message, wait_until};
 use support::scenarios;
 
 const WEB: &str = "/v1/job/web";
@@ -206,9 +206,7 @@ async fn another_objects_job_is_never_adopted(backend: Backend) {
     let obj = h
         .wait_condition("thief", "Stalled", "True", Some("Conflict"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains(&format!("belongs to NomadJob {}/web", h.ns.name)),
         "{message}"
@@ -353,9 +351,7 @@ async fn stopped_jobs_have_a_clear_meaning(backend: Backend) {
     stopped["Stop"] = json!(true);
     h.apply("web", json!({"job": stopped})).await;
     let obj = h.wait_for("web", "Ready while stopped", ready).await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains("stopped in Nomad, as the spec asks"),
         "{message}"

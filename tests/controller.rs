@@ -9,7 +9,7 @@ mod support;
 use nomad_operator::crd::RevertActor;
 use nomad_operator::nomad::Scope;
 use serde_json::{Value, json};
-use support::operator::{Backend, Harness, TOKEN, condition, ready, wait_until};
+use support::operator::{Backend, Harness, TOKEN, condition, ready, ready_message, wait_until};
 use support::scenarios;
 
 const WEB: &str = "/v1/job/web";
@@ -377,9 +377,7 @@ async fn invalid_spec_stalls_without_calling_nomad_and_never_blocks_deletion(bac
     let obj = h
         .wait_condition("web", "Stalled", "True", Some("InvalidSpec"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains("spec.job.ID") && message.contains("something-else"),
         "{message}"
@@ -414,9 +412,7 @@ async fn nomad_down_is_reported_and_recovered_from(backend: Backend) {
     let obj = h
         .wait_condition("web", "Ready", "False", Some("NomadUnavailable"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(message.contains("retrying"), "{message}");
     assert!(!message.contains(TOKEN));
     assert!(h.wait_event("web", "NomadUnavailable").await.len() > 10);
@@ -441,9 +437,7 @@ async fn two_objects_claiming_one_job_and_a_foreign_job_are_conflicts(backend: B
     let obj = h
         .wait_condition("second", "Stalled", "True", Some("Conflict"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains(&format!("NomadJob {}/first", h.ns.name)),
         "{message}"
@@ -468,9 +462,7 @@ async fn two_objects_claiming_one_job_and_a_foreign_job_are_conflicts(backend: B
     let obj = h
         .wait_condition("legacy", "Stalled", "True", Some("Conflict"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains("not created by nomad-operator"),
         "{message}"
@@ -644,9 +636,7 @@ async fn one_broken_object_does_not_stop_the_others(backend: Backend) {
     let obj = h
         .wait_condition("rejected", "Stalled", "True", Some("NomadRejected"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains("validation failed") && message.contains("minimum MemoryMB value is 10"),
         "{message}"
@@ -681,9 +671,7 @@ async fn a_job_created_between_read_and_register_is_not_overwritten(backend: Bac
     let obj = h
         .wait_condition("web", "Stalled", "True", Some("Conflict"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains("not created by nomad-operator"),
         "{message}"

@@ -13,7 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::fixtures::service_hcl;
 use support::log_capture;
-use support::operator::{Backend, Harness, TOKEN, condition, ready, wait_until};
+use support::operator::{Backend, Harness, TOKEN, condition, ready, ready_message, wait_until};
 use support::scenarios;
 use tokio::process::Command;
 
@@ -146,9 +146,7 @@ async fn a_parse_error_names_the_line_and_registers_nothing(backend: Backend) {
     let obj = h
         .wait_condition("web", "Stalled", "True", Some("InvalidSpec"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains(&format!("input.hcl:{line},3")) && message.contains("bogus"),
         "line {line}: {message}"
@@ -243,9 +241,7 @@ async fn typos_are_warnings_and_errors_when_strict(backend: Backend) {
     let obj = h
         .wait_condition("web", "Stalled", "True", Some("InvalidSpec"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains("spec.strict is true") && message.contains("Datacenter"),
         "{message}"
@@ -495,9 +491,7 @@ async fn an_hcl1_jobspec_becomes_ready(backend: Backend) {
     let obj = h
         .wait_condition("web", "Stalled", "True", Some("InvalidSpec"))
         .await;
-    let message = condition(&obj, "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = ready_message(&obj);
     assert!(
         message.contains("HCL1 jobspecs have no variables"),
         "{message}"

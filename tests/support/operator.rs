@@ -438,7 +438,14 @@ pub fn ready(obj: &NomadJob) -> bool {
         && obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation
 }
 
-/// The condition `type_` of `obj`.
+/// The message of `obj`'s `Ready` condition (empty without one).
+pub fn ready_message(obj: &NomadJob) -> String {
+    condition(obj, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// The condition `type_` of `obj`, if set.
 pub fn condition<'a>(
     obj: &'a NomadJob,
     type_: &str,
