@@ -204,6 +204,14 @@ impl State {
             prev.next_allocation = id.clone();
             prev.modify_index = idx;
         }
+        // A placed allocation is no longer queued (Nomad's summary upkeep).
+        if let Some(q) = self
+            .jobs
+            .get_mut(p.key)
+            .and_then(|j| j.queued.get_mut(p.group))
+        {
+            *q = q.saturating_sub(1);
+        }
         self.allocs.insert(id.clone(), alloc);
         self.allocs_by_job
             .entry(p.key.clone())

@@ -80,6 +80,19 @@ fn missing(m: &Obj, k: &str) -> bool {
     m.get(k).is_none_or(Value::is_null)
 }
 
+/// Gives every constraint of a job, group or task the three fields of
+/// `structs.Constraint` (`""` when not sent).
+fn canonicalize_constraints(m: &mut Obj) {
+    let Some(list) = m.get_mut("Constraints").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for c in list.iter_mut().filter_map(Value::as_object_mut) {
+        for k in ["LTarget", "RTarget", "Operand"] {
+            set_default(c, k, json!(""));
+        }
+    }
+}
+
 fn set_default(m: &mut Obj, k: &str, v: Value) {
     if missing(m, k) {
         m.insert(k.to_string(), v);
@@ -340,6 +353,7 @@ pub(crate) fn canonicalize_job(input: &Obj, namespace: &str, region: &str) -> Ob
     ] {
         set_default(&mut job, k, Value::Null);
     }
+    canonicalize_constraints(&mut job);
     for k in [
         "ConsulToken",
         "ConsulNamespace",
@@ -447,6 +461,7 @@ fn canonicalize_group(g: &mut Obj, job_update: Option<&Obj>, job_type: &str, job
     ] {
         set_default(g, k, Value::Null);
     }
+    canonicalize_constraints(g);
     merge_defaults(
         g,
         "EphemeralDisk",
@@ -557,6 +572,7 @@ fn canonicalize_task(t: &mut Obj, job_name: &str, group_name: &str, group_restar
     ] {
         set_default(t, k, Value::Null);
     }
+    canonicalize_constraints(t);
     merge_defaults(
         t,
         "Resources",
@@ -619,6 +635,7 @@ pub(crate) fn validate_job(job: &Obj) -> Result<(), String> {
     if gs.is_empty() {
         errs.push("Missing job task groups".into());
     }
+    errs.extend(constraint_errors(job));
     let mut seen: Vec<(&str, usize)> = Vec::new();
     for (idx, g) in gs.iter().enumerate() {
         let name = s(g, "Name").unwrap_or_default();
@@ -661,6 +678,7 @@ fn validate_group(g: &Obj, job_type: &str) -> Vec<String> {
     if ts.is_empty() {
         errs.push("Missing tasks for task group".into());
     }
+    errs.extend(constraint_errors(g));
     if let Some(up) = o(g, "Update") {
         if job_type == "batch" || job_type == "sysbatch" {
             errs.push(format!("Job type {job_type:?} does not allow update block"));
@@ -710,6 +728,7 @@ fn validate_group(g: &Obj, job_type: &str) -> Vec<String> {
                 ));
             }
         }
+        terrs.extend(constraint_errors(t));
         if !terrs.is_empty() {
             errs.push(format!(
                 "Task {name} validation failed: {}",
@@ -718,6 +737,57 @@ fn validate_group(g: &Obj, job_type: &str) -> Vec<String> {
         }
     }
     errs
+}
+
+/// `Constraint N validation failed: ...` for each invalid constraint of a job, group or
+/// task.
+fn constraint_errors(m: &Obj) -> Vec<String> {
+    m.get("Constraints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .enumerate()
+        .filter_map(|(idx, c)| {
+            let errs = crate::constraints::validate(c);
+            (!errs.is_empty()).then(|| {
+                format!(
+                    "Constraint {} validation failed: {}",
+                    idx + 1,
+                    multierror(&errs)
+                )
+            })
+        })
+        .collect()
+}
+
+/// The `Warnings` of a register or plan of a valid job: memory oversubscription is off
+/// (Nomad's default), so every task's `MemoryMaxMB` is ignored.
+pub(crate) fn job_warnings(job: &Obj) -> String {
+    let mut warnings = Vec::new();
+    for g in groups(job) {
+        for t in tasks(g) {
+            let max = o(t, "Resources")
+                .and_then(|r| i(r, "MemoryMaxMB"))
+                .unwrap_or(0);
+            if max != 0 {
+                warnings.push(format!(
+                    "Memory oversubscription is not enabled; Task \"{}.{}\" memory_max value will be ignored. Update the Scheduler Configuration to allow oversubscription.",
+                    s(g, "Name").unwrap_or_default(),
+                    s(t, "Name").unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if warnings.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} warning(s):\n\n* {}",
+            warnings.len(),
+            warnings.join("\n* ")
+        )
+    }
 }
 
 /// `TaskGroup.validateScalingPolicy` of a canonical policy.

@@ -475,7 +475,7 @@ fn write_response(r: &WriteResult, meta: Meta, pretty: bool) -> Response {
     json_out(
         &json!({
             "EvalID": r.eval_id, "EvalCreateIndex": r.eval_create_index,
-            "JobModifyIndex": r.job_modify_index, "Warnings": "", "Index": r.index,
+            "JobModifyIndex": r.job_modify_index, "Warnings": r.warnings, "Index": r.index,
             "LastContact": 0, "KnownLeader": false
         }),
         meta,

@@ -52,6 +52,8 @@ pub(crate) struct WriteResult {
     pub eval_create_index: u64,
     pub job_modify_index: u64,
     pub index: u64,
+    /// `Warnings` of a register (`""` for none).
+    pub warnings: String,
 }
 
 /// Prefix Nomad puts on check-and-set register failures.
@@ -100,10 +102,14 @@ impl State {
         // compares the specs after that (its `SpecChanged`, policy indexes included).
         let spec = self.propagate_policy_ids(&key, spec);
         let existing = self.jobs.get(&key);
-        let changed = existing.is_none_or(|e| *e.spec != *spec);
+        let changed = existing.is_none_or(|e| *e.spec != *spec || e.constraint_cached);
+        let warnings = crate::canonical::job_warnings(&spec);
         let idx = self.bump();
         if changed {
             self.upsert_job(&key, spec, stable, now_ns(), None, idx);
+            if let Some(j) = self.jobs.get_mut(&key) {
+                j.constraint_cached = false;
+            }
         }
         let (jmi, is_parent) = match self.jobs.get(&key) {
             Some(j) => (j.job_modify_index, j.is_parent()),
@@ -112,6 +118,7 @@ impl State {
         let mut res = WriteResult {
             job_modify_index: jmi,
             index: idx,
+            warnings,
             ..Default::default()
         };
         if !is_parent {
@@ -193,6 +200,8 @@ impl State {
                         summary_create_index: idx,
                         summary_modify_index: idx,
                         aliased: true,
+                        queued: BTreeMap::new(),
+                        constraint_cached: false,
                     },
                 );
                 self.touch(Table::Summary, idx);
@@ -224,7 +233,14 @@ impl State {
         let eval_id = if parent {
             String::new()
         } else {
-            self.create_eval(key, "job-deregister", idx, idx, true)
+            let id = self.create_eval(key, "job-deregister", idx, idx, true);
+            // Nomad gives a deregister's evaluation the default priority and the
+            // service type, whatever the job's.
+            if let Some(e) = self.evals.get_mut(&id) {
+                e.priority = 50;
+                e.kind = "service".into();
+            }
+            id
         };
         self.refresh_job(key, idx);
         WriteResult {
@@ -232,6 +248,7 @@ impl State {
             eval_create_index: idx,
             job_modify_index: idx,
             index: idx,
+            warnings: String::new(),
         }
     }
 
@@ -302,8 +319,34 @@ impl State {
         let old = existing.map(|j| j.spec.as_ref());
         let new_spec = self.propagate_policy_ids(key, Arc::new(new_spec.clone()));
         let new_spec = new_spec.as_ref();
-        let changed = old.is_none_or(|o| o != new_spec);
-        let updates = self.plan_updates(key, new_spec, changed);
+        // A stored job whose constraint text was reported differs from any spec sent.
+        let changed =
+            old.is_none_or(|o| o != new_spec) || existing.is_some_and(|j| j.constraint_cached);
+        let mut ctx = crate::placement::SchedCtx::for_plan();
+        let (updates, attempts) = self.plan_updates(key, new_spec, changed, &mut ctx);
+        // Destructive updates are placed first, then new allocations (canaries too),
+        // group by group in the job's order (Nomad's order is a map's).
+        for destructive in [true, false] {
+            for g in crate::canonical::groups(new_spec).filter_map(|g| s(g, "Name")) {
+                let Some((_, (d, p))) = attempts.iter().find(|(n, _)| n == g) else {
+                    continue;
+                };
+                for _ in 0..if destructive { *d } else { *p } {
+                    ctx.place(self, key, new_spec, g, None);
+                }
+            }
+        }
+        // The plan's blocked evaluation (never written) carries the index the job would
+        // be inserted at into the plan's snapshot: one past the job's when it changed.
+        let created = if ctx.failed.is_empty() {
+            Value::Null
+        } else {
+            let jmi = existing
+                .filter(|_| changed)
+                .map_or(0, |j| j.job_modify_index + 1);
+            let ev = self.blocked_eval(key, new_spec, &ctx, &new_uuid(), jmi, 0, 0);
+            json!([ev.to_json()])
+        };
         let diff = if want_diff {
             let mut d = job_diff(old, new_spec, true);
             annotate(&mut d, &updates);
@@ -316,10 +359,10 @@ impl State {
             "JobModifyIndex": existing.map(|j| j.job_modify_index).unwrap_or(0),
             "Diff": diff,
             "Annotations": {"DesiredTGUpdates": updates, "PreemptedAllocs": null},
-            "FailedTGAllocs": null,
-            "CreatedEvals": null,
+            "FailedTGAllocs": ctx.failed_json(),
+            "CreatedEvals": created,
             "NextPeriodicLaunch": null,
-            "Warnings": ""
+            "Warnings": crate::canonical::job_warnings(new_spec)
         }))
     }
 
@@ -481,6 +524,7 @@ impl State {
             eval_create_index: idx,
             job_modify_index: jmi,
             index: idx,
+            warnings: String::new(),
         })
     }
 }

@@ -22,6 +22,7 @@ mod allocations;
 mod apijob;
 mod blocking;
 mod canonical;
+mod constraints;
 mod control;
 mod deployments;
 mod faults;
@@ -30,6 +31,7 @@ mod hcl;
 mod http;
 mod jobs;
 mod namespaces;
+mod placement;
 mod plan_diff;
 mod scaling;
 mod scheduler;
@@ -45,6 +47,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+pub use placement::NodeConfig;
 pub use server::SimServer;
 pub use util::glob_match;
 
@@ -182,12 +185,21 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Creates an empty simulator (one simulated node, no jobs).
+    /// Creates an empty simulator (one simulated node with the default
+    /// [`NodeConfig`], no jobs).
     pub fn new(config: SimConfig) -> Self {
+        Self::with_node(config, NodeConfig::default())
+    }
+
+    /// Creates an empty simulator whose one node has `node`'s capacity: a task group
+    /// asking more CPU, memory or disk than that is not placed (Nomad's
+    /// `FailedTGAllocs` and blocked evaluation).
+    pub fn with_node(config: SimConfig, node: NodeConfig) -> Self {
         let watchers = Arc::new(Watchers::new());
         let wake = Arc::new(Notify::new());
-        let state = State::new(config.time_scale, watchers.clone(), wake.clone());
         let release = agent::Release::parse(&config.version).unwrap_or_default();
+        let node = state::Node::new(node, &release.version);
+        let state = State::new(config.time_scale, node, watchers.clone(), wake.clone());
         let sim = Self {
             inner: Arc::new(Inner {
                 config,

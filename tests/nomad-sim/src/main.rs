@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use nomad_sim::{SimConfig, Simulator};
+use nomad_sim::{NodeConfig, SimConfig, Simulator};
 
 /// In-memory simulator of the HashiCorp Nomad HTTP API (Nomad 1.1 behaviour).
 ///
@@ -26,6 +26,15 @@ struct Args {
     /// reads a request's Variables).
     #[arg(long, default_value = nomad_sim::DEFAULT_NOMAD_VERSION)]
     nomad_version: String,
+    /// CPU of the simulated node in MHz: a task group asking more is not placed.
+    #[arg(long, default_value_t = NodeConfig::default().cpu_mhz)]
+    node_cpu_mhz: u64,
+    /// Memory of the simulated node in MB: a task group asking more is not placed.
+    #[arg(long, default_value_t = NodeConfig::default().memory_mb)]
+    node_memory_mb: u64,
+    /// Disk of the simulated node in MB: a larger ephemeral disk is not placed.
+    #[arg(long, default_value_t = NodeConfig::default().disk_mb)]
+    node_disk_mb: u64,
 }
 
 #[tokio::main]
@@ -45,11 +54,18 @@ async fn main() -> std::io::Result<()> {
         eprintln!("--nomad-version must be a release such as 1.1.2 or 1.6.0");
         std::process::exit(2);
     }
-    let sim = Simulator::new(SimConfig {
-        acl_token: args.acl_token,
-        time_scale: args.time_scale,
-        version: args.nomad_version,
-    });
+    let sim = Simulator::with_node(
+        SimConfig {
+            acl_token: args.acl_token,
+            time_scale: args.time_scale,
+            version: args.nomad_version,
+        },
+        NodeConfig {
+            cpu_mhz: args.node_cpu_mhz,
+            memory_mb: args.node_memory_mb,
+            disk_mb: args.node_disk_mb,
+        },
+    );
     let server = sim.serve(args.listen).await?;
     tracing::info!(addr = %server.addr, "nomad-sim listening");
     println!("nomad-sim listening on {}", server.url());

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::allocations::Placement;
 use crate::canonical::{Obj, groups, o, s, tasks_updated, u};
+use crate::placement::SchedCtx;
 use crate::state::{Deployment, DeploymentGroup, Eval, GroupSummary, JobKey, State, Table, Timer};
 use crate::util::{new_uuid, now_ns};
 
@@ -67,7 +68,7 @@ impl State {
             })
             .unwrap_or((50, "service".to_string()));
         let now = now_ns();
-        let queued = self
+        let queued: BTreeMap<String, u64> = self
             .jobs
             .get(key)
             .map(|j| {
@@ -77,6 +78,7 @@ impl State {
                     .collect()
             })
             .unwrap_or_default();
+        let queued_now = queued.clone();
         let ev = Eval {
             id: id.to_string(),
             namespace: key.0.clone(),
@@ -93,6 +95,10 @@ impl State {
             status: if pending { "pending" } else { "complete" }.to_string(),
             status_description: String::new(),
             previous_eval: String::new(),
+            blocked_eval: String::new(),
+            failed_tg_allocs: serde_json::Value::Null,
+            class_eligibility: BTreeMap::new(),
+            escaped_computed_class: false,
             queued,
             create_index: idx,
             modify_index: idx,
@@ -108,7 +114,91 @@ impl State {
         self.touch(Table::Evals, idx);
         if pending {
             self.schedule(Duration::ZERO, Timer::Eval(id.to_string()));
+        } else {
+            // A complete evaluation's `QueuedAllocations` is the summary's `Queued`.
+            if let Some(j) = self.jobs.get_mut(key) {
+                j.queued = queued_now;
+            }
+            self.cancel_blocked_evals(key, idx);
         }
+    }
+
+    /// The blocked evaluation Nomad creates for what evaluation `previous` (of job
+    /// modify index `jmi`, scheduled from `snapshot`) could not place: `ctx`'s failures,
+    /// and the node class it found (in)eligible. Not stored.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn blocked_eval(
+        &self,
+        key: &JobKey,
+        spec: &Obj,
+        ctx: &SchedCtx,
+        previous: &str,
+        jmi: u64,
+        snapshot: u64,
+        idx: u64,
+    ) -> Eval {
+        let now = now_ns();
+        let escaped = crate::placement::escapes(spec);
+        Eval {
+            id: new_uuid(),
+            namespace: key.0.clone(),
+            priority: crate::canonical::i(spec, "Priority").unwrap_or(50),
+            kind: s(spec, "Type").unwrap_or("service").to_string(),
+            triggered_by: "queued-allocs".into(),
+            job_id: key.1.clone(),
+            job_modify_index: jmi,
+            deployment_id: String::new(),
+            status: "blocked".into(),
+            status_description: "created to place remaining allocations".into(),
+            previous_eval: previous.to_string(),
+            blocked_eval: String::new(),
+            failed_tg_allocs: ctx.failed_json(),
+            class_eligibility: ctx.class_eligibility(self, spec),
+            escaped_computed_class: escaped,
+            queued: BTreeMap::new(),
+            create_index: idx,
+            modify_index: idx,
+            snapshot_index: snapshot,
+            create_time: now,
+            modify_time: now,
+        }
+    }
+
+    /// Cancels the job's blocked evaluations other than `keep`, each with `why(its ID)`.
+    fn cancel_blocked(
+        &mut self,
+        key: &JobKey,
+        keep: &str,
+        why: impl Fn(&str) -> String,
+        idx: u64,
+    ) -> bool {
+        let ids: Vec<String> = self
+            .evals_by_job
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(|id| id.as_str() != keep)
+            .filter(|id| self.evals.get(*id).is_some_and(|e| e.status == "blocked"))
+            .cloned()
+            .collect();
+        for id in &ids {
+            if let Some(e) = self.evals.get_mut(id) {
+                e.status = "canceled".into();
+                e.status_description = why(id);
+                e.modify_index = idx;
+            }
+        }
+        if !ids.is_empty() {
+            self.touch(Table::Evals, idx);
+        }
+        !ids.is_empty()
+    }
+
+    /// An evaluation of the job completed with everything placed: Nomad's state store
+    /// cancels the job's blocked evaluations in the same write, each described as
+    /// `evaluation "<its own ID>" successful`.
+    fn cancel_blocked_evals(&mut self, key: &JobKey, idx: u64) {
+        self.cancel_blocked(key, "", |id| format!("evaluation {id:?} successful"), idx);
     }
 
     /// Runs a pending evaluation: reconcile its job, mark it complete.
@@ -120,18 +210,67 @@ impl State {
             return;
         }
         let key = (ev.namespace.clone(), ev.job_id.clone());
+        let jmi = ev.job_modify_index;
+        let snapshot = self.index;
+        // A blocked evaluation is written before the plan: its index is set aside
+        // when the job has something the node may not take.
+        let blocked_idx = self.may_fail_placement(&key).then(|| self.bump());
         let idx = self.bump();
         let before = (self.table(Table::Allocs), self.table(Table::Deployments));
+        self.sched = SchedCtx::default();
         self.reconcile(&key, idx, id);
+        let ctx = std::mem::take(&mut self.sched);
         // An evaluation that planned something is marked complete in a write of its
         // own, after the plan's.
         let planned = (self.table(Table::Allocs), self.table(Table::Deployments)) != before;
-        let done = if planned {
+        if planned {
             self.refresh_job(&key, idx);
+        }
+        let mut blocked = String::new();
+        let mut dup_cancelled = false;
+        if !ctx.failed.is_empty() {
+            let bidx = blocked_idx.unwrap_or(idx);
+            let spec = self.jobs.get(&key).map(|j| j.spec.clone());
+            if let Some(spec) = spec {
+                let b = self.blocked_eval(&key, &spec, &ctx, id, jmi, snapshot, bidx);
+                blocked = b.id.clone();
+                self.evals.insert(b.id.clone(), b);
+                self.evals_by_job
+                    .entry(key.clone())
+                    .or_default()
+                    .push(blocked.clone());
+                self.touch(Table::Evals, bidx);
+            }
+            // One blocked evaluation per job: the blocked-evals tracker keeps the
+            // newest and its reaper cancels the others.
+            let dup_idx = self.index + 1;
+            let job_id = key.1.clone();
+            dup_cancelled = self.cancel_blocked(
+                &key,
+                &blocked,
+                |_| format!("existing blocked evaluation exists for job {job_id:?}"),
+                dup_idx,
+            );
+            if dup_cancelled {
+                self.bump();
+            }
+        }
+        let done = if planned || dup_cancelled {
             self.bump()
         } else {
             idx
         };
+        if ctx.failed.is_empty() {
+            self.cancel_blocked_evals(&key, done);
+        }
+        let queued: BTreeMap<String, u64> = ctx
+            .failed
+            .iter()
+            .map(|(g, m)| (g.clone(), m.failures()))
+            .collect();
+        if let Some(j) = self.jobs.get_mut(&key) {
+            j.constraint_cached |= ctx.constraint_reported;
+        }
         // The scheduler links the evaluation to the job's latest deployment.
         let ci = self.jobs.get(&key).map(|j| j.create_index);
         let dep = self
@@ -144,8 +283,17 @@ impl State {
             }
             ev.status = "complete".into();
             ev.modify_index = done;
-            ev.snapshot_index = idx - 1;
+            ev.snapshot_index = snapshot;
             ev.modify_time = now_ns();
+            ev.blocked_eval = blocked;
+            ev.failed_tg_allocs = ctx.failed_json();
+            for (g, n) in ev.queued.iter_mut() {
+                *n = queued.get(g).copied().unwrap_or(0);
+            }
+            let queued = ev.queued.clone();
+            if let Some(j) = self.jobs.get_mut(&key) {
+                j.queued = queued;
+            }
         }
         self.touch(Table::Evals, done);
         self.refresh_job(&key, done);
@@ -156,7 +304,9 @@ impl State {
     pub(crate) fn run_watcher_eval(&mut self, key: &JobKey, triggered_by: &str) {
         let idx = self.bump();
         let eval_id = new_uuid();
+        self.sched = SchedCtx::default();
         let changes = self.reconcile(key, idx, &eval_id);
+        self.sched = SchedCtx::default();
         if changes > 0 {
             let jmi = self.jobs.get(key).map(|j| j.job_modify_index).unwrap_or(0);
             self.insert_eval(key, &eval_id, triggered_by, jmi, idx, false);
@@ -179,13 +329,14 @@ impl State {
         }
     }
 
-    fn has_pending_eval(&self, key: &JobKey) -> bool {
+    /// Whether the job has an evaluation that is not terminal (pending or blocked).
+    fn has_live_eval(&self, key: &JobKey) -> bool {
         self.evals_by_job
             .get(key)
             .into_iter()
             .flatten()
             .filter_map(|id| self.evals.get(id))
-            .any(|e| e.status == "pending")
+            .any(|e| matches!(e.status.as_str(), "pending" | "blocked"))
     }
 
     /// A job's status as Nomad's `getJobStatus` computes it from its allocations (those
@@ -216,7 +367,7 @@ impl State {
             .collect();
         if allocs.iter().any(|a| !a.terminal()) {
             "running"
-        } else if self.has_pending_eval(key)
+        } else if self.has_live_eval(key)
             || allocs.iter().any(|a| {
                 a.reschedule_at.is_some()
                     && a.next_allocation.is_empty()
@@ -257,7 +408,6 @@ impl State {
             return;
         };
         let ci = j.create_index;
-        let pending_eval = self.has_pending_eval(key);
         let mut sum: BTreeMap<String, GroupSummary> = BTreeMap::new();
         for g in groups(&j.spec) {
             sum.insert(
@@ -284,14 +434,9 @@ impl State {
                     _ => {}
                 }
             }
-            if pending_eval && !j.stopped() {
-                for g in groups(&j.spec) {
-                    let name = s(g, "Name").unwrap_or_default();
-                    let count = u(g, "Count").unwrap_or(0);
-                    if let Some(gs) = sum.get_mut(name) {
-                        gs.queued = count.saturating_sub(gs.starting + gs.running);
-                    }
-                }
+            // What the last evaluation could not place, less what was placed since.
+            for (name, gs) in sum.iter_mut() {
+                gs.queued = j.queued.get(name).copied().unwrap_or(0);
             }
         }
         let mut children = crate::state::Children::default();
@@ -415,9 +560,32 @@ impl State {
             );
         }
         if let Some(d) = dep {
+            self.unplaced_no_progress(key, &d);
             self.deployment_check(&d, idx);
         }
         changes
+    }
+
+    /// A deployment's group that has placed nothing because its placements failed has
+    /// no progress deadline yet (`RequireProgressBy: null`): Nomad sets it when the
+    /// first allocation is placed.
+    fn unplaced_no_progress(&mut self, key: &JobKey, dep_id: &str) {
+        let failed: Vec<String> = self.sched.failed.keys().cloned().collect();
+        for g in failed {
+            let placed = self
+                .job_alloc_ids(key)
+                .iter()
+                .filter_map(|id| self.allocs.get(id))
+                .any(|a| a.deployment_id == dep_id && a.task_group == g);
+            if !placed
+                && let Some(dg) = self
+                    .deployments
+                    .get_mut(dep_id)
+                    .and_then(|d| d.groups.get_mut(&g))
+            {
+                dg.require_progress_by = 0;
+            }
+        }
     }
 
     fn live_group_allocs(&self, key: &JobKey, ci: u64, group: &str) -> Vec<&crate::state::Alloc> {
@@ -653,7 +821,10 @@ impl State {
             let Some(a) = self.allocs.get(&occ.id) else {
                 continue;
             };
-            if tasks_updated(&a.job, spec, &name) {
+            // Nomad tries an update in place on the node first: what no longer fits
+            // there is a destructive update.
+            if tasks_updated(&a.job, spec, &name) || !self.fits_in_place(key, spec, &name, &occ.id)
+            {
                 destructive.push((occ.index, occ.id.clone()));
             } else {
                 let dep_for_alloc = if dep_active { dep_id } else { None };
@@ -697,8 +868,10 @@ impl State {
                 .map(|d| d.placed_canaries.len() as u64)
                 .unwrap_or(0);
             for (index, _) in destructive.iter().take(want.saturating_sub(have) as usize) {
-                place(self, *index, true, None, false);
-                changes += 1;
+                if self.try_place(key, spec, &name, None) {
+                    place(self, *index, true, None, false);
+                    changes += 1;
+                }
             }
             limit = 0;
         } else if strategy_mp > 0 && !batch {
@@ -736,9 +909,12 @@ impl State {
             .iter()
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
         {
-            self.stop_alloc(id, UPDATING, idx);
-            place(self, *index, false, Some(id.clone()), false);
-            changes += 1;
+            // A replacement that cannot be placed leaves the old allocation running.
+            if self.try_place(key, spec, &name, Some(id)) {
+                self.stop_alloc(id, UPDATING, idx);
+                place(self, *index, false, Some(id.clone()), false);
+                changes += 1;
+            }
         }
         // Replacements for failed (rescheduled), completed service and lost allocations.
         let mut occupied: BTreeSet<u64> = kept.iter().map(|o| o.index).collect();
@@ -746,7 +922,11 @@ impl State {
             .as_ref()
             .is_some_and(|d| d.status == "failed" || d.status == "paused");
         for (index, id, how) in &replace_now {
-            if *index >= count || occupied.contains(index) || (*how == Replace::Update && blocked) {
+            if *index >= count
+                || occupied.contains(index)
+                || (*how == Replace::Update && blocked)
+                || !self.try_place(key, spec, &name, Some(id))
+            {
                 continue;
             }
             let why = match how {
@@ -774,7 +954,7 @@ impl State {
         // Missing names (new job, scale up, lost allocations).
         if !blocked {
             for index in 0..count {
-                if !occupied.contains(&index) {
+                if !occupied.contains(&index) && self.try_place(key, spec, &name, None) {
                     place(self, index, false, None, false);
                     changes += 1;
                 }
@@ -785,15 +965,23 @@ impl State {
     }
 
     /// Computes what a plan of `new_spec` would do per group (`DesiredTGUpdates`)
-    /// given the job's current allocations. Does not change state.
+    /// given the job's current allocations, and how many destructive and other
+    /// placements it would attempt per group. In-place checks run in `ctx`. Does not
+    /// change state.
+    #[allow(clippy::type_complexity)]
     pub(crate) fn plan_updates(
         &self,
         key: &JobKey,
         new_spec: &Obj,
         spec_changed: bool,
-    ) -> BTreeMap<String, crate::plan_diff::DesiredUpdates> {
+        ctx: &mut SchedCtx,
+    ) -> (
+        BTreeMap<String, crate::plan_diff::DesiredUpdates>,
+        Vec<(String, (u64, u64))>,
+    ) {
         use crate::plan_diff::DesiredUpdates;
         let mut out = BTreeMap::new();
+        let mut attempts = Vec::new();
         let job = self.jobs.get(key);
         let ci = job.map(|j| j.create_index).unwrap_or(0);
         let version = job.map(|j| j.version).unwrap_or(0);
@@ -851,7 +1039,9 @@ impl State {
                             !spec_changed && a.job_version == version && a.job_modify_index == jmi;
                         if same {
                             du.ignore += 1;
-                        } else if tasks_updated(&a.job, new_spec, &name) {
+                        } else if tasks_updated(&a.job, new_spec, &name)
+                            || !ctx.fits_in_place(self, key, new_spec, &name, &a.id)
+                        {
                             destructive += 1;
                         } else {
                             du.in_place_update += 1;
@@ -870,11 +1060,12 @@ impl State {
                         du.destructive_update = destructive;
                     }
                     du.place = count.saturating_sub(keep.len() as u64);
+                    attempts.push((name.clone(), (du.destructive_update, du.place + du.canary)));
                 }
             }
             out.insert(name, du);
         }
-        out
+        (out, attempts)
     }
 }
 

@@ -11,6 +11,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 
 use crate::canonical::{Obj, s};
+pub(crate) use crate::placement::Node;
+use crate::placement::SchedCtx;
 use crate::util::{now_ns, rfc3339};
 
 /// `(namespace, job ID)`.
@@ -125,6 +127,13 @@ pub(crate) struct JobEntry {
     /// inserts a copy into the jobs table only. `POST /v1/job/:id/scale` changes the
     /// group count of the job it reads in place, so an aliased version entry changes too.
     pub aliased: bool,
+    /// The summary's `Queued` per group: the `QueuedAllocations` of the job's last
+    /// completed evaluation, less the allocations placed since.
+    pub queued: BTreeMap<String, u64>,
+    /// A constraint of the stored job was reported as filtering the node. Nomad caches
+    /// the reported text inside the stored job's constraint, so the same spec sent again
+    /// no longer equals it: an identical register writes a new version.
+    pub constraint_cached: bool,
 }
 
 impl JobEntry {
@@ -603,6 +612,14 @@ pub(crate) struct Eval {
     pub status: String,
     pub status_description: String,
     pub previous_eval: String,
+    /// The blocked evaluation created for what this one could not place.
+    pub blocked_eval: String,
+    /// `FailedTGAllocs` (`null` when everything was placed).
+    pub failed_tg_allocs: Value,
+    /// A blocked evaluation's `ClassEligibility` (empty: left out).
+    pub class_eligibility: BTreeMap<String, bool>,
+    /// A blocked evaluation's `EscapedComputedClass`.
+    pub escaped_computed_class: bool,
     pub queued: BTreeMap<String, u64>,
     pub create_index: u64,
     pub modify_index: u64,
@@ -621,8 +638,9 @@ impl Eval {
             "DeploymentID": self.deployment_id, "Status": self.status,
             "StatusDescription": self.status_description, "Wait": 0,
             "WaitUntil": "0001-01-01T00:00:00Z", "NextEval": "",
-            "PreviousEval": self.previous_eval, "BlockedEval": "", "FailedTGAllocs": null,
-            "ClassEligibility": null, "EscapedComputedClass": false, "AnnotatePlan": false,
+            "PreviousEval": self.previous_eval, "BlockedEval": self.blocked_eval,
+            "FailedTGAllocs": self.failed_tg_allocs, "ClassEligibility": self.class_eligibility,
+            "EscapedComputedClass": self.escaped_computed_class, "AnnotatePlan": false,
             "QueuedAllocations": if self.status == "complete" { json!(self.queued) } else { Value::Null },
             "LeaderACL": "", "SnapshotIndex": self.snapshot_index,
             "CreateIndex": self.create_index, "ModifyIndex": self.modify_index,
@@ -681,13 +699,6 @@ pub(crate) struct Namespace {
     pub modify_index: u64,
 }
 
-/// The simulated client node every allocation runs on.
-#[derive(Clone, Debug)]
-pub(crate) struct Node {
-    pub id: String,
-    pub name: String,
-}
-
 /// The whole in-memory state; guarded by one mutex with short critical sections.
 pub(crate) struct State {
     pub index: u64,
@@ -705,6 +716,8 @@ pub(crate) struct State {
     pub watchers: Arc<Watchers>,
     pub wake: Arc<Notify>,
     pub node: Node,
+    /// The scheduler's context of the evaluation being processed.
+    pub sched: SchedCtx,
     pub namespaces: BTreeMap<String, Namespace>,
     /// Nomad's `scaling_policy` table: one policy per job and group.
     pub scaling_policies: BTreeMap<crate::scaling::PolicyKey, crate::scaling::PolicyRecord>,
@@ -725,8 +738,12 @@ fn table_name(t: Table) -> &'static str {
 }
 
 impl State {
-    pub(crate) fn new(time_scale: f64, watchers: Arc<Watchers>, wake: Arc<Notify>) -> Self {
-        let id = crate::util::new_uuid();
+    pub(crate) fn new(
+        time_scale: f64,
+        node: Node,
+        watchers: Arc<Watchers>,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self {
             index: 1,
             table_index: HashMap::new(),
@@ -742,10 +759,8 @@ impl State {
             time_scale,
             watchers,
             wake,
-            node: Node {
-                name: format!("sim-node-{}", &id[..8]),
-                id,
-            },
+            node,
+            sched: SchedCtx::default(),
             namespaces: BTreeMap::from([(
                 "default".to_string(),
                 Namespace {

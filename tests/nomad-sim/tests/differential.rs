@@ -65,13 +65,26 @@ async fn simulator_answers_like_the_real_agent() {
             _ => Conv::new(&server.url(), None, &ns),
         }
     };
-    let (service_real, service_sim, batch_real, batch_sim, scale_real, scale_sim) = tokio::join!(
-        diff::script::service(side("real", "service")),
-        diff::script::service(side("sim", "service")),
-        diff::script::batch_and_errors(side("real", "batch")),
-        diff::script::batch_and_errors(side("sim", "batch")),
-        diff::script::scale(side("real", "scale")),
-        diff::script::scale(side("sim", "scale")),
+    let (
+        (service_real, service_sim, batch_real, batch_sim),
+        (scale_real, scale_sim, placement_real, placement_sim),
+    ) = tokio::join!(
+        async {
+            tokio::join!(
+                diff::script::service(side("real", "service")),
+                diff::script::service(side("sim", "service")),
+                diff::script::batch_and_errors(side("real", "batch")),
+                diff::script::batch_and_errors(side("sim", "batch")),
+            )
+        },
+        async {
+            tokio::join!(
+                diff::script::scale(side("real", "scale")),
+                diff::script::scale(side("sim", "scale")),
+                diff::script::placement(side("real", "placement")),
+                diff::script::placement(side("sim", "placement")),
+            )
+        },
     );
     server.shutdown().await;
 
@@ -81,6 +94,7 @@ async fn simulator_answers_like_the_real_agent() {
         ("service", &service_real, &service_sim),
         ("batch", &batch_real, &batch_sim),
         ("scale", &scale_real, &scale_sim),
+        ("placement", &placement_real, &placement_sim),
     ] {
         let (mut nr, mut ns) = (Normalizer::default(), Normalizer::default());
         let r: Vec<Exchange> = r.log.iter().map(|e| nr.exchange(e)).collect();
@@ -105,7 +119,10 @@ async fn simulator_answers_like_the_real_agent() {
     }
     let mut summary = format!(
         "differential: {} steps; {} raw differences, {} excepted, {} unexpected ({:.1}s)\n",
-        service_real.log.len() + batch_real.log.len() + scale_real.log.len(),
+        service_real.log.len()
+            + batch_real.log.len()
+            + scale_real.log.len()
+            + placement_real.log.len(),
         all.len(),
         excepted,
         unexpected.len(),

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use nomad_sim::{SimConfig, SimServer, Simulator};
+use nomad_sim::{NodeConfig, SimConfig, SimServer, Simulator};
 use serde_json::{Value, json};
 
 /// Generous bound for waiting on simulated state changes.
@@ -42,8 +42,13 @@ pub async fn start(time_scale: f64, token: Option<&str>) -> Sim {
 
 /// A simulator with `config` (its token sent on every request).
 pub async fn start_config(config: SimConfig) -> Sim {
+    start_node(config, NodeConfig::default()).await
+}
+
+/// A simulator with `config` whose node has `node`'s capacity.
+pub async fn start_node(config: SimConfig, node: NodeConfig) -> Sim {
     let token = config.acl_token.clone();
-    let sim = Simulator::new(config);
+    let sim = Simulator::with_node(config, node);
     let server = sim
         .serve("127.0.0.1:0".parse().expect("addr"))
         .await

@@ -14,7 +14,11 @@
 //!   the scenarios write to one agent at the same time.
 //! - Times: Unix-nanosecond integers and RFC 3339 strings become `<time>`; Go's zero time
 //!   `0001-01-01T00:00:00Z`, `0` and `null` stay as they are.
-//! - Node names, `host:port` addresses and hashes become `<node>`, `<addr>`, `<hash>`.
+//! - Node names, `host:port` addresses and hashes become `<node>`, `<addr>`, `<hash>`;
+//!   a computed node class (`v1:8585101830949839798`, a key of `ClassEligibility`)
+//!   becomes `<class>`.
+//! - The evaluations a plan would create (`CreatedEvals`) define no placeholder: their
+//!   `JobModifyIndex` is one past the job's, which the script records as a fact.
 //! - Lists whose order is by random ID on a real server (allocations, evaluations,
 //!   deployments) are sorted by creation index first, then named.
 
@@ -77,6 +81,12 @@ fn replace_uuids(s: &str, mut f: impl FnMut(&str) -> String) -> String {
 /// Replaces every ID inside `s` by `with`.
 pub fn mask_uuids(s: &str, with: &str) -> String {
     replace_uuids(s, |_| with.to_string())
+}
+
+/// A computed node class: `v1:` and a decimal hash.
+fn is_node_class(s: &str) -> bool {
+    s.strip_prefix("v1:")
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|c| c.is_ascii_digit()))
 }
 
 fn is_rfc3339(s: &str) -> bool {
@@ -209,6 +219,9 @@ impl Normalizer {
         match v {
             Value::Object(m) => {
                 for (k, x) in m {
+                    if k == "CreatedEvals" {
+                        continue;
+                    }
                     if ANCHOR_KEYS.contains(&k.as_str())
                         && let Some(n) = x.as_u64()
                     {
@@ -251,7 +264,8 @@ impl Normalizer {
             Value::Object(m) => {
                 let mut out = Map::new();
                 for (k, x) in m {
-                    out.insert(k.clone(), self.value(x, Some(k), Some(m)));
+                    let name = if is_node_class(k) { "<class>" } else { k };
+                    out.insert(name.to_string(), self.value(x, Some(k), Some(m)));
                 }
                 Value::Object(out)
             }

@@ -1073,3 +1073,326 @@ pub async fn scale(mut c: Conv) -> Conv {
         .await;
     c
 }
+
+/// `web` v0 as job `id` with two allocations whose task asks `memory_mb`.
+fn sized(ns: &str, id: &str, memory_mb: u64) -> Value {
+    let mut job = web(ns, Web::V0);
+    job["ID"] = json!(id);
+    job["TaskGroups"][0]["Count"] = json!(2);
+    job["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMB"] = json!(memory_mb);
+    job
+}
+
+/// A constraint on the node's kernel no node meets.
+fn windows_only() -> Value {
+    json!({"LTarget": "${attr.kernel.name}", "Operand": "=", "RTarget": "windows"})
+}
+
+/// Polls `GET path` until `pred` holds on its answer; records a timeout as a note.
+async fn wait_for(c: &mut Conv, what: &str, path: &str, pred: impl Fn(&Value) -> bool) {
+    let ok = c
+        .poll(|| async { pred(&c.quiet("GET", path, None).await.json) })
+        .await;
+    if !ok {
+        c.note(&format!("WAIT {what}"), "timed out");
+    }
+}
+
+/// Evaluations of which none is pending, one is blocked and `dups` were cancelled as
+/// duplicates of a newer blocked one.
+fn one_blocked(evals: &Value, dups: usize) -> bool {
+    let e = arr(evals);
+    let dup = |e: &Value| {
+        e["StatusDescription"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("existing blocked evaluation"))
+    };
+    e.iter().all(|e| e["Status"] != "pending")
+        && e.iter().filter(|e| e["Status"] == "blocked").count() == 1
+        && e.iter().filter(|e| dup(e)).count() == dups
+}
+
+/// Plans `job` and records the answer, and how the `JobModifyIndex` of the blocked
+/// evaluation it would create relates to the job's (the normalizer leaves it alone).
+async fn plan_failing(c: &mut Conv, job: &Value, note: &str) {
+    let id = str_of(job, "ID");
+    let plan = c
+        .call(
+            "POST",
+            &format!("/v1/job/{id}/plan"),
+            Some(&json!({"Job": job, "Diff": true})),
+            note,
+        )
+        .await;
+    let jmi = plan.json["JobModifyIndex"].as_u64().unwrap_or(0);
+    let created = plan.json["CreatedEvals"][0]["JobModifyIndex"]
+        .as_u64()
+        .unwrap_or(0);
+    c.fact(
+        &format!("POST /v1/job/{id}/plan ({note}; blocked eval's JobModifyIndex - job's)"),
+        json!(if created == 0 {
+            None
+        } else {
+            Some(created as i64 - jmi as i64)
+        }),
+    );
+}
+
+/// Allocations the node cannot take: plans and evaluations with `FailedTGAllocs`, the
+/// blocked evaluation, `Queued` in the summary, a pending job and a deployment that
+/// places nothing; an identical register (a duplicate blocked evaluation is
+/// cancelled); a fix that places them (the blocked evaluation is cancelled); a
+/// constraint no node meets on a running job (its update in place fails, the one
+/// destructive update allowed cannot be placed, the old allocations run on), whose
+/// identical register is a new version; a batch job in no datacenter of the node; and
+/// plans of other failures (CPU, two tasks' memory, a task constraint, an unknown
+/// attribute, `regexp`, `distinct_hosts`, an escaped class, disk, `MemoryMaxMB`).
+pub async fn placement(mut c: Conv) -> Conv {
+    let ns = c.ns.clone();
+    let ns_body = json!({"Name": ns, "Description": "nomad-sim differential test"});
+    c.call("POST", &format!("/v1/namespace/{ns}"), Some(&ns_body), "")
+        .await;
+
+    // Two allocations asking more memory than any node has.
+    let big = sized(&ns, "mem", 10_000_000);
+    plan_failing(&mut c, &big, "too big").await;
+    let reg = c
+        .call("POST", "/v1/jobs", Some(&json!({"Job": big})), "too big")
+        .await;
+    let eval_id = str_of(&reg.json, "EvalID");
+    wait_for(
+        &mut c,
+        "too big evaluated",
+        &format!("/v1/evaluation/{eval_id}"),
+        |e| e["Status"] == "complete",
+    )
+    .await;
+    for p in [
+        "/v1/job/mem",
+        "/v1/job/mem/summary",
+        "/v1/job/mem/evaluations",
+        "/v1/job/mem/deployments",
+        "/v1/job/mem/allocations",
+    ] {
+        c.call("GET", p, None, "too big").await;
+    }
+    let eval = c
+        .quiet("GET", &format!("/v1/evaluation/{eval_id}"), None)
+        .await;
+    let blocked = str_of(&eval.json, "BlockedEval");
+    c.call("GET", &format!("/v1/evaluation/{blocked}"), None, "blocked")
+        .await;
+    plan_failing(&mut c, &big, "too big, registered").await;
+
+    // The same again: a new evaluation, a new blocked one, the old one cancelled.
+    c.call(
+        "POST",
+        "/v1/jobs",
+        Some(&json!({"Job": big})),
+        "too big again",
+    )
+    .await;
+    wait_for(
+        &mut c,
+        "duplicate cancelled",
+        "/v1/job/mem/evaluations",
+        |e| one_blocked(e, 1),
+    )
+    .await;
+    for p in ["/v1/job/mem", "/v1/job/mem/evaluations"] {
+        c.call("GET", p, None, "too big again").await;
+    }
+
+    // Small enough: placed, the blocked evaluation cancelled.
+    let small = sized(&ns, "mem", 32);
+    c.call("POST", "/v1/jobs", Some(&json!({"Job": small})), "fits")
+        .await;
+    settle(&mut c, "fits deployed", "mem", |_, d| {
+        has_deployment(d, 1, "successful")
+    })
+    .await;
+    for p in [
+        "/v1/job/mem",
+        "/v1/job/mem/summary",
+        "/v1/job/mem/evaluations",
+        "/v1/job/mem/deployments",
+    ] {
+        c.call("GET", p, None, "fits").await;
+    }
+
+    // A constraint no node meets, on the running job.
+    let mut windows = small.clone();
+    windows["Constraints"] = json!([windows_only()]);
+    plan_failing(&mut c, &windows, "windows only").await;
+    let reg = c
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(&json!({"Job": windows})),
+            "windows only",
+        )
+        .await;
+    let eval_id = str_of(&reg.json, "EvalID");
+    wait_for(
+        &mut c,
+        "windows only evaluated",
+        &format!("/v1/evaluation/{eval_id}"),
+        |e| e["Status"] == "complete",
+    )
+    .await;
+    for p in [
+        "/v1/job/mem",
+        "/v1/job/mem/summary",
+        "/v1/job/mem/evaluations",
+        "/v1/job/mem/deployments",
+        "/v1/job/mem/allocations",
+    ] {
+        c.call("GET", p, None, "windows only").await;
+    }
+    // The reported constraint changed the stored job: the same spec is a new version.
+    c.call(
+        "POST",
+        "/v1/jobs",
+        Some(&json!({"Job": windows})),
+        "windows only again",
+    )
+    .await;
+    wait_for(
+        &mut c,
+        "windows duplicate cancelled",
+        "/v1/job/mem/evaluations",
+        |e| one_blocked(e, 2),
+    )
+    .await;
+    for p in [
+        "/v1/job/mem",
+        "/v1/job/mem/evaluations",
+        "/v1/job/mem/deployments",
+    ] {
+        c.call("GET", p, None, "windows only again").await;
+    }
+    c.call("DELETE", "/v1/job/mem", None, "stop").await;
+    settle(&mut c, "mem stopped", "mem", |j, _| j["Status"] == "dead").await;
+    for p in [
+        "/v1/job/mem",
+        "/v1/job/mem/summary",
+        "/v1/job/mem/evaluations",
+    ] {
+        c.call("GET", p, None, "stopped").await;
+    }
+    c.call("DELETE", "/v1/job/mem?purge=true", None, "purge")
+        .await;
+
+    // A batch job in no datacenter of the node.
+    let mut nowhere = batch(&ns, &[]);
+    nowhere["Datacenters"] = json!(["nowhere"]);
+    plan_failing(&mut c, &nowhere, "nowhere").await;
+    let reg = c
+        .call(
+            "POST",
+            "/v1/jobs",
+            Some(&json!({"Job": nowhere})),
+            "nowhere",
+        )
+        .await;
+    let eval_id = str_of(&reg.json, "EvalID");
+    wait_for(
+        &mut c,
+        "nowhere evaluated",
+        &format!("/v1/evaluation/{eval_id}"),
+        |e| e["Status"] == "complete",
+    )
+    .await;
+    for p in [
+        "/v1/job/batch",
+        "/v1/job/batch/summary",
+        "/v1/job/batch/evaluations",
+    ] {
+        c.call("GET", p, None, "nowhere").await;
+    }
+    c.call("DELETE", "/v1/job/batch", None, "stop").await;
+    wait_for(&mut c, "nowhere stopped", "/v1/job/batch", |j| {
+        j["Status"] == "dead"
+    })
+    .await;
+    for p in [
+        "/v1/job/batch",
+        "/v1/job/batch/evaluations",
+        "/v1/job/batch/versions",
+    ] {
+        c.call("GET", p, None, "nowhere, stopped").await;
+    }
+    c.call("DELETE", "/v1/job/batch?purge=true", None, "purge")
+        .await;
+
+    // Plans of other failures.
+    let tg = |job: &mut Value, k: &str, v: Value| job["TaskGroups"][0][k] = v;
+    let mut cpu = sized(&ns, "cpu", 32);
+    cpu["TaskGroups"][0]["Tasks"][0]["Resources"]["CPU"] = json!(10_000_000);
+    let mut two = sized(&ns, "two", 10_000_000);
+    let mut second = task("/bin/sleep", &["1000"]);
+    second["Name"] = json!("u");
+    second["Resources"]["MemoryMB"] = json!(100);
+    if let Some(tasks) = two["TaskGroups"][0]["Tasks"].as_array_mut() {
+        tasks.push(second);
+    }
+    let mut dc_task = sized(&ns, "dctask", 32);
+    dc_task["TaskGroups"][0]["Tasks"][0]["Constraints"] = json!([
+        {"LTarget": "${node.datacenter}", "Operand": "!=", "RTarget": "dc1"}
+    ]);
+    let mut unknown = sized(&ns, "unknown", 32);
+    tg(
+        &mut unknown,
+        "Constraints",
+        json!([{"LTarget": "${attr.nope}", "Operand": "=", "RTarget": "x"}]),
+    );
+    let mut regexp = sized(&ns, "regexp", 32);
+    tg(
+        &mut regexp,
+        "Constraints",
+        json!([{"LTarget": "${attr.kernel.name}", "Operand": "regexp", "RTarget": "^win"}]),
+    );
+    let mut spread = sized(&ns, "spread", 32);
+    tg(
+        &mut spread,
+        "Constraints",
+        json!([{"Operand": "distinct_hosts", "RTarget": "true"}]),
+    );
+    let mut escaped = sized(&ns, "escaped", 32);
+    tg(
+        &mut escaped,
+        "Constraints",
+        json!([{"LTarget": "${node.unique.name}", "Operand": "=", "RTarget": "x"}]),
+    );
+    let mut disk = sized(&ns, "disk", 32);
+    tg(&mut disk, "EphemeralDisk", json!({"SizeMB": 10_000_000}));
+    for (job, note) in [
+        (&cpu, "cpu"),
+        (&two, "two tasks"),
+        (&dc_task, "task constraint"),
+        (&unknown, "unknown attribute"),
+        (&regexp, "regexp"),
+        (&spread, "distinct_hosts"),
+        (&escaped, "escaped class"),
+        (&disk, "disk"),
+    ] {
+        plan_failing(&mut c, job, note).await;
+    }
+    // Memory oversubscription is off: a warning, on plan and register alike.
+    let mut max = sized(&ns, "max", 32);
+    max["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMaxMB"] = json!(64);
+    c.call(
+        "POST",
+        "/v1/job/max/plan",
+        Some(&json!({"Job": max})),
+        "memory max",
+    )
+    .await;
+    c.call("POST", "/v1/jobs", Some(&json!({"Job": max})), "memory max")
+        .await;
+    c.call("DELETE", "/v1/job/max?purge=true", None, "purge")
+        .await;
+    c.call("DELETE", &format!("/v1/namespace/{ns}"), None, "empty")
+        .await;
+    c
+}
