@@ -41,8 +41,10 @@ YAML
 } >"$out/00-namespace.yaml"
 
 {
-  header "charts/nomad-operator/crds/nomadjob.yaml"
-  cat "$root/charts/nomad-operator/crds/nomadjob.yaml"
+  header "charts/nomad-operator/crds/"
+  for crd in nomadjob nomaddispatch nomadconnection clusternomadconnection; do
+    cat "$root/charts/nomad-operator/crds/$crd.yaml"
+  done
 } >"$out/01-crd.yaml"
 
 manifest=$(python3 "$root/tests/helm/helm_tool.py" render --kubeconfig "$kubeconfig" \

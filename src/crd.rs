@@ -13,6 +13,14 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::named_map::NamedMap;
 
+mod connection;
+mod dispatch;
+pub use connection::{
+    ClusterNomadConnection, ClusterNomadConnectionSpec, ConnectionKind, ConnectionRef,
+    ConnectionSettings, ConnectionTls, NomadConnection, NomadConnectionSpec, SecretKeyRef,
+};
+pub use dispatch::{NomadDispatch, NomadDispatchSpec, NomadDispatchStatus, NomadJobRef};
+
 /// API group of the operator's resources.
 pub const GROUP: &str = "nomadoperator.dev";
 /// Finalizer that makes the operator apply `spec.deletionPolicy` before the object goes.
@@ -23,6 +31,15 @@ pub const RETRY_ANNOTATION: &str = "nomadoperator.dev/retry";
 /// object refuse to stop or purge the job until it is set to `"false"` (which also lifts
 /// the operator-wide `--deletion-protection`).
 pub const DELETION_PROTECTION_ANNOTATION: &str = "nomadoperator.dev/deletion-protection";
+/// Annotation whose new value promotes the canaries of the current deployment once they
+/// are healthy (`spec.rollout.promote: Manual`).
+pub const PROMOTE_ANNOTATION: &str = "nomadoperator.dev/promote";
+/// Annotation whose new value launches a periodic job now (`nomad job periodic force`).
+pub const FORCE_LAUNCH_ANNOTATION: &str = "nomadoperator.dev/force-launch";
+/// Key the operator adds to a parameterized job's `MetaOptional`, and sets in each
+/// dispatch to the UID of the `NomadDispatch`: after a restart it tells which dispatched
+/// job an interrupted dispatch made.
+pub const META_DISPATCH_UID: &str = "nomadoperator.dev/dispatch-uid";
 /// Nomad job `Meta` key recording the namespace of the owning `NomadJob`.
 pub const META_OWNER_NAMESPACE: &str = "nomadoperator.dev/owner-namespace";
 /// Nomad job `Meta` key recording the name of the owning `NomadJob`.
@@ -44,9 +61,11 @@ pub const META_OWNER_UID: &str = "nomadoperator.dev/owner-uid";
     status = "NomadJobStatus",
     doc = "A HashiCorp Nomad job whose source of truth is this object: the operator plans, registers (with check-and-set), follows the deployment, reverts a failed one, and mirrors Nomad's view into status.",
     printcolumn = r#"{"name":"Job ID","type":"string","jsonPath":".status.jobID"}"#,
+    printcolumn = r#"{"name":"Connection","type":"string","description":"The NomadConnection or ClusterNomadConnection the job goes through (empty: the operator's default)","jsonPath":".status.connection.name"}"#,
     printcolumn = r#"{"name":"Version","type":"integer","jsonPath":".status.jobVersion"}"#,
     printcolumn = r#"{"name":"Status","type":"string","description":"Nomad job status","jsonPath":".status.jobStatus"}"#,
     printcolumn = r#"{"name":"Deployment","type":"string","description":"Status of the latest Nomad deployment","jsonPath":".status.deployment.status"}"#,
+    printcolumn = r#"{"name":"Healthy","type":"string","description":"Healthy (batch: completed) allocations of the current version / desired","jsonPath":".status.healthy"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -127,12 +146,43 @@ pub struct NomadJobSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub preserve_counts: bool,
 
+    /// The Nomad cluster to use: a `NomadConnection` of this namespace or a
+    /// `ClusterNomadConnection` that serves it. Unset: the operator's default connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<ConnectionRef>,
+
+    /// How canary deployments (a group's `update.canary`) are promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+
     /// Fields of the spec this version of the API does not know. The API server prunes
     /// them (kubectl, Helm and Argo CD refuse them before); the operator reports any it
     /// is given, and those kept in kubectl's last-applied annotation.
     #[serde(flatten, default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(skip)]
     pub unknown_fields: BTreeMap<String, serde_json::Value>,
+}
+
+/// How a deployment with canaries moves on.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// Who promotes the canaries once they are healthy.
+    #[serde(default)]
+    pub promote: Promote,
+}
+
+/// Who promotes a deployment's canaries.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Promote {
+    /// A person: a new value of the annotation `nomadoperator.dev/promote` promotes the
+    /// current deployment once its canaries are healthy (as does `nomad deployment
+    /// promote`, or the group's own `auto_promote`). The `Ready` condition says while the
+    /// deployment waits.
+    #[default]
+    Manual,
+    /// The operator, as soon as every canary of the deployment is healthy.
+    Auto,
 }
 
 /// A ConfigMap or Secret whose keys become jobspec variables.
@@ -249,6 +299,10 @@ pub struct NomadJobStatus {
     /// The Nomad namespace of the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_namespace: Option<String>,
+    /// The connection the job was planned and registered through (unset: the operator's
+    /// default connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionStatus>,
     /// The job's current version in Nomad.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_version: Option<u64>,
@@ -294,6 +348,30 @@ pub struct NomadJobStatus {
     /// The job's allocations, newest first (bounded).
     #[serde(default)]
     pub allocations: Vec<AllocationStatus>,
+    /// Healthy allocations of the current version over those desired, such as `2/3`
+    /// (a batch job: completed over desired), for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<String>,
+    /// The canaries of the latest deployment, when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canaries: Option<CanaryStatus>,
+    /// The last promotion of a deployment's canaries that the operator made or saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_promotion: Option<PromotionStatus>,
+    /// Why allocations of the job cannot be placed (from the plan or the scheduler's
+    /// evaluation), per task group; empty when everything is placed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub placement_failures: BTreeMap<String, String>,
+    /// A periodic job's next launch, as its cron spec and time zone say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_launch: Option<Time>,
+    /// The jobs a periodic or parameterized job launched: counts, and the newest ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<ChildrenStatus>,
+    /// The values of the request annotations (`nomadoperator.dev/promote`,
+    /// `nomadoperator.dev/force-launch`) the operator has acted on.
+    #[serde(default, skip_serializing_if = "AnsweredRequests::is_empty")]
+    pub answered: AnsweredRequests,
     /// The last revert of this job, by the operator or by Nomad's auto-revert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revert: Option<RevertStatus>,
@@ -306,6 +384,99 @@ pub struct NomadJobStatus {
     /// in Nomad differs from the spec.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// A connection as the status records it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionStatus {
+    /// `NomadConnection` or `ClusterNomadConnection`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The Nomad address it reaches.
+    pub address: String,
+}
+
+/// The canaries of a deployment, over all its task groups.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    /// The deployment.
+    #[serde(rename = "deploymentID")]
+    pub deployment_id: String,
+    /// Canaries wanted.
+    pub desired: u64,
+    /// Canaries placed.
+    pub placed: u64,
+    /// Canaries healthy.
+    pub healthy: u64,
+    /// Whether every group's canaries were promoted.
+    pub promoted: bool,
+}
+
+/// A promotion of a deployment's canaries.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionStatus {
+    /// The deployment promoted.
+    #[serde(rename = "deploymentID")]
+    pub deployment_id: String,
+    /// Who promoted: `spec.rollout.promote: Auto`, the annotation, or someone outside the
+    /// operator (Nomad's `auto_promote`, `nomad deployment promote`).
+    pub by: String,
+    /// When the operator promoted, or first saw the promotion.
+    pub time: Time,
+}
+
+/// The jobs launched by a periodic or parameterized job.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildrenStatus {
+    /// Launched jobs not yet running.
+    pub pending: u64,
+    /// Launched jobs running.
+    pub running: u64,
+    /// Launched jobs finished.
+    pub dead: u64,
+    /// The newest launched jobs, newest first (bounded).
+    #[serde(default)]
+    pub latest: Vec<ChildJobStatus>,
+}
+
+/// One job launched by a periodic or parameterized job.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildJobStatus {
+    /// Its job ID (`PARENT/periodic-UNIXTIME`, `PARENT/dispatch-UNIXTIME-SUFFIX`).
+    #[serde(rename = "jobID")]
+    pub job_id: String,
+    /// Nomad's job status: `pending`, `running` or `dead`.
+    pub status: String,
+    /// `Running`, `Succeeded` or `Failed` (from its allocation counts).
+    pub outcome: String,
+    /// When it was launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched: Option<Time>,
+}
+
+/// The values of request annotations the operator has answered.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnsweredRequests {
+    /// `nomadoperator.dev/promote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<String>,
+    /// `nomadoperator.dev/force-launch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_launch: Option<String>,
+}
+
+impl AnsweredRequests {
+    /// True when no request was answered.
+    pub fn is_empty(&self) -> bool {
+        self.promote.is_none() && self.force_launch.is_none()
+    }
 }
 
 /// A Nomad job by namespace and ID.
@@ -336,6 +507,9 @@ pub struct PlanStatus {
     /// register is drift that `driftPolicy: Report` leaves alone.
     #[serde(default)]
     pub registered: bool,
+    /// Nomad's warnings about the job (deprecated fields and the like).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<String>,
 }
 
 /// How the scheduler would change one task group's allocations.
@@ -576,6 +750,35 @@ pub mod reason {
     pub const JOB_STOPPED: &str = "JobStopped";
     /// The spec has keys that Nomad's job schema or this API do not have.
     pub const UNKNOWN_FIELDS: &str = "UnknownFields";
+    /// Nomad's plan of the job has warnings.
+    pub const PLAN_WARNINGS: &str = "PlanWarnings";
+    /// The deployment's canaries wait to be promoted.
+    pub const AWAITING_PROMOTION: &str = "AwaitingPromotion";
+    /// The deployment's canaries were promoted.
+    pub const PROMOTED: &str = "Promoted";
+    /// A promotion was asked for but there was nothing to promote.
+    pub const PROMOTION_SKIPPED: &str = "PromotionSkipped";
+    /// Allocations of the job cannot be placed.
+    pub const PLACEMENT_FAILED: &str = "PlacementFailed";
+    /// A batch job (or a dispatched job) runs.
+    pub const RUNNING: &str = "Running";
+    /// A batch job (or a dispatched job) completed.
+    pub const COMPLETED: &str = "Completed";
+    /// A batch job (or a dispatched job) failed.
+    pub const JOB_FAILED: &str = "JobFailed";
+    /// A periodic job was launched on request.
+    pub const LAUNCHED: &str = "Launched";
+    /// A parameterized job was dispatched.
+    pub const DISPATCHED: &str = "Dispatched";
+    /// The job's Nomad namespace is not one its connection allows, or the connection does
+    /// not serve the object's Kubernetes namespace.
+    pub const POLICY_DENIED: &str = "PolicyDenied";
+    /// The connection `spec.connectionRef` names does not exist.
+    pub const CONNECTION_NOT_FOUND: &str = "ConnectionNotFound";
+    /// The connection cannot be used: a Secret or key is missing, or its TLS is unusable.
+    pub const CONNECTION_INVALID: &str = "ConnectionInvalid";
+    /// What a `NomadDispatch` refers to does not exist or cannot be dispatched.
+    pub const NOT_DISPATCHABLE: &str = "NotDispatchable";
 }
 
 #[cfg(test)]

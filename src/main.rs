@@ -21,10 +21,15 @@ enum Command {
     /// Kubernetes credentials come from KUBECONFIG or the in-cluster service account;
     /// Nomad's from the usual NOMAD_* variables or the --nomad-* flags.
     Run(Box<RunCommand>),
-    /// Print the NomadJob CustomResourceDefinition as YAML (what crds/nomadjob.yaml holds).
+    /// Print a CustomResourceDefinition as YAML: NomadJob (what crds/nomadjob.yaml
+    /// holds), or NomadDispatch with `--kind NomadDispatch` (crds/nomaddispatch.yaml).
     ///
     /// Example: nomad-operator crd | kubectl apply -f -
-    Crd,
+    Crd {
+        /// Which kind.
+        #[arg(long, value_enum, default_value_t = nomad_operator::crdgen::Kind::NomadJob)]
+        kind: nomad_operator::crdgen::Kind,
+    },
     /// Print a NomadJob manifest for a Nomad jobspec (HCL).
     ///
     /// Example: for f in jobs/*.hcl; do nomad-operator convert "$f" > "manifests/$(basename "$f" .hcl).yaml"; done
@@ -39,7 +44,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => match nomad_operator::crdgen::crd_yaml() {
+        Command::Crd { kind } => match nomad_operator::crdgen::crd_yaml_of(kind) {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS

@@ -139,8 +139,40 @@ pub fn group_summary(plan: &JobPlanResponse) -> Vec<GroupChange> {
         .collect()
 }
 
+/// Nomad's warnings about a job (a plan's or a register's `Warnings`) on one line,
+/// without go-multierror's headers: `1 warning(s):\n\n* Group "web" has warnings: 1
+/// error occurred:\n\t* Update max parallel ...` reads `Group "web" has warnings:
+/// Update max parallel ...`. `None` when there are none.
+pub fn warnings_text(raw: &str) -> Option<String> {
+    let words: Vec<&str> = raw.split_whitespace().collect();
+    let mut kept = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i];
+        let header = word.parse::<u64>().is_ok()
+            && matches!(
+                (words.get(i + 1), words.get(i + 2)),
+                (Some(&"warning(s):"), _) | (Some(&"error" | &"errors"), Some(&"occurred:"))
+            );
+        if header {
+            i += if words.get(i + 1) == Some(&"warning(s):") {
+                2
+            } else {
+                3
+            };
+            continue;
+        }
+        if word != "*" {
+            kept.push(word);
+        }
+        i += 1;
+    }
+    let text = kept.join(" ");
+    (!text.is_empty()).then_some(text)
+}
+
 /// Allocations a placement failure stands for: itself and those folded into it.
-fn failed_allocations(metric: &AllocationMetric) -> u64 {
+pub fn failed_allocations(metric: &AllocationMetric) -> u64 {
     metric.coalesced_failures.saturating_add(1)
 }
 
@@ -405,50 +437,59 @@ fn dry_run_lines(lines: &mut Vec<String>, plan: &JobPlanResponse) {
 
 /// Why allocations could not be placed, one `* ...` line per reason.
 fn metric_lines(lines: &mut Vec<String>, metric: &AllocationMetric, indent: &str) {
+    lines.extend(
+        placement_reasons(metric)
+            .into_iter()
+            .map(|reason| format!("{indent}* {reason}")),
+    );
+}
+
+/// Why allocations could not be placed, one phrase per reason, in the words of
+/// `nomad job plan` (`Dimension "memory" exhausted on 1 nodes`).
+pub fn placement_reasons(metric: &AllocationMetric) -> Vec<String> {
+    let mut reasons = Vec::new();
     if metric.nodes_evaluated == 0 {
-        lines.push(format!("{indent}* No nodes were eligible for evaluation"));
+        reasons.push("No nodes were eligible for evaluation".to_owned());
     }
     for (datacenter, available) in &metric.nodes_available {
         if *available == 0 {
-            lines.push(format!(
-                "{indent}* No nodes are available in datacenter {}",
+            reasons.push(format!(
+                "No nodes are available in datacenter {}",
                 quote(datacenter)
             ));
         }
     }
     for (class, n) in &metric.class_filtered {
-        lines.push(format!(
-            "{indent}* Class {}: {n} nodes excluded by filter",
+        reasons.push(format!(
+            "Class {}: {n} nodes excluded by filter",
             quote(class)
         ));
     }
     for (constraint, n) in &metric.constraint_filtered {
-        lines.push(format!(
-            "{indent}* Constraint {}: {n} nodes excluded by filter",
+        reasons.push(format!(
+            "Constraint {}: {n} nodes excluded by filter",
             quote(constraint)
         ));
     }
     if metric.nodes_exhausted > 0 {
-        lines.push(format!(
-            "{indent}* Resources exhausted on {} nodes",
+        reasons.push(format!(
+            "Resources exhausted on {} nodes",
             metric.nodes_exhausted
         ));
     }
     for (class, n) in &metric.class_exhausted {
-        lines.push(format!(
-            "{indent}* Class {} exhausted on {n} nodes",
-            quote(class)
-        ));
+        reasons.push(format!("Class {} exhausted on {n} nodes", quote(class)));
     }
     for (dimension, n) in &metric.dimension_exhausted {
-        lines.push(format!(
-            "{indent}* Dimension {} exhausted on {n} nodes",
+        reasons.push(format!(
+            "Dimension {} exhausted on {n} nodes",
             quote(dimension)
         ));
     }
     for quota in &metric.quota_exhausted {
-        lines.push(format!("{indent}* Quota limit hit {}", quote(quota)));
+        reasons.push(format!("Quota limit hit {}", quote(quota)));
     }
+    reasons
 }
 
 #[cfg(test)]
@@ -506,6 +547,22 @@ mod tests {
     }
 
     /// Whether a line of the diff starts with a diff marker.
+    #[test]
+    fn warnings_read_as_one_line_without_multierror_headers() {
+        let raw = "1 warning(s):\n\n* Group \"web\" has warnings: 1 error occurred:\n\t* Update max parallel count is greater than task group count (3 > 1). A destructive change would result in the simultaneous replacement of all allocations.\n\n";
+        assert_eq!(
+            warnings_text(raw).as_deref(),
+            Some(
+                "Group \"web\" has warnings: Update max parallel count is greater than task group count (3 > 1). A destructive change would result in the simultaneous replacement of all allocations."
+            )
+        );
+        assert_eq!(warnings_text(" \n"), None);
+        assert_eq!(
+            warnings_text("2 errors occurred: * a * b").as_deref(),
+            Some("a b")
+        );
+    }
+
     fn is_diff_line(line: &str) -> bool {
         let line = line.trim_start();
         ["+ ", "- ", "+/- ", "~ "]

@@ -18,16 +18,18 @@ use support::envtest::{
 };
 
 #[test]
-fn chart_crd_is_byte_identical_to_crds() {
+fn chart_crds_are_byte_identical_to_crds() {
     let root = helm::repo_root();
-    let generated =
-        std::fs::read(root.join("crds/nomadjob.yaml")).expect("read crds/nomadjob.yaml");
-    let in_chart = std::fs::read(root.join("charts/nomad-operator/crds/nomadjob.yaml"))
-        .expect("read chart CRD");
-    assert!(
-        generated == in_chart,
-        "charts/nomad-operator/crds/nomadjob.yaml differs from crds/nomadjob.yaml: copy it (cp crds/nomadjob.yaml charts/nomad-operator/crds/)"
-    );
+    for kind in nomad_operator::crdgen::Kind::ALL {
+        let file = kind.file();
+        let generated = std::fs::read(root.join("crds").join(file)).expect("read crds/");
+        let in_chart = std::fs::read(root.join("charts/nomad-operator/crds").join(file))
+            .expect("read chart CRD");
+        assert!(
+            generated == in_chart,
+            "charts/nomad-operator/crds/{file} differs from crds/{file}: copy it (cp crds/{file} charts/nomad-operator/crds/)"
+        );
+    }
 }
 
 #[test]
@@ -196,8 +198,10 @@ async fn chart_installs_what_the_values_ask_for() {
             .is_none(),
         "watchNamespaces must not create a ClusterRole for NomadJobs"
     );
-    // The one cluster-wide grant left: get on the NomadJob CRD, which is cluster-scoped.
+    // The cluster-wide grants left: get on the NomadJob CRD, which is cluster-scoped, and
+    // get on ClusterNomadConnections and namespaces (their selectors' labels).
     assert_crd_role(&ns.client, &fullname, &ns.name).await;
+    assert_connections_role(&ns.client, &fullname).await;
     let release_objects =
         ListParams::default().labels(&format!("app.kubernetes.io/instance={release}"));
     let cluster_wide: Vec<String> = cluster_roles
@@ -208,7 +212,11 @@ async fn chart_installs_what_the_values_ask_for() {
         .into_iter()
         .filter_map(|r| r.metadata.name)
         .collect();
-    assert_eq!(cluster_wide, [format!("{fullname}-crd")], "ClusterRoles");
+    assert_eq!(
+        cluster_wide,
+        [format!("{fullname}-connections"), format!("{fullname}-crd")],
+        "ClusterRoles"
+    );
     let cluster_bindings: Vec<String> = Api::<ClusterRoleBinding>::all(ns.client.clone())
         .list(&release_objects)
         .await
@@ -219,7 +227,7 @@ async fn chart_installs_what_the_values_ask_for() {
         .collect();
     assert_eq!(
         cluster_bindings,
-        [format!("{fullname}-crd")],
+        [format!("{fullname}-connections"), format!("{fullname}-crd")],
         "ClusterRoleBindings"
     );
     ns.api::<Role>()
@@ -253,6 +261,11 @@ async fn chart_defaults_watch_all_namespaces_with_a_cluster_role() {
         [
             "events:create",
             "events:patch",
+            "nomadconnections:get",
+            "nomaddispatches/status:patch",
+            "nomaddispatches:get",
+            "nomaddispatches:list",
+            "nomaddispatches:watch",
             "nomadjobs/finalizers:patch",
             "nomadjobs/finalizers:update",
             "nomadjobs/status:patch",
@@ -327,6 +340,25 @@ async fn deploy_is_the_chart_rendered_with_defaults_and_applies() {
 
 /// The `<fullname>-crd` ClusterRole grants exactly one rule, `get` on the NomadJob CRD by
 /// name, and its ClusterRoleBinding gives it to the release's ServiceAccount.
+/// The `-connections` ClusterRole grants `get` on ClusterNomadConnections and namespaces,
+/// and nothing else.
+async fn assert_connections_role(client: &kube::Client, fullname: &str) {
+    let role: ClusterRole = Api::all(client.clone())
+        .get(&format!("{fullname}-connections"))
+        .await
+        .expect("the -connections ClusterRole");
+    let mut granted: Vec<String> = Vec::new();
+    for rule in role.rules.unwrap_or_default() {
+        for resource in rule.resources.unwrap_or_default() {
+            for verb in &rule.verbs {
+                granted.push(format!("{resource}:{verb}"));
+            }
+        }
+    }
+    granted.sort();
+    assert_eq!(granted, ["clusternomadconnections:get", "namespaces:get"]);
+}
+
 async fn assert_crd_role(client: &kube::Client, fullname: &str, namespace: &str) {
     let name = format!("{fullname}-crd");
     let role: ClusterRole = Api::all(client.clone())

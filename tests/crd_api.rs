@@ -21,15 +21,18 @@ fn job_spec() -> NomadJobSpec {
 }
 
 #[test]
-fn checked_in_crd_matches_the_rust_types() {
-    let generated = nomad_operator::crdgen::crd_yaml().expect("generate CRD");
-    let checked_in =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/nomadjob.yaml"))
-            .expect("read crds/nomadjob.yaml");
-    assert!(
-        generated == checked_in,
-        "crds/nomadjob.yaml is stale: run `cargo run -- crd > crds/nomadjob.yaml`"
-    );
+fn checked_in_crds_match_the_rust_types() {
+    use nomad_operator::crdgen::{Kind, crd_yaml_of};
+    for kind in Kind::ALL {
+        let (file, flag) = (kind.file(), kind.flag());
+        let generated = crd_yaml_of(kind).expect("generate CRD");
+        let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+        let checked_in = std::fs::read_to_string(&path).expect("read crds/");
+        assert!(
+            generated == checked_in,
+            "crds/{file} is stale: run `cargo run -- crd{flag} > crds/{file}`"
+        );
+    }
 }
 
 #[tokio::test]

@@ -229,7 +229,10 @@ async fn operator_works_with_the_charts_rbac_and_nothing_more() {
         "sanity: it may patch NomadJobs in its namespace"
     );
     assert!(!can_i("get", "secrets", &other, &user));
-    assert!(!can_i("get", "secrets", &ns.name, &user));
+    // Its own (release) namespace: get only, for ClusterNomadConnections' Secrets.
+    assert!(can_i("get", "secrets", &ns.name, &user));
+    assert!(!can_i("list", "secrets", &ns.name, &user));
+    assert!(!can_i("watch", "secrets", &ns.name, &user));
     assert!(
         !can_i("list", "nomadjobs", &other, &user),
         "watchNamespaces: no access elsewhere"
@@ -340,5 +343,132 @@ async fn variables_from_works_with_the_charts_opt_in_and_nowhere_else() {
             "{verb} configmaps"
         );
     }
+    drop(server);
+}
+
+/// A Secret `name` in `namespace` holding `token` under `token`.
+async fn token_secret(client: &Client, namespace: &str, name: &str, token: &str) {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some([("token".to_string(), token.to_string())].into()),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create secret");
+}
+
+/// Waits until NomadJob `name` has condition `Ready` with `status` and `reason`.
+async fn wait_ready(api: &Api<NomadJob>, name: &str, status: &str, reason: &str) -> NomadJob {
+    wait_until_ok(&format!("{name}: Ready={status} ({reason})"), || async {
+        let obj = api.get(name).await.expect("get");
+        if condition(&obj, "Ready").is_some_and(|c| c.status == status && c.reason == reason) {
+            Ok(obj)
+        } else {
+            Err(format!("; status: {:#?}", obj.status))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn connections_read_only_the_secrets_the_chart_allows() {
+    nomad_operator::telemetry::init(nomad_operator::telemetry::LogFormat::Text);
+    let release_ns = TestNamespace::new("rbac-conn").await;
+    let tenant = TestNamespace::new("rbac-tenant").await;
+    let release = format!("rbac-conn-{}", unique_suffix());
+    helm::install(
+        &plane().kubeconfig,
+        &release_ns.name,
+        &release,
+        &json!({"watchNamespaces": [tenant.name], "connections": {"defaultConnection": false}}),
+    );
+    let (user, as_operator) =
+        service_account(&release_ns.name, &format!("{release}-nomad-operator")).await;
+    let (_sim, server) = support::fixtures::start_simulator(Some("team-token")).await;
+    token_secret(&release_ns.client, &release_ns.name, "shared", "team-token").await;
+    token_secret(&release_ns.client, &tenant.name, "own", "team-token").await;
+    let name = format!("shared-{}", unique_suffix());
+    let cluster: Api<nomad_operator::crd::ClusterNomadConnection> =
+        Api::all(release_ns.client.clone());
+    cluster
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "nomadoperator.dev/v1alpha1", "kind": "ClusterNomadConnection",
+                "metadata": {"name": name},
+                "spec": {"address": server.url(), "namespaces": ["default"],
+                         "tokenSecretRef": {"name": "shared"}, "namespaceSelector": {}}
+            }))
+            .expect("ClusterNomadConnection"),
+        )
+        .await
+        .expect("create ClusterNomadConnection");
+    let own: Api<nomad_operator::crd::NomadConnection> =
+        Api::namespaced(release_ns.client.clone(), &tenant.name);
+    own.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "nomadoperator.dev/v1alpha1", "kind": "NomadConnection",
+            "metadata": {"name": "own"},
+            "spec": {"address": server.url(), "namespaces": ["default"],
+                     "tokenSecretRef": {"name": "own"}}
+        }))
+        .expect("NomadConnection"),
+    )
+    .await
+    .expect("create NomadConnection");
+    let (_ctx, stop_tx, operator) = start_operator(
+        &as_operator,
+        &tenant.name,
+        &server.url(),
+        &[
+            "--no-default-connection",
+            "--connection-secrets-namespace",
+            &release_ns.name,
+        ],
+    );
+    let api: Api<NomadJob> = Api::namespaced(release_ns.client.clone(), &tenant.name);
+    for (job, via) in [
+        (
+            "shared",
+            json!({"kind": "ClusterNomadConnection", "name": name}),
+        ),
+        ("own", json!({"name": "own"})),
+    ] {
+        let mut spec = service_job(Backend::Sim, 1, "/bin/sleep", &["3600"], false);
+        spec["ID"] = json!(job);
+        let body = json!({
+            "apiVersion": "nomadoperator.dev/v1alpha1", "kind": "NomadJob", "metadata": {"name": job},
+            "spec": {"job": spec, "connectionRef": via}
+        });
+        api.patch(
+            job,
+            &PatchParams::apply("rbac-test").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .expect("apply NomadJob");
+    }
+    // The cluster connection's Secret is in the operator's namespace: readable.
+    wait_ready(&api, "shared", "True", "Succeeded").await;
+    // A tenant's Secret is not, without connections.readTenantSecrets.
+    let refused = wait_ready(&api, "own", "False", "ConnectionInvalid").await;
+    let message = condition(&refused, "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("readTenantSecrets"), "{message}");
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(30), operator).await;
+
+    assert!(can_i("get", "secrets", &release_ns.name, &user));
+    assert!(!can_i("get", "secrets", &tenant.name, &user));
+    assert!(!can_i("list", "secrets", &release_ns.name, &user));
+    assert!(can_i("get", "nomadconnections", &tenant.name, &user));
+    assert!(can_i("get", "clusternomadconnections", "", &user));
     drop(server);
 }

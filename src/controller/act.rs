@@ -63,10 +63,44 @@ pub async fn act(
                         .collect(),
                     eval_id: answer.eval_id,
                     corrects_drift,
-                    job,
+                    job: job.map(Box::new),
                 }
             }
             Err(NomadError::Conflict(_)) => Fact::CasConflict,
+            Err(other) => return Err(other),
+        },
+        Step::Promote {
+            deployment_id,
+            by,
+            request,
+        } => match nomad.promote_deployment(scope, &deployment_id).await {
+            Ok(_) => Fact::Promoted {
+                deployment_id,
+                by,
+                request,
+            },
+            // The deployment ended or was replaced since it was read, or Nomad does not
+            // count every canary healthy yet: nothing is promoted.
+            Err(NomadError::BadRequest(message) | NomadError::NotFound(message)) => {
+                Fact::PromotionSkipped {
+                    request,
+                    why: format!(
+                        "Nomad did not promote deployment {}: {message}",
+                        super::report::short_id(&deployment_id)
+                    ),
+                }
+            }
+            Err(other) => return Err(other),
+        },
+        Step::ForceLaunch { request } => match nomad.force_periodic(scope, id).await {
+            Ok(answer) => Fact::Launched {
+                request,
+                eval_id: answer.eval_id,
+            },
+            Err(NomadError::BadRequest(message)) => Fact::LaunchSkipped {
+                request,
+                why: format!("Nomad did not launch the job: {message}"),
+            },
             Err(other) => return Err(other),
         },
         Step::Revert {

@@ -8,14 +8,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::crd::{
-    DeletionPolicy, DriftPolicy, JobRef, NomadJobSpec, NomadJobStatus, PendingKind, PendingWrite,
-    RevertActor, RevertStatus,
+    AnsweredRequests, DeletionPolicy, DriftPolicy, JobRef, NomadJobSpec, NomadJobStatus,
+    PendingKind, PendingWrite, Promote, RevertActor, RevertStatus,
 };
 use crate::nomad::{Deployment, DiffType};
 
 use super::observe::{JobView, Observed, Planned, VersionView};
 use super::ownership::{Claim, ownership};
 use super::render::DesiredJob;
+use super::rollout::{Promotion, promotion};
 
 /// How often a check-and-set conflict, or a plan that saw another job than the one read,
 /// is answered by reading and planning again within one reconcile.
@@ -36,7 +37,7 @@ pub enum Spec {
 }
 
 /// The user's choices that steer decisions.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Policy {
     /// `spec.driftPolicy`.
     pub drift: DriftPolicy,
@@ -50,6 +51,10 @@ pub struct Policy {
     pub deletion: DeletionPolicy,
     /// The object's deletion protection is on (the job left behind by a rename is kept).
     pub protected: bool,
+    /// `spec.rollout.promote`.
+    pub promote: Promote,
+    /// The values of the request annotations now on the object.
+    pub requests: AnsweredRequests,
 }
 
 impl Policy {
@@ -62,6 +67,8 @@ impl Policy {
             preserve_counts: spec.preserve_counts,
             deletion: spec.deletion_policy,
             protected: false,
+            promote: spec.rollout.as_ref().map(|r| r.promote).unwrap_or_default(),
+            requests: AnsweredRequests::default(),
         }
     }
 }
@@ -94,6 +101,8 @@ pub struct Memory {
     /// The job managed before `spec.jobID` or the Nomad namespace changed, until the
     /// deletion policy has been applied to it.
     pub renamed_from: Option<JobRef>,
+    /// The values of the request annotations already answered.
+    pub answered: AnsweredRequests,
 }
 
 impl Memory {
@@ -133,8 +142,30 @@ impl Memory {
             job_create_index: status.job_create_index,
             applied_counts: status.applied_counts.clone(),
             renamed_from: status.renamed_from.clone(),
+            answered: status.answered.clone(),
         }
     }
+
+    /// The promote annotation's value, when it is new.
+    fn promote_request<'a>(&self, policy: &'a Policy) -> Option<&'a str> {
+        new_value(
+            policy.requests.promote.as_deref(),
+            self.answered.promote.as_deref(),
+        )
+    }
+
+    /// The force-launch annotation's value, when it is new.
+    fn launch_request<'a>(&self, policy: &'a Policy) -> Option<&'a str> {
+        new_value(
+            policy.requests.force_launch.as_deref(),
+            self.answered.force_launch.as_deref(),
+        )
+    }
+}
+
+/// `now` when it is set and differs from the value answered last.
+fn new_value<'a>(now: Option<&'a str>, answered: Option<&str>) -> Option<&'a str> {
+    now.filter(|v| Some(*v) != answered)
 }
 
 /// What happened so far in this reconcile.
@@ -148,6 +179,8 @@ pub struct Progress {
     pub stale: bool,
     /// Check-and-set conflicts and plans that saw another job than the one read.
     pub retries: u32,
+    /// A promotion was made or refused in this reconcile (it is not tried twice).
+    pub promotion_tried: bool,
 }
 
 /// A failed deployment of the applied version.
@@ -272,6 +305,32 @@ pub enum JobState {
     },
     /// The applied version is being rolled out.
     Deploying,
+    /// The applied version's deployment waits for its canaries to be healthy or promoted.
+    AwaitingPromotion {
+        /// What it waits for, and what to do.
+        message: String,
+    },
+    /// The deployment's canaries are healthy and their promotion is asked for.
+    Promotable {
+        /// The deployment.
+        deployment_id: String,
+        /// Who asks.
+        by: String,
+        /// The promote annotation's new value, when it asks.
+        request: Option<String>,
+    },
+    /// The promote annotation has a new value, but no deployment awaits promotion.
+    NothingToPromote {
+        /// The annotation's value.
+        request: String,
+    },
+    /// The force-launch annotation has a new value.
+    LaunchRequested {
+        /// The annotation's value.
+        request: String,
+        /// The job is periodic (else the request is only answered).
+        periodic: bool,
+    },
     /// Nomad runs the spec.
     InSync,
 }
@@ -310,6 +369,20 @@ pub enum Step {
         /// Deletion protection is on: the job is kept.
         protected: bool,
     },
+    /// Promote the canaries of a deployment.
+    Promote {
+        /// The deployment.
+        deployment_id: String,
+        /// Who asks.
+        by: String,
+        /// The promote annotation's value it answers, if any.
+        request: Option<String>,
+    },
+    /// Launch the periodic job now.
+    ForceLaunch {
+        /// The force-launch annotation's value it answers.
+        request: String,
+    },
     /// Record a fact that needs no Nomad call.
     Record(Fact),
     /// Nothing more to do in this reconcile.
@@ -336,7 +409,7 @@ pub enum Fact {
         /// It corrected drift.
         corrects_drift: bool,
         /// The job as read right after the register.
-        job: Option<JobView>,
+        job: Option<Box<JobView>>,
     },
     /// Nomad refused the register's check-and-set: someone else changed the job.
     CasConflict,
@@ -365,6 +438,36 @@ pub enum Fact {
     },
     /// A recorded revert turned out to have happened.
     RevertRecovered,
+    /// The canaries of a deployment were promoted.
+    Promoted {
+        /// The deployment.
+        deployment_id: String,
+        /// Who asked.
+        by: String,
+        /// The promote annotation's value it answered, if any.
+        request: Option<String>,
+    },
+    /// A promotion was asked for and not made.
+    PromotionSkipped {
+        /// The promote annotation's value it answered, if any.
+        request: Option<String>,
+        /// Why, for the Event.
+        why: String,
+    },
+    /// The periodic job was launched on request.
+    Launched {
+        /// The force-launch annotation's value it answered.
+        request: String,
+        /// The evaluation of the launched job.
+        eval_id: String,
+    },
+    /// A launch was asked for and not made.
+    LaunchSkipped {
+        /// The force-launch annotation's value it answered.
+        request: String,
+        /// Why, for the Event.
+        why: String,
+    },
     /// The deletion policy was applied to the job managed before a rename.
     Retired {
         /// That job.
@@ -454,12 +557,12 @@ pub fn classify(
             DriftPolicy::Correct => JobState::NeedsPlan(PlanReason::JobChanged),
         };
     }
-    settled(observed, memory, policy)
+    settled(observed, memory, policy, progress)
 }
 
 /// The state of a job that needs no write: stopped, deploying or in sync (the job of
 /// before a rename then gets the deletion policy).
-fn settled(observed: &Observed, memory: &Memory, policy: &Policy) -> JobState {
+fn settled(observed: &Observed, memory: &Memory, policy: &Policy, progress: &Progress) -> JobState {
     if let Some(old) = &memory.renamed_from {
         return JobState::Renamed {
             old: old.clone(),
@@ -473,11 +576,39 @@ fn settled(observed: &Observed, memory: &Memory, policy: &Policy) -> JobState {
     if job.stop {
         return JobState::Stopped;
     }
+    if let Some(request) = memory.launch_request(policy) {
+        return JobState::LaunchRequested {
+            request: request.to_string(),
+            periodic: job.periodic.is_some(),
+        };
+    }
     // Rolling out: the applied version's deployment is still going, or Nomad has yet to
     // start the one it will create.
     let deployment = memory
         .applied_version
         .and_then(|v| deployment_of(&observed.deployments, v));
+    let request = memory.promote_request(policy);
+    if let Some(d) = deployment.filter(|d| d.is_active()) {
+        match promotion(d, policy.promote, request) {
+            Promotion::Promote { .. } if progress.promotion_tried => {
+                return JobState::Deploying;
+            }
+            Promotion::Promote { deployment_id, by } => {
+                return JobState::Promotable {
+                    deployment_id,
+                    by,
+                    request: request.map(str::to_string),
+                };
+            }
+            Promotion::Wait(message) => return JobState::AwaitingPromotion { message },
+            Promotion::Nothing => {}
+        }
+    }
+    if let Some(request) = request {
+        return JobState::NothingToPromote {
+            request: request.to_string(),
+        };
+    }
     let rolling = match deployment {
         Some(d) => !matches!(d.status.as_str(), "successful" | "failed" | "cancelled"),
         None => job.expects_deployment,
@@ -603,6 +734,32 @@ pub fn next_action(state: &JobState) -> Step {
             policy: *policy,
             protected: *protected,
         },
+        JobState::Promotable {
+            deployment_id,
+            by,
+            request,
+        } => Step::Promote {
+            deployment_id: deployment_id.clone(),
+            by: by.clone(),
+            request: request.clone(),
+        },
+        JobState::NothingToPromote { request } => Step::Record(Fact::PromotionSkipped {
+            request: Some(request.clone()),
+            why: "no deployment of this job waits for its canaries to be promoted".into(),
+        }),
+        JobState::LaunchRequested {
+            request,
+            periodic: true,
+        } => Step::ForceLaunch {
+            request: request.clone(),
+        },
+        JobState::LaunchRequested {
+            request,
+            periodic: false,
+        } => Step::Record(Fact::LaunchSkipped {
+            request: request.clone(),
+            why: "the job is not periodic".into(),
+        }),
         JobState::Absent => Step::Register {
             cas_index: 0,
             corrects_drift: false,
@@ -623,6 +780,7 @@ pub fn next_action(state: &JobState) -> Step {
         | JobState::KeptChanging
         | JobState::Stopped
         | JobState::Deploying
+        | JobState::AwaitingPromotion { .. }
         | JobState::InSync => Step::Done,
     }
 }
@@ -708,12 +866,28 @@ pub fn absorb(
             memory.unregistered_difference = false;
             progress.registered = true;
             if let Some(o) = observed.as_mut() {
-                o.job = job.clone();
+                o.job = job.as_deref().cloned();
                 o.plan = None;
             }
         }
         Fact::Retired { .. } => {
             memory.renamed_from = None;
+        }
+        Fact::Promoted { request, .. } => {
+            if request.is_some() {
+                memory.answered.promote = request.clone();
+            }
+            progress.promotion_tried = true;
+            progress.stale = true;
+        }
+        Fact::PromotionSkipped { request, .. } => {
+            if request.is_some() {
+                memory.answered.promote = request.clone();
+            }
+            progress.promotion_tried = true;
+        }
+        Fact::Launched { request, .. } | Fact::LaunchSkipped { request, .. } => {
+            memory.answered.force_launch = Some(request.clone());
         }
         Fact::CasConflict => {
             memory.pending = None;

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::crd::{PendingKind, PendingWrite};
+use crate::crd::{AnsweredRequests, PendingKind, PendingWrite, Promote};
 use crate::nomad::{JobDiff, JobPlanResponse};
 
 const DIGEST: &str = "sha256:new";
@@ -174,6 +174,51 @@ impl Row {
     fn no_revert(mut self) -> Self {
         self.policy.revert_on_failure = false;
         self
+    }
+    fn promote(mut self, promote: Promote, annotation: Option<&str>) -> Self {
+        self.policy.promote = promote;
+        self.policy.requests.promote = annotation.map(str::to_string);
+        self
+    }
+    fn launch(mut self, annotation: &str) -> Self {
+        self.policy.requests.force_launch = Some(annotation.to_string());
+        self
+    }
+}
+
+/// Version 2 of our job rolling out with one canary, `healthy` of it healthy.
+fn canary_release(healthy: u64, promoted: bool) -> Observed {
+    let mut rollout = dep(
+        2,
+        30,
+        "running",
+        "Deployment is running but requires manual promotion",
+    );
+    rollout.id = "canary".into();
+    rollout.task_groups.insert(
+        "web".into(),
+        crate::nomad::DeploymentState {
+            desired_canaries: 1,
+            desired_total: 2,
+            placed_canaries: vec!["c1".into()],
+            healthy_allocs: healthy,
+            promoted,
+            ..Default::default()
+        },
+    );
+    seen(
+        Some(job(2, 12)),
+        vec![dep(1, 20, "successful", "done"), rollout],
+    )
+}
+
+/// A periodic batch job of ours.
+fn periodic_job() -> JobView {
+    JobView {
+        job_type: "batch".into(),
+        expects_deployment: false,
+        periodic: Some(json!({"Enabled": true, "Spec": "0 0 1 1 *"})),
+        ..job(1, 10)
     }
 }
 
@@ -471,6 +516,129 @@ fn table() -> Vec<Row> {
         })
         .expect(JobState::Deploying, Step::Done),
         row(
+            "canaries healthy under Auto: promote",
+            Some(canary_release(1, false)),
+            applied(DIGEST, 2, 12),
+        )
+        .promote(Promote::Auto, None)
+        .expect(
+            JobState::Promotable {
+                deployment_id: "canary".into(),
+                by: "spec.rollout.promote: Auto".into(),
+                request: None,
+            },
+            Step::Promote {
+                deployment_id: "canary".into(),
+                by: "spec.rollout.promote: Auto".into(),
+                request: None,
+            },
+        ),
+        row(
+            "canaries not healthy yet under Auto: wait",
+            Some(canary_release(0, false)),
+            applied(DIGEST, 2, 12),
+        )
+        .promote(Promote::Auto, None)
+        .expect(
+            JobState::AwaitingPromotion {
+                message: "0/1 canaries of deployment canary healthy; it is promoted when all are healthy, as asked by spec.rollout.promote: Auto".into(),
+            },
+            Step::Done,
+        ),
+        row(
+            "a promotion refused in this reconcile is not tried again",
+            Some(canary_release(1, false)),
+            applied(DIGEST, 2, 12),
+        )
+        .promote(Promote::Auto, None)
+        .progress(Progress {
+            promotion_tried: true,
+            ..Progress::default()
+        })
+        .expect(JobState::Deploying, Step::Done),
+        row(
+            "a new promote annotation with healthy canaries: promote",
+            Some(canary_release(1, false)),
+            applied(DIGEST, 2, 12),
+        )
+        .promote(Promote::Manual, Some("2"))
+        .expect(
+            JobState::Promotable {
+                deployment_id: "canary".into(),
+                by: "the annotation nomadoperator.dev/promote (set to \"2\")".into(),
+                request: Some("2".into()),
+            },
+            Step::Promote {
+                deployment_id: "canary".into(),
+                by: "the annotation nomadoperator.dev/promote (set to \"2\")".into(),
+                request: Some("2".into()),
+            },
+        ),
+        row(
+            "the promote annotation already answered: wait for a person",
+            Some(canary_release(1, false)),
+            Memory {
+                answered: AnsweredRequests {
+                    promote: Some("2".into()),
+                    ..AnsweredRequests::default()
+                },
+                ..applied(DIGEST, 2, 12)
+            },
+        )
+        .promote(Promote::Manual, Some("2"))
+        .expect(
+            JobState::AwaitingPromotion {
+                message: "1/1 canaries of deployment canary healthy: waiting to be promoted. Set a new value of the annotation nomadoperator.dev/promote (kubectl annotate --overwrite nj NAME nomadoperator.dev/promote=$(date +%s)), or set spec.rollout.promote to Auto".into(),
+            },
+            Step::Done,
+        ),
+        row(
+            "a new promote annotation with nothing to promote is answered",
+            Some(running()),
+            applied(DIGEST, 1, 10),
+        )
+        .promote(Promote::Manual, Some("3"))
+        .expect(
+            JobState::NothingToPromote {
+                request: "3".into(),
+            },
+            Step::Record(Fact::PromotionSkipped {
+                request: Some("3".into()),
+                why: "no deployment of this job waits for its canaries to be promoted".into(),
+            }),
+        ),
+        row(
+            "a new force-launch annotation on a periodic job: launch",
+            Some(seen(Some(periodic_job()), vec![])),
+            applied(DIGEST, 1, 10),
+        )
+        .launch("now")
+        .expect(
+            JobState::LaunchRequested {
+                request: "now".into(),
+                periodic: true,
+            },
+            Step::ForceLaunch {
+                request: "now".into(),
+            },
+        ),
+        row(
+            "a force-launch annotation on a job that is not periodic is only answered",
+            Some(running()),
+            applied(DIGEST, 1, 10),
+        )
+        .launch("now")
+        .expect(
+            JobState::LaunchRequested {
+                request: "now".into(),
+                periodic: false,
+            },
+            Step::Record(Fact::LaunchSkipped {
+                request: "now".into(),
+                why: "the job is not periodic".into(),
+            }),
+        ),
+        row(
             "drift left alone, then the policy became Correct",
             Some(running()),
             Memory {
@@ -527,6 +695,10 @@ fn every_state_has_its_row_and_step() {
         "KeptChanging",
         "Stopped",
         "Deploying",
+        "AwaitingPromotion",
+        "Promotable",
+        "NothingToPromote",
+        "LaunchRequested",
         "InSync",
     ] {
         assert!(covered.contains(state), "no row for {state}");
@@ -669,7 +841,7 @@ fn a_check_and_set_conflict_is_re_read_and_re_planned() {
             count_notes: Vec::new(),
             eval_id: "e".into(),
             corrects_drift: false,
-            job: Some(job(3, 12)),
+            job: Some(Box::new(job(3, 12))),
         },
     ];
     let (steps, memory) = run(None, applied(OLD, 1, 10), &mut io);

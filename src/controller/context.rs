@@ -6,14 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{Lookup, ObjectRef};
 
-use crate::crd::NomadJob;
+use crate::crd::{NomadDispatch, NomadJob};
 use crate::metrics::Metrics;
 use crate::nomad::NomadClient;
 
-use crate::jobspec::ParseSupport;
-
+use super::connection::Connections;
 use super::events::EventPublisher;
 use super::render::Defaults;
 use super::resolve::{ParsedJobs, SourceIndex};
@@ -22,11 +21,13 @@ use super::resolve::{ParsedJobs, SourceIndex};
 pub struct Context {
     /// Kubernetes client.
     pub kube: Client,
-    /// Nomad client.
+    /// The default connection's Nomad client (the operator's flags).
     pub nomad: NomadClient,
+    /// Which Nomad each object talks to (`spec.connectionRef`, or the default).
+    pub connections: Connections,
     /// Publishes Kubernetes Events about `NomadJob`s.
     pub events: EventPublisher,
-    /// Nomad namespace and region for jobs that do not name theirs.
+    /// Nomad namespace and region for jobs that do not name theirs (default connection).
     pub defaults: Defaults,
     /// How often an object is re-planned when nothing happens (drift detection).
     pub resync: Duration,
@@ -34,6 +35,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Which object owns which Nomad job, for turning Nomad changes into reconciles.
     pub jobs: Arc<JobIndex>,
+    /// Which `NomadDispatch` follows which dispatched job.
+    pub dispatches: Arc<JobIndex<NomadDispatch>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// When each object was last planned.
@@ -42,8 +45,6 @@ pub struct Context {
     pub parsed: ParsedJobs,
     /// Which objects read which ConfigMaps and Secrets (`spec.variablesFrom`).
     pub sources: Arc<SourceIndex>,
-    /// Whether Nomad takes variable values in its parse request.
-    pub parse_support: ParseSupport,
     /// Whether the operator may read ConfigMaps and Secrets for `spec.variablesFrom`.
     pub variables_from: bool,
     /// `--deletion-protection`: no deletion stops or purges a job unless its object's
@@ -126,15 +127,23 @@ impl Backoff {
 /// A Nomad job's identity: (Nomad namespace, job ID).
 pub type NomadJobKey = (String, String);
 
-/// Which `NomadJob` manages which Nomad job; filled as objects are reconciled.
-#[derive(Default)]
-pub struct JobIndex {
-    owners: Mutex<HashMap<NomadJobKey, ObjectRef<NomadJob>>>,
+/// Which object (a `NomadJob`, or a `NomadDispatch` for the job it dispatched) follows
+/// which Nomad job; filled as objects are reconciled.
+pub struct JobIndex<K: Lookup<DynamicType = ()> = NomadJob> {
+    owners: Mutex<HashMap<NomadJobKey, ObjectRef<K>>>,
 }
 
-impl JobIndex {
+impl<K: Lookup<DynamicType = ()>> Default for JobIndex<K> {
+    fn default() -> Self {
+        Self {
+            owners: Mutex::default(),
+        }
+    }
+}
+
+impl<K: Lookup<DynamicType = ()>> JobIndex<K> {
     /// Records that `obj` manages `key`.
-    pub fn insert(&self, key: NomadJobKey, obj: ObjectRef<NomadJob>) {
+    pub fn insert(&self, key: NomadJobKey, obj: ObjectRef<K>) {
         self.owners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -142,7 +151,7 @@ impl JobIndex {
     }
 
     /// Forgets `key` if `obj` manages it.
-    pub fn remove(&self, key: &NomadJobKey, obj: &ObjectRef<NomadJob>) {
+    pub fn remove(&self, key: &NomadJobKey, obj: &ObjectRef<K>) {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
         if owners.get(key) == Some(obj) {
             owners.remove(key);
@@ -150,12 +159,21 @@ impl JobIndex {
     }
 
     /// The object managing `key`, if known.
-    pub fn owner(&self, key: &NomadJobKey) -> Option<ObjectRef<NomadJob>> {
+    pub fn owner(&self, key: &NomadJobKey) -> Option<ObjectRef<K>> {
         self.owners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
             .cloned()
+    }
+
+    /// The object managing `key`, or the job that launched it (a periodic or
+    /// parameterized job's child, `PARENT/periodic-...` or `PARENT/dispatch-...`).
+    pub fn owner_or_parent(&self, key: &NomadJobKey) -> Option<ObjectRef<K>> {
+        self.owner(key).or_else(|| {
+            let parent = parent_job(&key.1)?;
+            self.owner(&(key.0.clone(), parent.to_string()))
+        })
     }
 
     /// How many jobs are known.
@@ -167,6 +185,12 @@ impl JobIndex {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The job that launched `id`, when `id` is a periodic or parameterized job's child.
+pub fn parent_job(id: &str) -> Option<&str> {
+    let (parent, child) = id.rsplit_once('/')?;
+    (child.starts_with("periodic-") || child.starts_with("dispatch-")).then_some(parent)
 }
 
 #[cfg(test)]
@@ -202,8 +226,30 @@ mod tests {
     }
 
     #[test]
+    fn children_of_periodic_and_parameterized_jobs_route_to_the_parent() {
+        let index: JobIndex = JobIndex::default();
+        let a = ObjectRef::new("a").within("ns");
+        index.insert(("default".into(), "team/report".into()), a.clone());
+        for child in [
+            "team/report/periodic-1700000000",
+            "team/report/dispatch-1700000000-abcd1234",
+        ] {
+            assert_eq!(
+                index.owner_or_parent(&("default".into(), child.into())),
+                Some(a.clone()),
+                "{child}"
+            );
+        }
+        assert_eq!(
+            index.owner_or_parent(&("default".into(), "team/report/other".into())),
+            None
+        );
+        assert_eq!(parent_job("web"), None);
+    }
+
+    #[test]
     fn job_index_forgets_only_its_own_owner() {
-        let index = JobIndex::default();
+        let index: JobIndex = JobIndex::default();
         let key = ("default".to_string(), "web".to_string());
         let a = ObjectRef::new("a").within("ns");
         index.insert(key.clone(), a.clone());

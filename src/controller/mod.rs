@@ -10,22 +10,26 @@
 
 pub mod act;
 pub mod classify;
+pub mod connection;
 pub mod context;
 pub mod counts;
 pub mod crd_presence;
 pub mod deletion;
+pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod job_schema;
 pub mod kube_side;
 pub mod nomad_watch;
 pub mod observe;
+pub mod outcome;
 pub mod ownership;
 pub mod reconcile;
 pub mod render;
 pub mod report;
 pub mod resolve;
 pub mod resync;
+pub mod rollout;
 pub mod run;
 pub mod send;
 pub mod status;

@@ -4,7 +4,8 @@
 //! `/v1/allocations`, all namespaces) run for the whole process: three connections to
 //! Nomad, however many jobs there are. Each answer is compared with the previous one by
 //! `ModifyIndex`; every item that changed, appeared or went away triggers a reconcile of
-//! the `NomadJob` owning its job. Nothing is triggered by the first answer: every object
+//! the `NomadJob` owning its job (or the job that launched it), and of the
+//! `NomadDispatch` that dispatched it. Nothing is triggered by the first answer: every object
 //! is reconciled when the controller starts anyway.
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, warn};
 
-use crate::crd::NomadJob;
+use crate::crd::{NomadDispatch, NomadJob};
 use crate::nomad::{Blocking, ChangeFeed, NomadClient, Scope};
 
 use super::context::{JobIndex, NomadJobKey};
@@ -62,11 +63,42 @@ impl WatchConfig {
     }
 }
 
+/// Where the watchers send what changed: the owners of jobs (and of the jobs they
+/// launched), and the `NomadDispatch`es following dispatched jobs.
+#[derive(Clone)]
+pub struct Routes {
+    /// Which `NomadJob` owns which Nomad job.
+    pub jobs: Arc<JobIndex>,
+    /// Reconciles of `NomadJob`s.
+    pub trigger: UnboundedSender<ObjectRef<NomadJob>>,
+    /// Which `NomadDispatch` follows which dispatched job.
+    pub dispatches: Arc<JobIndex<NomadDispatch>>,
+    /// Reconciles of `NomadDispatch`es.
+    pub dispatch_trigger: UnboundedSender<ObjectRef<NomadDispatch>>,
+}
+
+impl Routes {
+    /// Triggers whatever follows `key`; false once the controllers are gone.
+    fn send(&self, feed: ChangeFeed, key: &NomadJobKey) -> bool {
+        if let Some(owner) = self.jobs.owner_or_parent(key) {
+            debug!(list = feed.name(), job = %key.1, object = %owner, "Nomad change");
+            if self.trigger.unbounded_send(owner).is_err() {
+                return false;
+            }
+        }
+        if let Some(dispatch) = self.dispatches.owner(key) {
+            debug!(list = feed.name(), job = %key.1, object = %dispatch, "Nomad change");
+            // The dispatch controller may not run (no CRD): that stops nothing else.
+            let _ = self.dispatch_trigger.unbounded_send(dispatch);
+        }
+        true
+    }
+}
+
 /// Starts the three watchers; they run until the returned handles are aborted.
 pub fn spawn(
     nomad: NomadClient,
-    jobs: Arc<JobIndex>,
-    trigger: UnboundedSender<ObjectRef<NomadJob>>,
+    routes: Routes,
     config: WatchConfig,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     [
@@ -79,8 +111,7 @@ pub fn spawn(
         tokio::spawn(watch_feed(
             feed,
             nomad.clone(),
-            jobs.clone(),
-            trigger.clone(),
+            routes.clone(),
             config.clone(),
         ))
     })
@@ -88,13 +119,7 @@ pub fn spawn(
 }
 
 /// Runs blocking queries on one list forever, triggering the owners of changed items.
-async fn watch_feed(
-    feed: ChangeFeed,
-    nomad: NomadClient,
-    jobs: Arc<JobIndex>,
-    trigger: UnboundedSender<ObjectRef<NomadJob>>,
-    config: WatchConfig,
-) {
+async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config: WatchConfig) {
     let all = Scope {
         namespace: Some("*".into()),
         region: None,
@@ -128,11 +153,8 @@ async fn watch_feed(
                     .collect();
                 if let Some(previous) = &seen {
                     for key in changed_jobs(previous, &current) {
-                        if let Some(owner) = jobs.owner(&key) {
-                            debug!(list = feed.name(), job = %key.1, object = %owner, "Nomad change");
-                            if trigger.unbounded_send(owner).is_err() {
-                                return; // the controller is gone
-                            }
+                        if !routes.send(feed, &key) {
+                            return; // the controller is gone
                         }
                     }
                 }

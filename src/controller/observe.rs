@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::counts::group_counts;
 use crate::crd::{META_OWNER_NAME, META_OWNER_NAMESPACE, META_OWNER_UID};
 use crate::nomad::{
-    AllocationListStub, Deployment, DiffType, JobPlanResponse, JobSummary, NomadClient, NomadError,
-    Scope,
+    AllocationListStub, Deployment, DiffType, Evaluation, JobListStub, JobPlanResponse, JobSummary,
+    NomadClient, NomadError, Scope,
 };
 
 /// The fields of a Nomad job (`GET /v1/job/:id`) that the operator decides on.
@@ -37,6 +37,25 @@ pub struct JobView {
     pub owner_uid: Option<String>,
     /// Each task group's `Count`.
     pub group_counts: BTreeMap<String, u64>,
+    /// `Type`: `service`, `batch`, `system` or `sysbatch`.
+    pub job_type: String,
+    /// The `Periodic` block of a periodic job (enabled or not).
+    pub periodic: Option<Value>,
+    /// The job is parameterized (it runs only when dispatched).
+    pub parameterized: bool,
+}
+
+impl JobView {
+    /// A job that runs only through the jobs it launches: periodic or parameterized.
+    pub fn launches_children(&self) -> bool {
+        self.periodic.is_some() || self.parameterized
+    }
+
+    /// A batch job that runs by itself (not a periodic or parameterized parent): it is
+    /// done when its allocations complete.
+    pub fn runs_to_completion(&self) -> bool {
+        matches!(self.job_type.as_str(), "batch" | "sysbatch") && !self.launches_children()
+    }
 }
 
 impl JobView {
@@ -68,6 +87,13 @@ impl JobView {
             create_index: u64_field("CreateIndex"),
             owner_uid: meta(META_OWNER_UID),
             group_counts: group_counts(job),
+            job_type: job
+                .get("Type")
+                .and_then(Value::as_str)
+                .unwrap_or("service")
+                .to_string(),
+            periodic: job.get("Periodic").filter(|p| p.is_object()).cloned(),
+            parameterized: job.get("ParameterizedJob").is_some_and(Value::is_object),
         }
     }
 }
@@ -151,13 +177,28 @@ pub struct Observed {
     pub versions: Option<Vec<VersionView>>,
 }
 
-/// What only the status needs: the job summary and the allocations.
+/// What only the status needs: the job summary and the allocations, and what explains
+/// them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Details {
     /// The summary (`None` when Nomad has none).
     pub summary: Option<JobSummary>,
     /// The allocations, any order.
     pub allocations: Vec<AllocationListStub>,
+    /// The job's evaluations, read only while the summary has allocations queued (the
+    /// scheduler's reasons why they are not placed).
+    pub evaluations: Vec<Evaluation>,
+    /// The jobs a periodic or parameterized job launched (read only for those).
+    pub children: Vec<JobListStub>,
+}
+
+impl Details {
+    /// Whether any task group has allocations waiting to be placed.
+    pub fn queued(&self) -> bool {
+        self.summary
+            .as_ref()
+            .is_some_and(|s| s.summary.values().any(|g| g.queued > 0))
+    }
 }
 
 impl Observed {
@@ -185,18 +226,36 @@ pub async fn job_and_deployments(
     })
 }
 
-/// Reads the summary and allocations of an existing job.
-pub async fn details(nomad: &NomadClient, scope: &Scope, id: &str) -> Result<Details, NomadError> {
+/// Reads the summary of an existing job, and its allocations (a job that runs only
+/// through the jobs it launches has none: its children are read instead). Its
+/// evaluations are read only while allocations wait to be placed.
+pub async fn details(
+    nomad: &NomadClient,
+    scope: &Scope,
+    id: &str,
+    job: &JobView,
+) -> Result<Details, NomadError> {
     let summary = match nomad.job_summary(scope, id).await {
         Ok(summary) => Some(summary),
         Err(NomadError::NotFound(_)) => None,
         Err(other) => return Err(other),
     };
-    let allocations = nomad.job_allocations(scope, id, false, None).await?.value;
-    Ok(Details {
+    let mut details = Details {
         summary,
-        allocations,
-    })
+        ..Details::default()
+    };
+    if job.launches_children() {
+        let prefix = format!("{id}/");
+        details.children = nomad.list_jobs(scope, Some(&prefix), None).await?.value;
+        // A prefix also matches other jobs whose ID starts with it.
+        details.children.retain(|c| c.parent_id == id);
+        return Ok(details);
+    }
+    details.allocations = nomad.job_allocations(scope, id, false, None).await?.value;
+    if details.queued() && !job.stop {
+        details.evaluations = nomad.job_evaluations(scope, id).await?;
+    }
+    Ok(details)
 }
 
 /// Reads the job's versions, newest first.
@@ -253,6 +312,9 @@ mod tests {
                 create_index: 12,
                 owner_uid: Some("u".into()),
                 group_counts: [("web".to_string(), 2)].into(),
+                job_type: "service".into(),
+                periodic: None,
+                parameterized: false,
             }
         );
         let batch = JobView::parse(&json!({"Type": "batch", "Meta": null, "Stop": true}));

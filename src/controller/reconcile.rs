@@ -28,13 +28,17 @@ use kube::runtime::reflector::ObjectRef;
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
-use crate::crd::{DeletionPolicy, FINALIZER, JobRef, NomadJob, NomadJobStatus, reason};
+use crate::crd::{
+    AnsweredRequests, ConnectionRef, DeletionPolicy, FINALIZER, FORCE_LAUNCH_ANNOTATION, JobRef,
+    NomadJob, NomadJobStatus, PROMOTE_ANNOTATION, reason,
+};
 use crate::nomad::{NomadError, Scope};
 
 use super::act::act;
 use super::classify::{
     Fact, JobState, Memory, Policy, Progress, Spec, Step, absorb, classify, intent, next_action,
 };
+use super::connection::{Choice, Route};
 use super::context::Context;
 use super::deletion::{Deletion, Guards, deletion, protected};
 use super::error::Error;
@@ -47,6 +51,10 @@ use super::resolve::{self, Resolved, resolve};
 use super::resync::resync_delay;
 use super::send::job_to_send;
 use super::status::{find_condition, set_readiness};
+
+/// When an object refused a connection (missing, not allowed) is looked at again: the
+/// connection or its Secrets may have been fixed meanwhile.
+const REFUSED_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How many steps one reconcile takes at most (a guard; a normal one takes a few).
 const MAX_STEPS: usize = 16;
@@ -114,7 +122,10 @@ async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Erro
                     if let Some(key) = resolve::mistyped_deletion_policy(&obj) {
                         return refuse_cleanup(&obj, &key, target, &kube).await;
                     }
-                    let desired = resolve::known_job(&obj, ctx);
+                    let desired = match connection_of(ctx, &head).await? {
+                        Choice::Use(route) => resolve::known_job(&obj, ctx, &route.defaults),
+                        Choice::Refused { .. } => None,
+                    };
                     if cleanup(&head, desired.as_ref(), ctx, &kube).await? == Cleanup::Done {
                         remove_finalizer(ctx, target, &obj.metadata).await?;
                     }
@@ -208,14 +219,63 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     let obj_ref = object_ref(&target);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let previous = obj.status.clone().unwrap_or_default();
+    let route = match ctx
+        .connections
+        .choose(
+            &ctx.kube,
+            &target.namespace,
+            obj.spec.connection_ref.as_ref(),
+        )
+        .await?
+    {
+        Choice::Use(route) => route,
+        Choice::Refused { reason, message } => {
+            stall(
+                &target,
+                &previous,
+                obj.metadata.generation,
+                reason,
+                message,
+                kube,
+            )
+            .await?;
+            return Ok(Action::requeue(REFUSED_RECHECK));
+        }
+    };
     let Resolved {
         spec,
         warnings,
         redactor,
         error: unresolved,
-    } = resolve(obj, ctx).await;
+    } = resolve(obj, ctx, &route).await;
+    if let Spec::Desired(desired) = &spec
+        && let Some(message) = route.denies(&desired.namespace)
+    {
+        let reason = reason::POLICY_DENIED;
+        stall(
+            &target,
+            &previous,
+            obj.metadata.generation,
+            reason,
+            message,
+            kube,
+        )
+        .await?;
+        return Ok(Action::requeue(REFUSED_RECHECK));
+    }
+    let annotation = |key: &str| {
+        obj.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
     let policy = Policy {
         protected: protected(obj.metadata.annotations.as_ref(), ctx.deletion_protection),
+        requests: AnsweredRequests {
+            promote: annotation(PROMOTE_ANNOTATION),
+            force_launch: annotation(FORCE_LAUNCH_ANNOTATION),
+        },
         ..Policy::of(&obj.spec)
     };
     let owner = (target.namespace.as_str(), target.name.as_str());
@@ -238,11 +298,11 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
                       facts: &[Fact],
                       error: Option<&Error>|
      -> Report {
-        report(
+        let mut made = report(
             &previous,
             &Inputs {
                 spec: &spec,
-                policy,
+                policy: policy.clone(),
                 observed,
                 memory,
                 facts,
@@ -252,7 +312,11 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
                 generation: obj.metadata.generation,
                 now: &now,
             },
-        )
+        );
+        if matches!(spec, Spec::Desired(_)) {
+            made.status.connection = route.label.clone();
+        }
+        made
     };
 
     let mut state;
@@ -292,7 +356,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             policy.preserve_counts,
             owner,
         );
-        match act(&ctx.nomad, &scope, desired, &sent, owner, step).await {
+        match act(&route.nomad, &scope, desired, &sent, owner, step).await {
             Ok(Some(fact)) => {
                 count(ctx, &fact);
                 absorb(
@@ -317,10 +381,10 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     }
     // The summary and allocations, for the status only, read once at the end.
     if let (Ok(()), Spec::Desired(desired), Some(o)) = (&outcome, &spec, observed.as_mut())
-        && o.job.is_some()
+        && let Some(job) = o.job.clone()
         && !matches!(state, JobState::Conflict { .. })
     {
-        match observe::details(&ctx.nomad, &scope_of(desired), &desired.id).await {
+        match observe::details(&route.nomad, &scope_of(desired), &desired.id, &job).await {
             Ok(details) => o.details = Some(details),
             Err(e) => outcome = Err(e.into()),
         }
@@ -341,7 +405,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         log_notice(&obj_ref, &notice);
         kube.publish(&target, notice).await;
     }
-    remember(ctx, &obj_ref, &spec, &state, &facts);
+    remember(ctx, &route, &obj_ref, &spec, &state, &facts);
     let ready = find_condition(&status.conditions, crate::crd::condition::READY)
         .map_or("Unknown", |c| c.status.as_str());
     ctx.metrics.record_ready(&obj_ref.to_string(), Some(ready));
@@ -370,6 +434,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
 /// owns (for routing Nomad's changes), and when it was planned.
 fn remember(
     ctx: &Context,
+    route: &Route,
     obj_ref: &ObjectRef<NomadJob>,
     spec: &Spec,
     state: &JobState,
@@ -379,7 +444,7 @@ fn remember(
         return;
     };
     if !matches!(state, JobState::Conflict { .. }) {
-        ctx.jobs.insert(
+        route.jobs.insert(
             (desired.namespace.clone(), desired.id.clone()),
             obj_ref.clone(),
         );
@@ -424,6 +489,8 @@ fn step_name(step: &Step) -> &'static str {
         Step::ReadVersions => "read versions",
         Step::Revert { .. } => "revert",
         Step::Retire { .. } => "retire the job of before a rename",
+        Step::Promote { .. } => "promote",
+        Step::ForceLaunch { .. } => "force a periodic launch",
         Step::Record(_) => "record",
         Step::Done => "done",
     }
@@ -467,6 +534,9 @@ pub struct HeadSpec {
     /// `spec.deletionPolicy`.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `spec.connectionRef`.
+    #[serde(default)]
+    pub connection_ref: Option<ConnectionRef>,
 }
 
 impl Head {
@@ -477,6 +547,7 @@ impl Head {
             spec: HeadSpec {
                 suspend: obj.spec.suspend,
                 deletion_policy: obj.spec.deletion_policy,
+                connection_ref: obj.spec.connection_ref.clone(),
             },
             status: obj.status.clone(),
         }
@@ -532,9 +603,32 @@ pub async fn cleanup(
         crd_terminating: kube.crd_terminating().await?,
         protected: protected(head.metadata.annotations.as_ref(), ctx.deletion_protection),
     };
+    let policy = head.spec.deletion_policy;
+    let route = match connection_of(ctx, head).await? {
+        Choice::Use(route) => route,
+        // Orphaning needs no Nomad call; anything else waits for the connection.
+        Choice::Refused { .. } if policy == DeletionPolicy::Orphan => {
+            finish_cleanup(ctx, &obj_ref, &jobs, &ctx.jobs);
+            return Ok(Cleanup::Done);
+        }
+        Choice::Refused { reason, message } => {
+            stall(
+                &target,
+                &status,
+                head.metadata.generation,
+                reason,
+                format!(
+                    "the object is being deleted, but its Nomad cannot be reached through its connection: {message}. Fix the connection, or set spec.deletionPolicy to Orphan to leave the job as it is"
+                ),
+                kube,
+            )
+            .await?;
+            return Ok(Cleanup::Kept);
+        }
+    };
     let region = desired
         .and_then(|d| d.region.clone())
-        .or_else(|| ctx.defaults.region.clone());
+        .or_else(|| route.defaults.region.clone());
     let mut notes = Vec::new();
     for old in &jobs {
         let scope = Scope {
@@ -542,13 +636,12 @@ pub async fn cleanup(
             region: region.clone(),
         };
         let id = &old.job_id;
-        let policy = head.spec.deletion_policy;
         let skip_read =
             head.spec.suspend || policy == DeletionPolicy::Orphan || guards.crd_terminating;
         let job = if skip_read {
             None
         } else {
-            observe::read_job(&ctx.nomad, &scope, id)
+            observe::read_job(&route.nomad, &scope, id)
                 .await?
                 .as_ref()
                 .map(JobView::parse)
@@ -576,7 +669,7 @@ pub async fn cleanup(
             }
             stop @ (Deletion::Stop | Deletion::Purge) => {
                 let purge = stop == Deletion::Purge;
-                match ctx.nomad.deregister_job(&scope, id, purge).await {
+                match route.nomad.deregister_job(&scope, id, purge).await {
                     Ok(_) | Err(NomadError::NotFound(_)) => {}
                     Err(other) => return Err(other.into()),
                 }
@@ -589,14 +682,7 @@ pub async fn cleanup(
             }
         }
     }
-    ctx.plans.forget(&obj_ref);
-    ctx.parsed.forget(&obj_ref);
-    ctx.sources.forget(&obj_ref);
-    ctx.metrics.record_ready(&obj_ref.to_string(), None);
-    for old in &jobs {
-        ctx.jobs
-            .remove(&(old.namespace.clone(), old.job_id.clone()), &obj_ref);
-    }
+    finish_cleanup(ctx, &obj_ref, &jobs, &route.jobs);
     for note in notes {
         kube.publish(
             &target,
@@ -609,6 +695,31 @@ pub async fn cleanup(
         .await;
     }
     Ok(Cleanup::Done)
+}
+
+/// Forgets what the context kept about a deleted object.
+fn finish_cleanup(
+    ctx: &Context,
+    obj_ref: &ObjectRef<NomadJob>,
+    jobs: &[JobRef],
+    index: &super::context::JobIndex,
+) {
+    ctx.plans.forget(obj_ref);
+    ctx.parsed.forget(obj_ref);
+    ctx.sources.forget(obj_ref);
+    ctx.metrics.record_ready(&obj_ref.to_string(), None);
+    for old in jobs {
+        index.remove(&(old.namespace.clone(), old.job_id.clone()), obj_ref);
+    }
+}
+
+/// The connection of an object being deleted (by its spec, as its head has it).
+async fn connection_of(ctx: &Context, head: &Head) -> Result<Choice, Error> {
+    let namespace = head.metadata.namespace.clone().unwrap_or_default();
+    Ok(ctx
+        .connections
+        .choose(&ctx.kube, &namespace, head.spec.connection_ref.as_ref())
+        .await?)
 }
 
 /// Keeps the finalizer of an object being deleted whose spec has a field that looks like

@@ -3,12 +3,16 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::crd::{NomadJobStatus, condition, reason};
+use std::collections::BTreeMap;
+
+use crate::crd::{ChildrenStatus, NomadJobStatus, PromotionStatus, condition, reason};
 use crate::nomad::{Deployment, NomadError};
 
 use super::classify::{Answer, CAS_ATTEMPTS, Fact, JobState, Memory, Policy, Spec, deployment_of};
 use super::error::Error;
-use super::observe::{JobView, Observed};
+use super::observe::{Details, JobView, Observed};
+use super::outcome::{Outcome, completed, failures_text, placement_failures, run_outcome};
+use super::rollout::canaries;
 use super::status::{Truth, find_condition, mirror, plan_status, set_condition, set_readiness};
 
 /// An Event to publish about the object.
@@ -95,13 +99,18 @@ pub enum Readiness {
 }
 
 /// Reasons of the `Ready` condition that warrant a Warning Event when they appear.
-const WARNING_REASONS: [&str; 5] = [
+const WARNING_REASONS: [&str; 7] = [
     reason::INVALID_SPEC,
     reason::CONFLICT,
     reason::NOMAD_UNAVAILABLE,
     reason::PERMISSION_DENIED,
     reason::NOMAD_REJECTED,
+    reason::PLACEMENT_FAILED,
+    reason::JOB_FAILED,
 ];
+
+/// Reasons of the `Ready` condition that warrant a Normal Event when they appear.
+const NOTABLE_REASONS: [&str; 1] = [reason::AWAITING_PROMOTION];
 
 const DRIFT_REPORTED: &str =
     "the job in Nomad differs from the spec; driftPolicy is Report, so it is left as it is";
@@ -159,6 +168,7 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
     status.last_revert = memory.last_revert.clone();
     status.applied_counts = memory.applied_counts.clone();
     status.renamed_from = memory.renamed_from.clone();
+    status.answered = memory.answered.clone();
 
     if let JobState::Conflict { .. } = inputs.state {
         mirror(&mut status, None, &[], None);
@@ -187,6 +197,12 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
     if last_plan.is_some() {
         status.plan = last_plan;
     }
+    if !matches!(inputs.state, JobState::Conflict { .. })
+        && let Some(observed) = inputs.observed
+    {
+        mirror_rollout(&mut status, previous, observed, inputs, &mut notices);
+    }
+    update_plan_warnings(&mut status, previous, inputs, &mut notices);
     update_drift_condition(&mut status, previous, inputs, &mut notices);
     notices.extend(inputs.facts.iter().flat_map(fact_notices));
     if let Some(note) = adoption(previous, &status, inputs) {
@@ -211,6 +227,7 @@ pub fn report(previous: &NomadJobStatus, inputs: &Inputs<'_>) -> Report {
                 memory,
                 &inputs.policy,
                 wants_stop,
+                &status,
             )
         }
     };
@@ -237,8 +254,9 @@ fn update_warning_condition(
         "{}; fix the spec, or set spec.strict to make this an error",
         inputs.warnings.join("; ")
     );
+    // The condition may go on with the plan's warnings (`update_plan_warnings`).
     let before = find_condition(&previous.conditions, condition::SPEC_WARNING);
-    if before.is_none_or(|c| c.message != message) {
+    if before.is_none_or(|c| !c.message.starts_with(&message)) {
         notices.push(Notice::warning(reason::UNKNOWN_FIELDS, message.clone()));
     }
     set_condition(
@@ -305,13 +323,14 @@ fn error_readiness(error: &Error) -> Readiness {
     }
 }
 
-/// Readiness in `state`.
+/// Readiness in `state`; `status` is the new status so far (placement failures).
 fn state_readiness(
     state: &JobState,
     observed: Option<&Observed>,
     memory: &Memory,
     policy: &Policy,
     wants_stop: bool,
+    status: &NomadJobStatus,
 ) -> Readiness {
     let deployments = observed.map_or(&[][..], |o| &o.deployments[..]);
     match state {
@@ -344,13 +363,284 @@ fn state_readiness(
             observed.and_then(|o| o.job.as_ref()),
             memory.applied_version,
         ) {
-            (Some(job), Some(applied)) => readiness(job, applied, deployments),
+            (Some(job), Some(applied)) => {
+                let details = observed.and_then(|o| o.details.as_ref());
+                let waiting = match state {
+                    JobState::AwaitingPromotion { message } => Some(message.as_str()),
+                    _ => None,
+                };
+                job_readiness(job, applied, deployments, details, status, waiting)
+            }
             _ => Readiness::Progressing {
                 reason: reason::REGISTERED,
                 message: "waiting for the job to appear in Nomad".into(),
             },
         },
     }
+}
+
+/// Readiness of a registered job by its kind: stopped, unplaceable, a batch job (done
+/// when its allocations complete), a periodic or parameterized job (ready once
+/// registered), a deployment waiting for promotion (`waiting`), or a deployment.
+pub fn job_readiness(
+    job: &JobView,
+    applied_version: u64,
+    deployments: &[Deployment],
+    details: Option<&Details>,
+    status: &NomadJobStatus,
+    waiting: Option<&str>,
+) -> Readiness {
+    if job.stop {
+        return readiness(job, applied_version, deployments);
+    }
+    if !status.placement_failures.is_empty() {
+        let groups: Vec<String> = status
+            .placement_failures
+            .iter()
+            .map(|(group, why)| format!("task group {group:?}: {why}"))
+            .collect();
+        return Readiness::Progressing {
+            reason: reason::PLACEMENT_FAILED,
+            message: format!(
+                "Nomad cannot place the job's allocations; {}",
+                groups.join("; ")
+            ),
+        };
+    }
+    if job.runs_to_completion() {
+        let Some(details) = details else {
+            return Readiness::Progressing {
+                reason: reason::RUNNING,
+                message: format!(
+                    "version {applied_version} registered; waiting for its allocations"
+                ),
+            };
+        };
+        let outcome = run_outcome(
+            &job.status,
+            &job.group_counts,
+            details.summary.as_ref(),
+            &details.allocations,
+        );
+        return match outcome {
+            Outcome::Running(message) => Readiness::Progressing {
+                reason: reason::RUNNING,
+                message: format!("batch job (version {applied_version}) runs: {message}"),
+            },
+            Outcome::Succeeded(message) => Readiness::Ready(format!(
+                "batch job (version {applied_version}) completed: {message}"
+            )),
+            Outcome::Failed(message) => Readiness::Stalled {
+                reason: reason::JOB_FAILED,
+                message: format!(
+                    "batch job (version {applied_version}) failed: {message}. Nomad does not run it again until the spec changes"
+                ),
+            },
+        };
+    }
+    if job.launches_children() {
+        let what = if job.parameterized {
+            "parameterized job registered; it runs when dispatched (a NomadDispatch, or nomad job dispatch)".to_string()
+        } else {
+            match &status.next_launch {
+                Some(next) => format!("periodic job registered; next launch at {}", next.0),
+                None => "periodic job registered".to_string(),
+            }
+        };
+        return Readiness::Ready(format!("version {applied_version}: {what}"));
+    }
+    if let Some(message) = waiting {
+        return Readiness::Progressing {
+            reason: reason::AWAITING_PROMOTION,
+            message: format!("version {applied_version}: {message}"),
+        };
+    }
+    readiness(job, applied_version, deployments)
+}
+
+/// Mirrors the rollout into `status`: canaries and promotions, healthy/desired,
+/// placement failures, and a periodic or parameterized job's launches; with the Events
+/// of what changed.
+fn mirror_rollout(
+    status: &mut NomadJobStatus,
+    previous: &NomadJobStatus,
+    observed: &Observed,
+    inputs: &Inputs<'_>,
+    notices: &mut Vec<Notice>,
+) {
+    let Some(job) = &observed.job else {
+        status.canaries = None;
+        status.healthy = None;
+        status.placement_failures = BTreeMap::new();
+        status.next_launch = None;
+        status.children = None;
+        return;
+    };
+    let latest = observed.deployments.iter().max_by_key(|d| d.create_index);
+    status.canaries = latest.and_then(canaries).map(|c| c.status);
+    let promoted_now = inputs.facts.iter().find_map(|f| match f {
+        Fact::Promoted {
+            deployment_id, by, ..
+        } => Some((deployment_id.clone(), by.clone())),
+        _ => None,
+    });
+    let promoted_elsewhere = match (&previous.canaries, &status.canaries) {
+        (Some(before), Some(now)) => {
+            before.deployment_id == now.deployment_id && !before.promoted && now.promoted
+        }
+        _ => false,
+    };
+    if let Some((deployment_id, by)) = promoted_now {
+        status.last_promotion = Some(PromotionStatus {
+            deployment_id,
+            by,
+            time: inputs.now.clone(),
+        });
+    } else if promoted_elsewhere && let Some(now) = &status.canaries {
+        let by =
+            "someone outside the operator (the job's auto_promote, or nomad deployment promote)";
+        status.last_promotion = Some(PromotionStatus {
+            deployment_id: now.deployment_id.clone(),
+            by: by.into(),
+            time: inputs.now.clone(),
+        });
+        notices.push(Notice::normal(
+            reason::PROMOTED,
+            format!(
+                "the canaries of deployment {} were promoted by {by}",
+                short_id(&now.deployment_id)
+            ),
+        ));
+    }
+    let applied = inputs.memory.applied_version.unwrap_or(job.version);
+    let Some(details) = &observed.details else {
+        return;
+    };
+    status.healthy = healthy(job, applied, &observed.deployments, details);
+    let planned = inputs.facts.iter().rev().find_map(|f| match f {
+        Fact::Planned(plan) => Some(failures_text(&plan.answer.failed_tg_allocs)),
+        _ => None,
+    });
+    let registered = inputs
+        .facts
+        .iter()
+        .any(|f| matches!(f, Fact::Registered { .. }));
+    status.placement_failures = if job.stop || job.launches_children() {
+        BTreeMap::new()
+    } else if details.queued() {
+        let from_evals = placement_failures(&details.evaluations);
+        if !from_evals.is_empty() {
+            from_evals
+        } else if let Some(planned) = planned.filter(|p| !p.is_empty()) {
+            planned
+        } else {
+            previous.placement_failures.clone()
+        }
+    } else if registered {
+        planned.unwrap_or_default()
+    } else {
+        BTreeMap::new()
+    };
+    if job.launches_children() {
+        let counts = details.summary.as_ref().and_then(|s| s.children.clone());
+        status.children = Some(ChildrenStatus {
+            pending: counts.as_ref().map_or(0, |c| c.pending),
+            running: counts.as_ref().map_or(0, |c| c.running),
+            dead: counts.as_ref().map_or(0, |c| c.dead),
+            latest: super::outcome::children(&details.children),
+        });
+        status.next_launch = job.periodic.as_ref().and_then(|p| {
+            crate::periodic_schedule::next_launch(p, inputs.now.0)
+                .ok()
+                .flatten()
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time)
+        });
+    } else {
+        status.children = None;
+        status.next_launch = None;
+    }
+}
+
+/// `healthy/desired` of the current version, for `kubectl get`: a deployment's healthy
+/// allocations, a batch job's completed ones, or else the running ones.
+fn healthy(
+    job: &JobView,
+    applied: u64,
+    deployments: &[Deployment],
+    details: &Details,
+) -> Option<String> {
+    if job.launches_children() {
+        return None;
+    }
+    if job.runs_to_completion() {
+        let (complete, desired) = completed(&job.group_counts, details.summary.as_ref());
+        return Some(format!("{complete}/{desired}"));
+    }
+    if let Some(d) = deployment_of(deployments, applied) {
+        let healthy: u64 = d.task_groups.values().map(|g| g.healthy_allocs).sum();
+        let desired: u64 = d.task_groups.values().map(|g| g.desired_total).sum();
+        return Some(format!("{healthy}/{desired}"));
+    }
+    let running = details
+        .allocations
+        .iter()
+        .filter(|a| a.job_version == job.version && a.client_status == "running")
+        .count();
+    let desired: u64 = if job.job_type == "system" || job.job_type == "sysbatch" {
+        details.summary.as_ref().map_or(0, |s| {
+            s.summary
+                .values()
+                .map(|g| g.running + g.starting + g.queued)
+                .sum()
+        })
+    } else {
+        job.group_counts.values().sum()
+    };
+    Some(format!("{running}/{desired}"))
+}
+
+/// Sets the warnings of Nomad's last plan into the `SpecWarning` condition (with the
+/// spec's unknown keys), and announces new ones.
+fn update_plan_warnings(
+    status: &mut NomadJobStatus,
+    previous: &NomadJobStatus,
+    inputs: &Inputs<'_>,
+    notices: &mut Vec<Notice>,
+) {
+    let planned = inputs.facts.iter().rev().find_map(|f| match f {
+        Fact::Planned(plan) => Some(crate::plan_text::warnings_text(&plan.answer.warnings)),
+        _ => None,
+    });
+    if let (Some(warnings), Some(plan)) = (planned, status.plan.as_mut()) {
+        plan.warnings = warnings;
+    }
+    let Some(warnings) = status.plan.as_ref().and_then(|p| p.warnings.clone()) else {
+        return;
+    };
+    let before = previous.plan.as_ref().and_then(|p| p.warnings.as_deref());
+    if before != Some(warnings.as_str()) {
+        notices.push(Notice::warning(
+            reason::PLAN_WARNINGS,
+            format!("Nomad's plan of the job warns: {warnings}"),
+        ));
+    }
+    let message = format!("Nomad's plan of the job warns: {warnings}");
+    let existing = find_condition(&status.conditions, condition::SPEC_WARNING)
+        .filter(|c| c.reason == reason::UNKNOWN_FIELDS)
+        .map(|c| c.message.clone());
+    let (why, text) = match existing {
+        Some(unknown) => (reason::UNKNOWN_FIELDS, format!("{unknown}; {message}")),
+        None => (reason::PLAN_WARNINGS, message),
+    };
+    set_condition(
+        &mut status.conditions,
+        condition::SPEC_WARNING,
+        Truth::True,
+        why,
+        &text,
+        inputs.generation,
+        inputs.now,
+    );
 }
 
 /// Readiness of a registered spec whose version is `applied_version`, from Nomad's view.
@@ -565,6 +855,33 @@ fn fact_notices(fact: &Fact) -> Vec<Notice> {
             }
             notices
         }
+        Fact::Promoted {
+            deployment_id, by, ..
+        } => vec![Notice::normal(
+            reason::PROMOTED,
+            format!(
+                "promoted the canaries of deployment {}, as asked by {by}",
+                short_id(deployment_id)
+            ),
+        )],
+        Fact::PromotionSkipped { why, .. } => {
+            vec![Notice::normal(reason::PROMOTION_SKIPPED, why.clone())]
+        }
+        Fact::Launched { request, eval_id } => vec![Notice::normal(
+            reason::LAUNCHED,
+            format!(
+                "launched the periodic job now, as the annotation {} (set to {request:?}) asked (evaluation {})",
+                crate::crd::FORCE_LAUNCH_ANNOTATION,
+                short_id(eval_id)
+            ),
+        )],
+        Fact::LaunchSkipped { request, why } => vec![Notice::warning(
+            reason::LAUNCHED,
+            format!(
+                "the annotation {} was set to {request:?}, but nothing was launched: {why}",
+                crate::crd::FORCE_LAUNCH_ANNOTATION
+            ),
+        )],
         Fact::RevertRecovered => vec![Notice::normal(
             reason::REVERTED,
             "the operator's revert (made before a restart) went through".into(),
@@ -589,7 +906,7 @@ fn announce_transition(
     }
     if WARNING_REASONS.contains(&ready.reason.as_str()) {
         notices.push(Notice::warning(&ready.reason, ready.message.clone()));
-    } else if ready.status == "True" {
+    } else if ready.status == "True" || NOTABLE_REASONS.contains(&ready.reason.as_str()) {
         notices.push(Notice::normal(&ready.reason, ready.message.clone()));
     }
 }

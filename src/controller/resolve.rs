@@ -18,6 +18,7 @@ use crate::crd::{NomadJob, NomadJobSpec, VariablesSource};
 use crate::jobspec::{Jobspec, ParseError, Redactor, Values, VarValue, spec_values};
 
 use super::classify::Spec;
+use super::connection::Route;
 use super::context::Context;
 use super::error::Error;
 use super::job_schema::unknown_keys;
@@ -48,8 +49,8 @@ impl Resolved {
     }
 }
 
-/// Resolves `obj`'s spec.
-pub async fn resolve(obj: &NomadJob, ctx: &Context) -> Resolved {
+/// Resolves `obj`'s spec, parsing an HCL jobspec through `route`.
+pub async fn resolve(obj: &NomadJob, ctx: &Context, route: &Route) -> Resolved {
     let mut warnings = unknown_spec_fields(obj);
     if obj.spec.suspend {
         return Resolved {
@@ -84,7 +85,7 @@ pub async fn resolve(obj: &NomadJob, ctx: &Context) -> Resolved {
                 }
             };
             let redactor = Redactor::of(&values);
-            match parsed(obj, ctx, &values).await {
+            match parsed(obj, ctx, route, &values).await {
                 Ok(job) => (job, "spec.hcl (parsed)", redactor),
                 Err(ParseError::Invalid(message)) => {
                     return Resolved::invalid(redactor.text(&message), warnings, redactor);
@@ -104,7 +105,7 @@ pub async fn resolve(obj: &NomadJob, ctx: &Context) -> Resolved {
         let message = format!("spec.strict is true and {}", warnings.join("; "));
         return Resolved::invalid(message, Vec::new(), redactor);
     }
-    let spec = match render(obj, job, root, &ctx.defaults) {
+    let spec = match render(obj, job, root, &route.defaults) {
         Ok(desired) => Spec::Desired(desired),
         Err(InvalidSpec { field, message }) => {
             Spec::Invalid(redactor.text(&format!("{field}: {message}")))
@@ -121,7 +122,11 @@ pub async fn resolve(obj: &NomadJob, ctx: &Context) -> Resolved {
 /// The job `obj` asks for as far as it is known without asking anyone (for deletion of
 /// an object whose status recorded no job): `spec.job` rendered, or the last parse of
 /// `spec.hcl`.
-pub fn known_job(obj: &NomadJob, ctx: &Context) -> Option<super::render::DesiredJob> {
+pub fn known_job(
+    obj: &NomadJob,
+    ctx: &Context,
+    defaults: &super::render::Defaults,
+) -> Option<super::render::DesiredJob> {
     let (job, root) = match json_job(obj).ok()? {
         Some(job) => (job, "spec.job"),
         None => (
@@ -132,7 +137,7 @@ pub fn known_job(obj: &NomadJob, ctx: &Context) -> Option<super::render::Desired
             "spec.hcl (parsed)",
         ),
     };
-    render(obj, job, root, &ctx.defaults).ok()
+    render(obj, job, root, defaults).ok()
 }
 
 /// The fields a `NomadJob` spec has, from its schema.
@@ -216,6 +221,7 @@ fn nearest_spec_field(key: &str) -> Option<&'static str> {
 async fn parsed(
     obj: &NomadJob,
     ctx: &Context,
+    route: &Route,
     values: &Values,
 ) -> Result<Map<String, Value>, ParseError> {
     let jobspec = Jobspec {
@@ -228,7 +234,7 @@ async fn parsed(
         return Ok(job.as_ref().clone());
     }
     let job = jobspec
-        .parse(&ctx.nomad, &ctx.parse_support, values)
+        .parse(&route.nomad, &route.parse_support, values)
         .await?;
     ctx.parsed.insert(key, digest, Arc::new(job.clone()));
     Ok(job)

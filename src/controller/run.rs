@@ -15,14 +15,19 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
-use crate::crd::{DELETION_PROTECTION_ANNOTATION, FINALIZER, NomadJob, RETRY_ANNOTATION};
+use crate::crd::{
+    DELETION_PROTECTION_ANNOTATION, FINALIZER, FORCE_LAUNCH_ANNOTATION, NomadDispatch, NomadJob,
+    PROMOTE_ANNOTATION, RETRY_ANNOTATION,
+};
 use crate::jobspec::ParseSupport;
 use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
+use super::connection::{Connections, Route};
 use super::context::{Backoff, Context, JobIndex, PlanClock};
+use super::dispatch::{dispatch_error_policy, reconcile_dispatch};
 use super::events::EventPublisher;
-use super::nomad_watch::{self, WatchConfig};
+use super::nomad_watch::{self, Routes, WatchConfig};
 use super::reconcile::{error_policy, reconcile};
 use super::render::Defaults;
 use super::resolve::{ParsedJobs, SourceIndex, SourceKey};
@@ -70,6 +75,15 @@ pub struct RunArgs {
     #[arg(long, env = "NO_NOMAD_WATCH")]
     pub no_nomad_watch: bool,
 
+    /// Serve only NomadJobs with `spec.connectionRef`: the `--nomad-*` flags are no
+    /// connection of their own (a multi-team setup where every team names its own).
+    #[arg(long, env = "NO_DEFAULT_CONNECTION")]
+    pub no_default_connection: bool,
+
+    /// The namespace whose Secrets ClusterNomadConnections name (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub connection_secrets_namespace: Option<String>,
+
     /// Read the ConfigMaps and Secrets that NomadJobs name in `spec.variablesFrom` (and
     /// watch them, so that a change registers the job again). Needs RBAC to get, list and
     /// watch them in the watched namespaces.
@@ -101,6 +115,19 @@ pub enum StartError {
 /// Builds the shared context from the settings.
 pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Context>, StartError> {
     let nomad = NomadClient::new(&args.nomad)?;
+    let jobs = Arc::new(JobIndex::default());
+    let defaults = Defaults {
+        namespace: args.nomad.namespace.clone(),
+        region: args.nomad.region.clone(),
+    };
+    let default_route = (!args.no_default_connection).then(|| Route {
+        nomad: nomad.clone(),
+        defaults: defaults.clone(),
+        allowed: None,
+        label: None,
+        jobs: jobs.clone(),
+        parse_support: Arc::new(ParseSupport::default()),
+    });
     let instance = std::env::var("POD_NAME")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok());
@@ -114,19 +141,17 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
     Ok(Arc::new(Context {
         kube,
         nomad,
+        connections: Connections::new(default_route, args.connection_secrets_namespace.clone()),
         events,
-        defaults: Defaults {
-            namespace: args.nomad.namespace.clone(),
-            region: args.nomad.region.clone(),
-        },
+        defaults,
         resync: args.resync_interval,
         backoff: Backoff::new(args.error_backoff, args.max_backoff),
-        jobs: Arc::new(JobIndex::default()),
+        jobs,
+        dispatches: Arc::new(JobIndex::default()),
         metrics,
         plans: PlanClock::default(),
         parsed: ParsedJobs::default(),
         sources: Arc::new(SourceIndex::default()),
-        parse_support: ParseSupport::default(),
         variables_from: args.variables_from,
         deletion_protection: args.deletion_protection,
     }))
@@ -139,6 +164,7 @@ pub async fn run_controller(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (trigger_tx, trigger_rx) = mpsc::unbounded::<ObjectRef<NomadJob>>();
+    let (dispatch_tx, dispatch_rx) = mpsc::unbounded::<ObjectRef<NomadDispatch>>();
     let source_watches = if ctx.variables_from {
         watch_variable_sources(&ctx, &args.namespaces, &trigger_tx)
     } else {
@@ -152,7 +178,22 @@ pub async fn run_controller(
             ..WatchConfig::default()
         };
         match ctx.nomad.with_own_pool() {
-            Ok(nomad) => nomad_watch::spawn(nomad, ctx.jobs.clone(), trigger_tx, config),
+            Ok(nomad) => {
+                let routes = Routes {
+                    jobs: ctx.jobs.clone(),
+                    trigger: trigger_tx,
+                    dispatches: ctx.dispatches.clone(),
+                    dispatch_trigger: dispatch_tx,
+                };
+                ctx.connections
+                    .watches
+                    .start(routes.clone(), config.clone());
+                if args.no_default_connection {
+                    Vec::new()
+                } else {
+                    nomad_watch::spawn(nomad, routes, config)
+                }
+            }
             Err(e) => {
                 warn!("cannot start the Nomad watches ({e}); relying on the resync interval");
                 Vec::new()
@@ -168,10 +209,29 @@ pub async fn run_controller(
     };
     // One trigger stream per controller: route Nomad-driven triggers by namespace.
     let mut routes = std::collections::HashMap::new();
+    let mut dispatch_routes = std::collections::HashMap::new();
     let mut controllers = Vec::new();
+    let mut dispatch_controllers = Vec::new();
     for namespace in namespaces {
         let (tx, rx) = mpsc::unbounded();
         routes.insert(namespace.clone(), tx);
+        let (dtx, drx) = mpsc::unbounded();
+        dispatch_routes.insert(namespace.clone(), dtx);
+        let dispatch_api: Api<NomadDispatch> = match &namespace {
+            Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
+            None => Api::all(ctx.kube.clone()),
+        };
+        dispatch_controllers.push(
+            Controller::new(dispatch_api, watcher::Config::default())
+                .reconcile_on(drx)
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile_dispatch, dispatch_error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        tracing::debug!("dispatch controller: {e}");
+                    }
+                }),
+        );
         let api: Api<Watched> = match &namespace {
             Some(ns) => Api::namespaced(ctx.kube.clone(), ns),
             None => Api::all(ctx.kube.clone()),
@@ -207,8 +267,15 @@ pub async fn run_controller(
         controllers.push(controller);
     }
     let router = tokio::spawn(route_triggers(trigger_rx, routes));
-    futures::future::join_all(controllers).await;
+    let dispatch_router = tokio::spawn(route_by_namespace(dispatch_rx, dispatch_routes));
+    futures::future::join(
+        futures::future::join_all(controllers),
+        futures::future::join_all(dispatch_controllers),
+    )
+    .await;
     router.abort();
+    dispatch_router.abort();
+    ctx.connections.watches.stop();
     for watcher in watchers.into_iter().chain(source_watches) {
         watcher.abort();
     }
@@ -302,6 +369,23 @@ async fn route_triggers(
     }
 }
 
+/// Sends each trigger to the controller of its namespace (or the one of all namespaces).
+async fn route_by_namespace<K>(
+    mut triggers: mpsc::UnboundedReceiver<ObjectRef<K>>,
+    routes: std::collections::HashMap<Option<String>, mpsc::UnboundedSender<ObjectRef<K>>>,
+) where
+    K: kube::runtime::reflector::Lookup<DynamicType = ()>,
+{
+    while let Some(obj) = triggers.next().await {
+        let route = routes.get(&None).or_else(|| routes.get(&obj.namespace));
+        if let Some(tx) = route
+            && tx.unbounded_send(obj).is_err()
+        {
+            warn!("a controller stopped taking triggers");
+        }
+    }
+}
+
 /// What the controller watches and caches of each `NomadJob`: its metadata.
 type Watched = PartialObjectMeta<NomadJob>;
 
@@ -313,17 +397,21 @@ fn slim(obj: &mut Watched) {
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
-/// What of an object makes it worth a reconcile: its generation (the spec), the retry
-/// annotation, deletion and finalizers. Status writes change none of these, so the
+/// What of an object makes it worth a reconcile: its generation (the spec), the
+/// annotations the operator reads, deletion and finalizers. Status writes change none of these, so the
 /// operator's own status updates do not wake it.
 fn trigger_fingerprint(obj: &Watched) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     obj.metadata.generation.hash(&mut hasher);
-    obj.annotations().get(RETRY_ANNOTATION).hash(&mut hasher);
-    obj.annotations()
-        .get(DELETION_PROTECTION_ANNOTATION)
-        .hash(&mut hasher);
+    for annotation in [
+        RETRY_ANNOTATION,
+        DELETION_PROTECTION_ANNOTATION,
+        PROMOTE_ANNOTATION,
+        FORCE_LAUNCH_ANNOTATION,
+    ] {
+        obj.annotations().get(annotation).hash(&mut hasher);
+    }
     obj.metadata.deletion_timestamp.is_some().hash(&mut hasher);
     obj.finalizers()
         .iter()

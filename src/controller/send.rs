@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::crd::{META_OWNER_NAME, META_OWNER_NAMESPACE, META_OWNER_UID};
+use crate::crd::{META_DISPATCH_UID, META_OWNER_NAME, META_OWNER_NAMESPACE, META_OWNER_UID};
 
 use super::counts::{CountChoice, keep_live_counts, spec_counts};
 use super::observe::JobView;
@@ -55,6 +55,7 @@ pub fn job_to_send(
         if !meta.is_empty() {
             fields.insert("Meta".into(), Value::Object(meta));
         }
+        allow_dispatch_uid(fields);
     }
     let live_counts = live.map(|j| &j.group_counts);
     let counts = keep_live_counts(&mut job, live_counts, applied_counts, preserve_counts);
@@ -62,6 +63,26 @@ pub fn job_to_send(
         spec_counts: spec_counts(&desired.job, preserve_counts),
         job,
         counts,
+    }
+}
+
+/// Lets a dispatch of a parameterized job carry the `NomadDispatch`'s UID in its meta:
+/// adds [`META_DISPATCH_UID`] to `ParameterizedJob.MetaOptional`. A parameterized job
+/// has no allocations of its own, so this restarts nothing.
+fn allow_dispatch_uid(job: &mut Map<String, Value>) {
+    let Some(Value::Object(parameterized)) = job.get_mut("ParameterizedJob") else {
+        return;
+    };
+    let optional = parameterized
+        .entry("MetaOptional")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !optional.is_array() {
+        *optional = Value::Array(Vec::new());
+    }
+    if let Value::Array(keys) = optional
+        && !keys.iter().any(|k| k == META_DISPATCH_UID)
+    {
+        keys.push(META_DISPATCH_UID.into());
     }
 }
 
@@ -114,6 +135,25 @@ mod tests {
             Value::Null,
             "no Meta at all: nothing to restart"
         );
+    }
+
+    #[test]
+    fn a_parameterized_job_allows_the_dispatch_uid_once() {
+        let d = desired(json!({"ParameterizedJob": {"MetaOptional": ["a"]}, "TaskGroups": []}));
+        let sent = job_to_send(&d, None, &BTreeMap::new(), false, ("ns", "web"));
+        assert_eq!(
+            sent.job["ParameterizedJob"]["MetaOptional"],
+            json!(["a", META_DISPATCH_UID])
+        );
+        let d = desired(json!({"ParameterizedJob": {"MetaOptional": null}, "TaskGroups": []}));
+        let sent = job_to_send(&d, None, &BTreeMap::new(), false, ("ns", "web"));
+        assert_eq!(
+            sent.job["ParameterizedJob"]["MetaOptional"],
+            json!([META_DISPATCH_UID])
+        );
+        let plain = desired(json!({"TaskGroups": []}));
+        let sent = job_to_send(&plain, None, &BTreeMap::new(), false, ("ns", "web"));
+        assert!(sent.job.get("ParameterizedJob").is_none());
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub fn plan_status(plan: &JobPlanResponse) -> PlanStatus {
         diff_type: format!("{diff_type:?}"),
         desired_updates,
         registered: false,
+        warnings: None,
     }
 }
 
@@ -121,7 +122,8 @@ fn deployment_status(d: &Deployment) -> DeploymentStatus {
     }
 }
 
-fn summary_status(s: &JobSummary) -> NamedMap<TaskGroupSummary> {
+/// A job summary's counts per task group, as the status shows them.
+pub fn summary_status(s: &JobSummary) -> NamedMap<TaskGroupSummary> {
     s.summary
         .iter()
         .map(|(group, c)| {
@@ -138,7 +140,8 @@ fn summary_status(s: &JobSummary) -> NamedMap<TaskGroupSummary> {
         .collect()
 }
 
-fn allocation_status(a: &AllocationListStub) -> AllocationStatus {
+/// One allocation as the status shows it.
+pub fn allocation_status(a: &AllocationListStub) -> AllocationStatus {
     AllocationStatus {
         id: a.id.clone(),
         name: a.name.clone(),
@@ -152,18 +155,11 @@ fn allocation_status(a: &AllocationListStub) -> AllocationStatus {
             .task_states
             .iter()
             .map(|(name, t)| {
-                let last_event = t.events.iter().max_by_key(|e| e.time).map(|e| {
-                    let detail = if e.display_message.is_empty() {
-                        &e.message
-                    } else {
-                        &e.display_message
-                    };
-                    if detail.is_empty() {
-                        e.r#type.clone()
-                    } else {
-                        format!("{}: {detail}", e.r#type)
-                    }
-                });
+                let last_event = t
+                    .events
+                    .iter()
+                    .max_by_key(|e| e.time)
+                    .map(super::outcome::event_text);
                 let task = TaskStatus {
                     state: t.state.clone(),
                     failed: t.failed,
@@ -497,6 +493,7 @@ mod tests {
         let details = Details {
             summary: Some(summary),
             allocations,
+            ..Details::default()
         };
         let deployments = vec![older, deployment];
         let mut status = NomadJobStatus::default();

@@ -123,6 +123,41 @@ pub struct NomadConfig {
     /// Time allowed for one request (e.g. 30s); blocking queries add their wait to it.
     #[arg(long = "nomad-request-timeout", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// TLS material given in memory (a connection's Secrets); each one set wins over
+    /// the file of the same role.
+    #[arg(skip)]
+    pub inline_tls: InlineTls,
+}
+
+/// CA bundle, client certificate and key as PEM in memory.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct InlineTls {
+    /// The CA bundle.
+    pub ca_cert: Option<Pem>,
+    /// The client certificate.
+    pub client_cert: Option<Pem>,
+    /// The client certificate's private key.
+    pub client_key: Option<Pem>,
+}
+
+impl fmt::Debug for InlineTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InlineTls")
+            .field("ca_cert", &self.ca_cert.as_ref().map(|p| &p.origin))
+            .field("client_cert", &self.client_cert.as_ref().map(|p| &p.origin))
+            .field("client_key", &self.client_key.as_ref().map(|p| &p.origin))
+            .finish()
+    }
+}
+
+/// PEM text and where it came from (for error messages; the text itself never prints).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem {
+    /// Where it came from, such as `Secret team-a/nomad-tls key tls.key`.
+    pub origin: String,
+    /// The PEM text.
+    pub bytes: Vec<u8>,
 }
 
 impl Default for NomadConfig {
@@ -139,6 +174,7 @@ impl Default for NomadConfig {
             tls_server_name: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            inline_tls: InlineTls::default(),
         }
     }
 }
@@ -157,6 +193,7 @@ impl NomadConfig {
         self.ca_cert.is_some()
             || self.client_cert.is_some()
             || self.client_key.is_some()
+            || self.inline_tls != InlineTls::default()
             || self.skip_verify
             || self.tls_server_name.is_some()
     }

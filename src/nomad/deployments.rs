@@ -2,7 +2,7 @@
 
 use super::client::{Blocking, Call, Indexed, NomadClient, Scope};
 use super::error::NomadError;
-use super::types::Deployment;
+use super::types::{Deployment, DeploymentUpdateResponse};
 
 impl NomadClient {
     /// `GET /v1/deployments`: the deployments of the scope (namespace `"*"` = all),
@@ -39,5 +39,18 @@ impl NomadClient {
     ) -> Result<Vec<Deployment>, NomadError> {
         let call = Call::get(scope, &["job", id, "deployments"]);
         Ok(self.execute_nullable(call).await?.value)
+    }
+
+    /// `POST /v1/deployment/promote/:id`: promotes the canaries of every task group of the
+    /// deployment (`All: true`), as `nomad deployment promote` does. Nomad refuses a
+    /// deployment that has ended, or whose canaries are not all healthy.
+    pub async fn promote_deployment(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<DeploymentUpdateResponse, NomadError> {
+        let body = serde_json::json!({ "DeploymentID": id, "All": true });
+        let call = Call::post(scope, &["deployment", "promote", id], body);
+        Ok(self.execute::<DeploymentUpdateResponse>(call).await?.value)
     }
 }

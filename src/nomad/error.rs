@@ -130,6 +130,7 @@ const VALIDATION_MARKERS: &[&str] = &[
     "can't evaluate parameterized job",
     "non-periodic job",
     "Payload exceeds maximum size",
+    "can't promote terminal deployment",
 ];
 
 /// Maps an error answer (status and text body) to a [`NomadError`].

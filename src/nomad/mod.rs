@@ -32,7 +32,7 @@ pub mod types;
 
 pub use changes::{ChangeEntry, ChangeFeed, Changes};
 pub use client::{Blocking, CallHook, Indexed, NomadClient, Scope};
-pub use config::{NomadConfig, Token, parse_duration};
+pub use config::{InlineTls, NomadConfig, Pem, Token, parse_duration};
 pub use error::NomadError;
 pub use jobs::ParseRequest;
 pub use types::*;

@@ -17,7 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::config::NomadConfig;
+use super::config::{NomadConfig, Pem};
 use super::error::{NomadError, error_chain};
 
 /// Installs rustls' `ring` provider as the process default, unless one already is.
@@ -35,7 +35,7 @@ pub(crate) fn configure(
         return Ok(builder);
     }
     let identity = client_identity(config)?;
-    if config.ca_cert.is_none() && !config.skip_verify {
+    if Source::ca(config).is_none() && !config.skip_verify {
         if config.tls_server_name.is_some() {
             return Err(NomadError::Config(
                 "NOMAD_TLS_SERVER_NAME needs NOMAD_CACERT (or NOMAD_SKIP_VERIFY)".into(),
@@ -51,9 +51,58 @@ pub(crate) fn configure(
 /// A client certificate chain and its key.
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 
+/// Where one piece of TLS material comes from: a file, or PEM in memory.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Inline(&'a Pem),
+}
+
+impl<'a> Source<'a> {
+    fn pick(inline: Option<&'a Pem>, file: Option<&'a std::path::PathBuf>) -> Option<Self> {
+        inline
+            .map(Source::Inline)
+            .or_else(|| file.map(|f| Source::File(f.as_path())))
+    }
+
+    fn ca(config: &'a NomadConfig) -> Option<Self> {
+        Self::pick(config.inline_tls.ca_cert.as_ref(), config.ca_cert.as_ref())
+    }
+
+    fn client_cert(config: &'a NomadConfig) -> Option<Self> {
+        Self::pick(
+            config.inline_tls.client_cert.as_ref(),
+            config.client_cert.as_ref(),
+        )
+    }
+
+    fn client_key(config: &'a NomadConfig) -> Option<Self> {
+        Self::pick(
+            config.inline_tls.client_key.as_ref(),
+            config.client_key.as_ref(),
+        )
+    }
+
+    /// The bytes, naming the source in the error.
+    fn read(self) -> Result<Vec<u8>, NomadError> {
+        match self {
+            Self::File(path) => read_file(path),
+            Self::Inline(pem) => Ok(pem.bytes.clone()),
+        }
+    }
+
+    /// An error about this source.
+    fn error(self, why: &str) -> NomadError {
+        match self {
+            Self::File(path) => config_error(path, why),
+            Self::Inline(pem) => NomadError::Config(format!("{}: {why}", pem.origin)),
+        }
+    }
+}
+
 /// Reads the client certificate and key, if configured (both or neither).
 fn client_identity(config: &NomadConfig) -> Result<Option<Identity>, NomadError> {
-    let (cert_path, key_path) = match (&config.client_cert, &config.client_key) {
+    let (cert, key) = match (Source::client_cert(config), Source::client_key(config)) {
         (None, None) => return Ok(None),
         (Some(cert), Some(key)) => (cert, key),
         _ => {
@@ -62,9 +111,9 @@ fn client_identity(config: &NomadConfig) -> Result<Option<Identity>, NomadError>
             ));
         }
     };
-    let certs = read_certs(cert_path)?;
-    let key = PrivateKeyDer::from_pem_slice(&read_file(key_path)?)
-        .map_err(|e| config_error(key_path, &format!("no usable private key: {e}")))?;
+    let certs = read_certs(cert)?;
+    let key = PrivateKeyDer::from_pem_slice(&key.read()?)
+        .map_err(|e| key.error(&format!("no usable private key: {e}")))?;
     Ok(Some((certs, key)))
 }
 
@@ -73,12 +122,12 @@ fn with_reqwest_identity(
     builder: ClientBuilder,
     config: &NomadConfig,
 ) -> Result<ClientBuilder, NomadError> {
-    let (Some(cert), Some(key)) = (&config.client_cert, &config.client_key) else {
+    let (Some(cert), Some(key)) = (Source::client_cert(config), Source::client_key(config)) else {
         return Ok(builder);
     };
-    let mut pem = read_file(key)?;
+    let mut pem = key.read()?;
     pem.push(b'\n');
-    pem.extend(read_file(cert)?);
+    pem.extend(cert.read()?);
     let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
         NomadError::Config(format!("invalid client certificate: {}", error_chain(&e)))
     })?;
@@ -124,15 +173,15 @@ fn verifier(
             provider: provider.clone(),
         }));
     }
-    let Some(ca_path) = &config.ca_cert else {
+    let Some(ca) = Source::ca(config) else {
         return Err(NomadError::Config(
             "a custom TLS verifier needs NOMAD_CACERT".into(),
         ));
     };
-    let roots = root_store(ca_path)?;
+    let roots = root_store(ca)?;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| config_error(ca_path, &e.to_string()))?;
+        .map_err(|e| ca.error(&e.to_string()))?;
     match &config.tls_server_name {
         Some(name) => {
             let name = ServerName::try_from(name.clone()).map_err(|e| {
@@ -148,24 +197,24 @@ fn verifier(
 }
 
 /// The CA bundle as a root store.
-fn root_store(path: &Path) -> Result<RootCertStore, NomadError> {
+fn root_store(source: Source<'_>) -> Result<RootCertStore, NomadError> {
     let mut roots = RootCertStore::empty();
-    for cert in read_certs(path)? {
+    for cert in read_certs(source)? {
         roots
             .add(cert)
-            .map_err(|e| config_error(path, &format!("unusable CA certificate: {e}")))?;
+            .map_err(|e| source.error(&format!("unusable CA certificate: {e}")))?;
     }
     Ok(roots)
 }
 
-/// All certificates of a PEM file (at least one).
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, NomadError> {
-    let pem = read_file(path)?;
+/// All certificates of a PEM source (at least one).
+fn read_certs(source: Source<'_>) -> Result<Vec<CertificateDer<'static>>, NomadError> {
+    let pem = source.read()?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| config_error(path, &format!("invalid PEM: {e}")))?;
+        .map_err(|e| source.error(&format!("invalid PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(config_error(path, "no certificate found"));
+        return Err(source.error("no certificate found"));
     }
     Ok(certs)
 }

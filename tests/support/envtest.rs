@@ -119,12 +119,16 @@ pub fn kubectl(args: &[&str]) -> std::process::Output {
 }
 
 /// Applies `crds/` to the control plane (server-side apply, idempotent) and waits until
-/// the API serves `NomadJob`s.
+/// the API serves every kind of the operator.
 pub async fn install_crds(client: &Client) {
-    let text = std::fs::read_to_string(repo_root().join("crds/nomadjob.yaml"))
-        .expect("read crds/nomadjob.yaml");
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&text).expect("parse crds/nomadjob.yaml");
+    for kind in nomad_operator::crdgen::Kind::ALL {
+        install_crd(client, kind.file()).await;
+    }
+}
+
+async fn install_crd(client: &Client, file: &str) {
+    let text = std::fs::read_to_string(repo_root().join("crds").join(file)).expect("read crds/");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("parse crds/");
     let name = crd.metadata.name.clone().expect("CRD has a name");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.patch(

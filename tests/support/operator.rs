@@ -84,6 +84,32 @@ impl Harness {
         Self::start_with(Backend::Sim, version, ns, extra).await
     }
 
+    /// The operator against the Nomad at `upstream` (through a recording proxy), its
+    /// default Nomad namespace `nomad_namespace`; `extra` adds `run` flags.
+    pub async fn start_behind_proxy(
+        prefix: &str,
+        upstream: &str,
+        nomad_namespace: &str,
+        extra: &[&str],
+    ) -> Self {
+        nomad_operator::telemetry::init(nomad_operator::telemetry::LogFormat::Text);
+        let ns = TestNamespace::new(prefix).await;
+        let proxy = RecordingProxy::start(upstream).await;
+        let backing = Nomad::Real { proxy };
+        let url = backing.url();
+        let mut harness = Self {
+            nomad: nomad_client(&url, nomad_namespace),
+            ns,
+            backend: Backend::Real,
+            nomad_namespace: nomad_namespace.to_string(),
+            backing,
+            shutdown: None,
+            operator: None,
+        };
+        harness.start_operator(extra);
+        harness
+    }
+
     /// Like [`Harness::start_on`], on a control plane of the test's own (for a test that
     /// changes what all tests share, such as the CRD).
     pub async fn start_on_private_plane(backend: Backend, prefix: &str, extra: &[&str]) -> Self {

@@ -52,6 +52,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: ["nomadoperator.dev"]
   resources: ["nomadjobs/finalizers"]
   verbs: ["update", "patch"]
+# Connections: read NomadConnections where NomadJobs are.
+- apiGroups: ["nomadoperator.dev"]
+  resources: ["nomadconnections"]
+  verbs: ["get"]
+{{- if .Values.connections.readTenantSecrets }}
+# connections.readTenantSecrets: the tokens and certificates NomadConnections name.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
+# NomadDispatches: read them (their spec is never changed) and write their status.
+- apiGroups: ["nomadoperator.dev"]
+  resources: ["nomaddispatches"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["nomadoperator.dev"]
+  resources: ["nomaddispatches/status"]
+  verbs: ["patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -108,3 +108,15 @@ pub struct DeploymentState {
     #[serde(default, deserialize_with = "nullable")]
     pub require_progress_by: String,
 }
+
+/// Answer of a deployment update such as a promotion.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeploymentUpdateResponse {
+    /// The evaluation the update created.
+    #[serde(rename = "EvalID", default, deserialize_with = "nullable")]
+    pub eval_id: String,
+    /// The deployment's index after the update.
+    #[serde(default, deserialize_with = "nullable")]
+    pub deployment_modify_index: u64,
+}

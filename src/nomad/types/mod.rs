@@ -32,7 +32,7 @@ mod plan;
 mod fixture_tests;
 
 pub use allocation::{AllocDeploymentStatus, Allocation, AllocationListStub, TaskEvent, TaskState};
-pub use deployment::{Deployment, DeploymentState};
+pub use deployment::{Deployment, DeploymentState, DeploymentUpdateResponse};
 pub use evaluation::Evaluation;
 pub use jobs::{
     JobChildrenSummary, JobDeregisterResponse, JobDispatchResponse, JobListStub,

@@ -97,12 +97,18 @@ impl Drop for ControlPlane {
     }
 }
 
-/// Applies `crds/nomadjob.yaml` (server-side apply) and waits until it is established.
+/// Applies the CRDs in `crds/` (server-side apply) and waits until they are established.
 pub async fn install_crds(client: &Client, repo: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(repo.join("crds/nomadjob.yaml"))
-        .context("reading crds/nomadjob.yaml")?;
+    for kind in nomad_operator::crdgen::Kind::ALL {
+        install_crd(client, &repo.join("crds").join(kind.file())).await?;
+    }
+    Ok(())
+}
+
+async fn install_crd(client: &Client, path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
     let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&text).context("parsing crds/nomadjob.yaml")?;
+        serde_saphyr::from_str(&text).with_context(|| format!("parsing {path:?}"))?;
     let name = crd.metadata.name.clone().context("the CRD has no name")?;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.patch(
