@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod named_map;
 pub mod nomad;
 pub mod operator;
+pub mod periodic_schedule;
 pub mod plan_text;
 pub mod preview;
 pub mod telemetry;
