@@ -353,7 +353,7 @@ async fn a_delete_after_a_kill_around_the_first_register_still_stops_the_job() {
         // survived (the recorded intent, or nothing at all and the spec).
         let obj = object(spec, true, dying.status());
         let ctx = world.process();
-        let desired = known_job(&obj, &ctx);
+        let desired = known_job(&obj, &ctx, &ctx.defaults);
         let kube = Recorded::new(dying.status(), Kill::Never);
         cleanup(&Head::of(&obj), desired.as_ref(), &ctx, &kube)
             .await

@@ -110,6 +110,7 @@ fn calls_about(h: &Harness, id: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn teams_reach_only_their_own_nomad_namespaces_with_their_own_tokens() {
+    let log = support::log_capture::capture();
     let nomad = acl_agent();
     let suffix = support::envtest::unique_suffix();
     let (ns_a, ns_b) = (format!("team-a-{suffix}"), format!("team-b-{suffix}"));
@@ -267,6 +268,11 @@ async fn teams_reach_only_their_own_nomad_namespaces_with_their_own_tokens() {
     let status =
         serde_json::to_string(&h.api().get("web").await.expect("get").status).unwrap_or_default();
     assert!(!status.contains(&token_a2));
+    let logged = log.text();
+    assert!(logged.contains("connection (re)built"), "the log is captured");
+    for token in [&token_a, &token_a2, &token_b] {
+        assert!(!logged.contains(token.as_str()), "a token reached the log");
+    }
 }
 
 #[tokio::test]

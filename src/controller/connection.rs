@@ -83,8 +83,13 @@ pub enum Choice {
 /// cluster's parse support.
 type Built = (String, NomadClient, Arc<ParseSupport>);
 
-/// A cluster's watches: the index of its jobs and the watch tasks.
-type Watched = (Arc<JobIndex>, Vec<tokio::task::JoinHandle<()>>);
+/// A cluster's watches: the index of its jobs, the watch tasks, and the connections
+/// that use it.
+struct Watched {
+    jobs: Arc<JobIndex>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    users: std::collections::BTreeSet<String>,
+}
 
 /// The connections in use: the default one, the clients built for the others, and their
 /// watches.
@@ -197,12 +202,12 @@ impl Connections {
                 self.clients
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (built_from, client.clone(), support.clone()));
+                    .insert(key.clone(), (built_from, client.clone(), support.clone()));
                 (client, support)
             }
         };
         let cluster = fingerprint(&[&settings.address, material.token.as_deref().unwrap_or("")]);
-        let jobs = self.watches.index_for(&cluster, &client);
+        let jobs = self.watches.index_for(&cluster, &client, &key);
         Ok(Choice::Use(Route {
             nomad: client,
             defaults: Defaults {
@@ -419,18 +424,31 @@ impl WatchRegistry {
         }
     }
 
-    /// The job index of cluster `key`, starting its watches (through `client`) the first
-    /// time.
-    pub fn index_for(&self, key: &str, client: &NomadClient) -> Arc<JobIndex> {
+    /// The job index of cluster `key` for connection `user`, starting its watches
+    /// (through `client`) the first time. A connection that moved to another cluster
+    /// (a new address or a rotated token) leaves its old one, whose watches stop when no
+    /// connection uses it any more.
+    pub fn index_for(&self, key: &str, client: &NomadClient, user: &str) -> Arc<JobIndex> {
         let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((index, _)) = clusters.get(key) {
-            return index.clone();
+        let left: Vec<String> = clusters
+            .iter_mut()
+            .filter(|(k, _)| k.as_str() != key)
+            .filter_map(|(k, w)| (w.users.remove(user) && w.users.is_empty()).then(|| k.clone()))
+            .collect();
+        for old in left {
+            if let Some(w) = clusters.remove(&old) {
+                w.tasks.iter().for_each(tokio::task::JoinHandle::abort);
+            }
         }
-        let index = Arc::new(JobIndex::default());
-        let handles = match (self.spawner.get(), client.with_own_pool()) {
+        if let Some(watched) = clusters.get_mut(key) {
+            watched.users.insert(user.to_string());
+            return watched.jobs.clone();
+        }
+        let jobs = Arc::new(JobIndex::default());
+        let tasks = match (self.spawner.get(), client.with_own_pool()) {
             (Some(spawner), Ok(own)) => {
                 let routes = Routes {
-                    jobs: index.clone(),
+                    jobs: jobs.clone(),
                     ..spawner.routes.clone()
                 };
                 nomad_watch::spawn(own, routes, spawner.config.clone())
@@ -441,8 +459,15 @@ impl WatchRegistry {
             }
             (None, _) => Vec::new(),
         };
-        clusters.insert(key.to_string(), (index.clone(), handles));
-        index
+        clusters.insert(
+            key.to_string(),
+            Watched {
+                jobs: jobs.clone(),
+                tasks,
+                users: [user.to_string()].into(),
+            },
+        );
+        jobs
     }
 
     /// How many clusters are watched.
@@ -461,8 +486,11 @@ impl WatchRegistry {
     /// Stops every watch.
     pub fn stop(&self) {
         let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, (_, handles)) in clusters.drain() {
-            handles.iter().for_each(tokio::task::JoinHandle::abort);
+        for (_, watched) in clusters.drain() {
+            watched
+                .tasks
+                .iter()
+                .for_each(tokio::task::JoinHandle::abort);
         }
     }
 }
@@ -481,6 +509,27 @@ mod tests {
         assert!(glob_matches("a*b*c", "axxbyyc"));
         assert!(!glob_matches("a*b*c", "axxbyy"));
         assert!(glob_matches("*-prod", "web-prod"));
+    }
+
+    #[tokio::test]
+    async fn one_index_per_cluster_and_token_whatever_uses_it() {
+        let registry = WatchRegistry::default();
+        let client = NomadClient::new(&NomadConfig::new("http://127.0.0.1:1")).expect("client");
+        let a = registry.index_for("cluster-1", &client, "NomadConnection/a/nomad");
+        let b = registry.index_for("cluster-1", &client, "NomadConnection/b/nomad");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "two connections to one cluster share its watches"
+        );
+        assert_eq!(registry.len(), 1);
+        // Team a's token rotated: its connection moves; team b still uses cluster-1.
+        registry.index_for("cluster-2", &client, "NomadConnection/a/nomad");
+        assert_eq!(registry.len(), 2);
+        // Team b's token rotated too: nothing uses cluster-1 any more.
+        registry.index_for("cluster-3", &client, "NomadConnection/b/nomad");
+        assert_eq!(registry.len(), 2, "cluster-1's watches stopped");
+        registry.stop();
+        assert!(registry.is_empty());
     }
 
     #[test]

@@ -327,7 +327,7 @@ mod tests {
     use std::path::PathBuf;
     use std::sync::Arc;
 
-    use crate::nomad::{NomadClient, NomadConfig, NomadError, Scope};
+    use crate::nomad::{NomadClient, NomadConfig, NomadError, Pem, Scope};
     use anyhow::{Context, Result};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -405,6 +405,48 @@ mod tests {
         let jobs = nomad.list_jobs(&Scope::default(), None, None).await?;
         assert_eq!(jobs.index, 5);
         assert!(jobs.value.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn tls_material_in_memory_works_like_files_and_names_its_origin() -> Result<()> {
+        let pem = |name: &str| -> Result<Pem> {
+            Ok(Pem {
+                origin: format!("Secret team-a/nomad-tls key {name}"),
+                bytes: std::fs::read(pki(name))?,
+            })
+        };
+        let port = serve_once(true)?;
+        let nomad = NomadClient::new(&NomadConfig {
+            inline_tls: crate::nomad::InlineTls {
+                ca_cert: Some(pem("ca.pem")?),
+                client_cert: Some(pem("client.pem")?),
+                client_key: Some(pem("client-key.pem")?),
+            },
+            tls_server_name: Some("server.global.nomad".into()),
+            ..config(port)
+        })?;
+        let jobs = nomad.list_jobs(&Scope::default(), None, None).await?;
+        assert_eq!(jobs.index, 5);
+        let bad = NomadConfig {
+            inline_tls: crate::nomad::InlineTls {
+                ca_cert: Some(Pem {
+                    origin: "Secret team-a/nomad-ca key ca.crt".into(),
+                    bytes: b"not a certificate".to_vec(),
+                }),
+                ..Default::default()
+            },
+            ..config(port)
+        };
+        let error = NomadClient::new(&bad)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("Secret team-a/nomad-ca key ca.crt")
+                && !error.contains("not a certificate"),
+            "{error}"
+        );
         Ok(())
     }
 
