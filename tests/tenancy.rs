@@ -269,7 +269,10 @@ async fn teams_reach_only_their_own_nomad_namespaces_with_their_own_tokens() {
         serde_json::to_string(&h.api().get("web").await.expect("get").status).unwrap_or_default();
     assert!(!status.contains(&token_a2));
     let logged = log.text();
-    assert!(logged.contains("connection (re)built"), "the log is captured");
+    assert!(
+        logged.contains("connection (re)built"),
+        "the log is captured"
+    );
     for token in [&token_a, &token_a2, &token_b] {
         assert!(!logged.contains(token.as_str()), "a token reached the log");
     }
