@@ -22,6 +22,9 @@ use tracing::warn;
 const QUEUE: usize = 256;
 /// How many Events are being sent to the apiserver at once.
 const IN_FLIGHT: usize = 4;
+/// The longest Event note the apiserver takes (`events.k8s.io/v1`: 1 kB); longer notes
+/// are cut, so that an Event carrying a long user value is still published.
+pub const MAX_NOTE_BYTES: usize = 1024;
 
 /// One Event to publish: what happened, and about which object.
 struct Pending {
@@ -58,7 +61,10 @@ impl EventPublisher {
 
     /// Queues `event` about `regarding`, waiting only while the queue is full. A
     /// failure to publish is logged by the worker, never returned.
-    pub async fn publish(&self, event: Event, regarding: ObjectReference) {
+    pub async fn publish(&self, mut event: Event, regarding: ObjectReference) {
+        event.note = event
+            .note
+            .map(|note| crate::nomad::truncate_bytes(&note, MAX_NOTE_BYTES));
         let reason = event.reason.clone();
         if self
             .queue

@@ -771,7 +771,11 @@ async fn stall(
         &Time(k8s_openapi::jiff::Timestamp::now()),
     );
     let announced = find_condition(&previous.conditions, crate::crd::condition::STALLED)
-        .is_some_and(|c| c.reason == reason && c.message == message);
+        .is_some_and(|c| {
+            c.reason == reason
+                && c.message
+                    == crate::nomad::truncate_bytes(&message, super::status::MAX_MESSAGE_BYTES)
+        });
     kube.write_status(target, previous, &status).await?;
     if !announced {
         warn!(object = %object_ref(target), "{message}");

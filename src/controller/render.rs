@@ -185,8 +185,38 @@ fn validate_job_id(id: &str) -> Result<(), String> {
     if id.contains('\0') {
         return Err("the job ID contains a null character".into());
     }
+    if let Some(suffix) = NOMAD_JOB_ROUTES.iter().find(|s| id.ends_with(*s)) {
+        return Err(format!(
+            "the job ID {id:?} ends in {suffix:?}, which Nomad's HTTP API takes for its own route (/v1/job/ID{suffix}): the job could not be read or deleted by ID. Choose another ID"
+        ));
+    }
+    let odd_segment = id.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+    if id.contains('/') && odd_segment {
+        return Err(format!(
+            "the job ID {id:?} has an empty, \".\" or \"..\" path segment, which URL normalization changes before Nomad sees it. Choose another ID"
+        ));
+    }
     Ok(())
 }
+
+/// The sub-routes of `/v1/job/:id` in Nomad's HTTP API (1.1.2 and later): a job ID
+/// ending in one is routed there instead.
+const NOMAD_JOB_ROUTES: [&str; 14] = [
+    "/evaluate",
+    "/allocations",
+    "/evaluations",
+    "/periodic/force",
+    "/plan",
+    "/summary",
+    "/dispatch",
+    "/versions",
+    "/revert",
+    "/deployments",
+    "/deployment",
+    "/stable",
+    "/scale",
+    "/services",
+];
 
 /// The structural checks that catch a malformed job before Nomad sees it: task groups
 /// with named tasks that have a driver. Nomad validates the rest.
@@ -410,11 +440,29 @@ mod tests {
                 json!({"job": valid_job(), "jobID": "has space"}),
                 "spec.jobID",
             ),
+            (
+                json!({"job": valid_job(), "jobID": "web/evaluate"}),
+                "spec.jobID",
+            ),
+            (
+                json!({"job": valid_job(), "jobID": "x/summary"}),
+                "spec.jobID",
+            ),
+            (json!({"job": valid_job(), "jobID": "a/../b"}), "spec.jobID"),
+            (json!({"job": valid_job(), "jobID": "a//b"}), "spec.jobID"),
+            (json!({"job": valid_job(), "jobID": "/web"}), "spec.jobID"),
         ];
         for (spec, field) in cases {
             let err =
                 render(&object(spec.clone()), &Defaults::default()).expect_err(&spec.to_string());
             assert_eq!(err.field, field, "{spec}: {err}");
+        }
+        for fine in ["team/web", "web.v2", "evaluate", "web-plan"] {
+            let spec = json!({"job": valid_job(), "jobID": fine});
+            assert!(
+                render(&object(spec), &Defaults::default()).is_ok(),
+                "{fine} is a fine job ID"
+            );
         }
         let err = render(
             &object(json!({"job": {"taskGroups": []}})),

@@ -256,7 +256,8 @@ fn update_warning_condition(
     );
     // The condition may go on with the plan's warnings (`update_plan_warnings`).
     let before = find_condition(&previous.conditions, condition::SPEC_WARNING);
-    if before.is_none_or(|c| !c.message.starts_with(&message)) {
+    let kept = crate::nomad::truncate_bytes(&message, super::status::MAX_MESSAGE_BYTES);
+    if before.is_none_or(|c| !c.message.starts_with(kept.trim_end_matches('…'))) {
         notices.push(Notice::warning(reason::UNKNOWN_FIELDS, message.clone()));
     }
     set_condition(

@@ -210,7 +210,13 @@ impl Truth {
     }
 }
 
-/// Sets condition `type_` (with a non-empty message: Kubernetes requires one), keeping its `lastTransitionTime` when its status is unchanged.
+/// The longest condition message kept: a message embedding a large user value (an HCL
+/// error, a Nomad refusal echoing the job) must not push the object towards etcd's
+/// size limit.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// Sets condition `type_` (with a non-empty message: Kubernetes requires one, cut to
+/// [`MAX_MESSAGE_BYTES`]), keeping its `lastTransitionTime` when its status is unchanged.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
     type_: &str,
@@ -231,7 +237,7 @@ pub fn set_condition(
         type_: type_.to_string(),
         status: status.to_string(),
         reason: reason.to_string(),
-        message: message.to_string(),
+        message: crate::nomad::truncate_bytes(message, MAX_MESSAGE_BYTES),
         last_transition_time: transition,
         observed_generation: generation,
     });

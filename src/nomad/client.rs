@@ -377,8 +377,9 @@ impl NomadClient {
 
     /// Maps an error status and its text body.
     fn status_error(&self, status: StatusCode, body: &[u8], operation: Operation) -> NomadError {
-        let text = String::from_utf8_lossy(body);
-        classify(status.as_u16(), &text, operation).redacted(self.secret())
+        // Redacted before the message is bounded: a cut must not leave a token's prefix.
+        let text = self.scrub(String::from_utf8_lossy(body).into_owned());
+        classify(status.as_u16(), &text, operation)
     }
 
     /// Maps a `reqwest` failure: timeouts to [`NomadError::Timeout`], everything else to
@@ -394,7 +395,7 @@ impl NomadClient {
             format!("{method} {path} at {addr} failed")
         };
         let message = format!("{what}: {}", error_chain(&error.without_url()));
-        NomadError::Transport(self.scrub(truncate(message, 1000)))
+        NomadError::Transport(truncate(self.scrub(message), 1000))
     }
 
     /// The token, for redaction.
@@ -528,8 +529,11 @@ fn token_header(token: &Token) -> Result<HeaderValue, NomadError> {
 
 /// Builds the `reqwest` client: timeouts, user agent and TLS.
 fn build_http(config: &NomadConfig, token: Option<&Token>) -> Result<reqwest::Client, NomadError> {
+    // Redirects are never followed: the token would go along, to any host, even from
+    // https to http. A redirect is an error naming where it points.
     let builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(config.connect_timeout)
         .timeout(config.request_timeout);
     let builder = tls::configure(builder, config)?;
@@ -702,6 +706,50 @@ mod tests {
             .enable_all()
             .build()?;
         Ok(runtime.block_on(future))
+    }
+
+    #[test]
+    fn a_redirect_is_not_followed_with_the_token() -> anyhow::Result<()> {
+        let target = std::net::TcpListener::bind("127.0.0.1:0")?;
+        target.set_nonblocking(true)?;
+        let location = format!("http://{}/v1/jobs", target.local_addr()?);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = format!("http://{}", listener.local_addr()?);
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let Ok((mut tcp, _)) = listener.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf);
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = tcp.write_all(answer.as_bytes());
+        });
+        let nomad = token_client(addr)?;
+        let error = run(nomad.list_jobs(&Scope::default(), None, None))?.expect_err("redirect");
+        assert!(
+            error.to_string().contains("redirect"),
+            "the error says it was a redirect: {error}"
+        );
+        // The request is over: had the redirect been followed, the target would have
+        // been connected to by now.
+        assert!(
+            target.accept().is_err(),
+            "nothing reached the redirect's target"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_token_echoed_at_the_length_limit_leaves_no_prefix() -> anyhow::Result<()> {
+        let body = format!("{}{TOKEN} and more", "x".repeat(990));
+        let nomad = token_client(serve_raw("500 Internal Server Error", body)?)?;
+        let error = run(nomad.list_jobs(&Scope::default(), None, None))?.expect_err("500");
+        let shown = format!("{error} {error:?}");
+        assert!(!shown.contains(&TOKEN[..8]), "{shown}");
+        Ok(())
     }
 
     #[test]

@@ -131,6 +131,10 @@ const VALIDATION_MARKERS: &[&str] = &[
     "non-periodic job",
     "Payload exceeds maximum size",
     "can't promote terminal deployment",
+    // A job in a namespace or region Nomad does not have: nothing to retry until the
+    // spec (or Nomad) changes.
+    "nonexistent namespace",
+    "No path to region",
 ];
 
 /// Maps an error answer (status and text body) to a [`NomadError`].
@@ -141,6 +145,12 @@ pub(crate) fn classify(status: u16, body: &str, operation: Operation) -> NomadEr
         401 | 403 => NomadError::PermissionDenied(message),
         409 => NomadError::Conflict(message),
         400 | 405 | 411 | 413 | 415 | 422 => NomadError::BadRequest(message),
+        301 | 302 | 303 | 307 | 308 => NomadError::Server {
+            status,
+            message: format!(
+                "Nomad's address answered with a redirect (HTTP {status}), which the operator does not follow, so that its token goes nowhere else; set the address to the final URL"
+            ),
+        },
         _ => classify_text(status, message, operation),
     }
 }
@@ -220,6 +230,19 @@ pub(crate) fn truncate(text: String, max: usize) -> String {
     }
 }
 
+/// `text` cut to at most `max` bytes at a character boundary, with `…` when cut (the
+/// limits Kubernetes puts on a field are in bytes).
+pub fn truncate_bytes(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
+
 /// An error and its sources, joined by `: `, repeated texts dropped.
 pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -244,30 +267,17 @@ pub(crate) fn redact(text: String, secret: Option<&str>) -> String {
     }
 }
 
-impl NomadError {
-    /// The same error with the secret removed from its message.
-    pub(crate) fn redacted(self, secret: Option<&str>) -> Self {
-        let r = |m: String| redact(m, secret);
-        match self {
-            Self::NotFound(m) => Self::NotFound(r(m)),
-            Self::Conflict(m) => Self::Conflict(r(m)),
-            Self::PermissionDenied(m) => Self::PermissionDenied(r(m)),
-            Self::BadRequest(m) => Self::BadRequest(r(m)),
-            Self::Server { status, message } => Self::Server {
-                status,
-                message: r(message),
-            },
-            Self::Transport(m) => Self::Transport(r(m)),
-            Self::Timeout => Self::Timeout,
-            Self::Decode(m) => Self::Decode(r(m)),
-            Self::Config(m) => Self::Config(r(m)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_bounds_cut_at_a_character_boundary() {
+        assert_eq!(truncate_bytes("short", 10), "short");
+        let cut = truncate_bytes(&"é".repeat(600), 1024);
+        assert!(cut.len() <= 1024 && cut.ends_with('…'), "{}", cut.len());
+        assert_eq!(truncate_bytes("abcdef", 5), "ab…");
+    }
 
     fn c(status: u16, body: &str, op: Operation) -> NomadError {
         classify(status, body, op)
@@ -340,6 +350,9 @@ mod tests {
             "Dispatch provided meta keys not allowed by parameterized job: [\"x\"]",
             "Payload exceeds maximum size; 20000 > 16384",
             "can't force launch non-periodic job",
+            "can't promote terminal deployment",
+            "job \"nsx\" is in nonexistent namespace \"does-not-exist\"",
+            "No path to region",
         ] {
             let error = c(500, body, Operation::Other);
             assert_eq!(error, NomadError::BadRequest(body.into()));
@@ -426,7 +439,8 @@ mod tests {
             panic!("expected a server error");
         };
         assert!(message.chars().count() <= MAX_MESSAGE_CHARS + 1);
-        let e = NomadError::BadRequest("token abc123 is bad".into()).redacted(Some("abc123"));
+        let e = NomadError::BadRequest("token abc123 is bad".into())
+            .map_message(|m| redact(m.to_string(), Some("abc123")));
         assert_eq!(e, NomadError::BadRequest("token <redacted> is bad".into()));
         assert_eq!(redact("x".into(), Some("")), "x");
     }

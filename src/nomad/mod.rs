@@ -33,6 +33,6 @@ pub mod types;
 pub use changes::{ChangeEntry, ChangeFeed, Changes};
 pub use client::{Blocking, CallHook, Indexed, NomadClient, Scope};
 pub use config::{InlineTls, NomadConfig, Pem, Token, parse_duration};
-pub use error::NomadError;
+pub use error::{NomadError, truncate_bytes};
 pub use jobs::ParseRequest;
 pub use types::*;

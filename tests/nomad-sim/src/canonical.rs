@@ -662,11 +662,35 @@ pub(crate) fn validate_job(job: &Obj) -> Result<(), String> {
     if job.get("Periodic").is_some_and(Value::is_object) && job_type != "batch" {
         errs.push("Periodic can only be used with \"batch\" scheduler".into());
     }
+    if let Some(periodic) = o(job, "Periodic") {
+        let perrs = validate_periodic(periodic);
+        if !perrs.is_empty() {
+            errs.push(multierror(&perrs));
+        }
+    }
     if errs.is_empty() {
         Ok(())
     } else {
         Err(multierror(&errs))
     }
+}
+
+/// `PeriodicConfig.Validate` of Nomad 1.1.2, as far as the cron spec's shape: an enabled
+/// cron block needs a spec of at least five fields (or an `@` alias).
+fn validate_periodic(p: &Obj) -> Vec<String> {
+    let enabled = p.get("Enabled").and_then(Value::as_bool).unwrap_or(false);
+    if !enabled {
+        return Vec::new();
+    }
+    let spec = s(p, "Spec").unwrap_or_default();
+    if spec.is_empty() {
+        return vec!["Must specify a spec".into()];
+    }
+    let kind = s(p, "SpecType").unwrap_or("cron");
+    if kind == "cron" && !spec.starts_with('@') && spec.split_whitespace().count() < 5 {
+        return vec![format!("Invalid cron spec {spec:?}: missing field(s)")];
+    }
+    Vec::new()
 }
 
 fn validate_group(g: &Obj, job_type: &str) -> Vec<String> {
