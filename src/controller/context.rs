@@ -103,16 +103,23 @@ impl Backoff {
         }
     }
 
-    /// Records a failure of `obj` and returns how long to wait before retrying.
+    /// Records a failure of `obj` and returns how long to wait before retrying: the
+    /// doubled delay, spread by up to a fifth either way (fixed per object and attempt),
+    /// so that objects failing together (Nomad without a leader) do not retry in
+    /// lockstep.
     pub fn next_delay(&self, obj: &ObjectRef<NomadJob>) -> Duration {
+        use std::hash::{Hash, Hasher};
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(obj.clone()).or_insert(0);
         let delay = self
             .base
             .saturating_mul(2u32.saturating_pow(*n))
             .min(self.cap);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (obj, *n).hash(&mut hasher);
+        let spread = 0.8 + 0.4 * (hasher.finish() % 1000) as f64 / 1000.0;
         *n = n.saturating_add(1);
-        delay
+        delay.mul_f64(spread)
     }
 
     /// Forgets the failures of `obj` after a successful reconcile.
@@ -198,19 +205,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_caps_and_resets() {
+    fn backoff_doubles_caps_spreads_and_resets() {
         let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
         let a = ObjectRef::new("a").within("ns");
-        let b = ObjectRef::new("b").within("ns");
-        let delays: Vec<u64> = (0..5).map(|_| backoff.next_delay(&a).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 5, 5]);
-        assert_eq!(
-            backoff.next_delay(&b).as_secs(),
-            1,
-            "objects back off independently"
-        );
+        let delays: Vec<f64> = (0..5)
+            .map(|_| backoff.next_delay(&a).as_secs_f64())
+            .collect();
+        for (delay, nominal) in delays.iter().zip([1.0, 2.0, 4.0, 5.0, 5.0]) {
+            assert!(
+                (nominal * 0.8..=nominal * 1.2).contains(delay),
+                "{delay} around {nominal}"
+            );
+        }
+        // Objects failing together retry at different times.
+        let firsts: std::collections::BTreeSet<u128> = (0..20)
+            .map(|i| {
+                let obj = ObjectRef::new(&format!("o{i}")).within("ns");
+                backoff.next_delay(&obj).as_millis()
+            })
+            .collect();
+        assert!(firsts.len() > 10, "spread: {firsts:?}");
         backoff.reset(&a);
-        assert_eq!(backoff.next_delay(&a).as_secs(), 1);
+        assert!(backoff.next_delay(&a) <= Duration::from_millis(1200));
     }
 
     #[test]

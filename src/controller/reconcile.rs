@@ -126,10 +126,11 @@ async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Erro
                         Choice::Use(route) => resolve::known_job(&obj, ctx, &route.defaults),
                         Choice::Refused { .. } => None,
                     };
-                    if cleanup(&head, desired.as_ref(), ctx, &kube).await? == Cleanup::Done {
+                    let done = cleanup(&head, desired.as_ref(), ctx, &kube).await?;
+                    if done == Cleanup::Done {
                         remove_finalizer(ctx, target, &obj.metadata).await?;
                     }
-                    Ok(Action::await_change())
+                    Ok(done.action())
                 }
                 FinalizerStep::Nothing => Ok(Action::await_change()),
             }
@@ -561,6 +562,19 @@ pub enum Cleanup {
     Done,
     /// The job is protected from deletion: the finalizer stays.
     Kept,
+    /// Nomad cannot be asked right now (the connection is unusable, or the token was
+    /// refused): the finalizer stays and the cleanup is tried again later.
+    Later,
+}
+
+impl Cleanup {
+    /// What the controller does next: remove nothing more and wait, or try again.
+    fn action(self) -> Action {
+        match self {
+            Self::Done | Self::Kept => Action::await_change(),
+            Self::Later => Action::requeue(REFUSED_RECHECK),
+        }
+    }
 }
 
 /// The `Cleanup` branch: applies `spec.deletionPolicy` to the job this object manages,
@@ -623,7 +637,7 @@ pub async fn cleanup(
                 kube,
             )
             .await?;
-            return Ok(Cleanup::Kept);
+            return Ok(Cleanup::Later);
         }
     };
     let region = desired
@@ -641,10 +655,13 @@ pub async fn cleanup(
         let job = if skip_read {
             None
         } else {
-            observe::read_job(&route.nomad, &scope, id)
-                .await?
-                .as_ref()
-                .map(JobView::parse)
+            match observe::read_job(&route.nomad, &scope, id).await {
+                Ok(job) => job.as_ref().map(JobView::parse),
+                Err(NomadError::PermissionDenied(m)) => {
+                    return refused_delete(&target, &status, head, id, &m, kube).await;
+                }
+                Err(other) => return Err(other.into()),
+            }
         };
         let claim = Claim {
             recorded_create_index: old.create_index,
@@ -671,6 +688,9 @@ pub async fn cleanup(
                 let purge = stop == Deletion::Purge;
                 match route.nomad.deregister_job(&scope, id, purge).await {
                     Ok(_) | Err(NomadError::NotFound(_)) => {}
+                    Err(NomadError::PermissionDenied(m)) => {
+                        return refused_delete(&target, &status, head, id, &m, kube).await;
+                    }
                     Err(other) => return Err(other.into()),
                 }
                 let what = if purge {
@@ -695,6 +715,31 @@ pub async fn cleanup(
         .await;
     }
     Ok(Cleanup::Done)
+}
+
+/// Keeps the finalizer of an object whose deletion Nomad refused to the token (403), and
+/// says how to get out: fix the token, or let the job be (`deletionPolicy: Orphan`).
+async fn refused_delete(
+    target: &Target,
+    status: &NomadJobStatus,
+    head: &Head,
+    id: &str,
+    why: &str,
+    kube: &impl KubeSide,
+) -> Result<Cleanup, Error> {
+    let message = format!(
+        "the object is being deleted, but Nomad refused the operator's token for job {id:?} ({why}); the finalizer stays so that the job is not lost. Grant the token the job's namespace (read-job, submit-job), or set spec.deletionPolicy to Orphan to let the object go and leave the job in Nomad"
+    );
+    stall(
+        target,
+        status,
+        head.metadata.generation,
+        reason::PERMISSION_DENIED,
+        message,
+        kube,
+    )
+    .await?;
+    Ok(Cleanup::Later)
 }
 
 /// Forgets what the context kept about a deleted object.
@@ -808,10 +853,11 @@ async fn undecodable(
     };
     match finalizer_step(&head.metadata) {
         FinalizerStep::Cleanup => {
-            if cleanup(&head, None, ctx, kube).await? == Cleanup::Done {
+            let done = cleanup(&head, None, ctx, kube).await?;
+            if done == Cleanup::Done {
                 remove_finalizer(ctx, target, &head.metadata).await?;
             }
-            return Ok(Action::await_change());
+            return Ok(done.action());
         }
         FinalizerStep::Nothing => return Ok(Action::await_change()),
         FinalizerStep::Add | FinalizerStep::Apply => {}

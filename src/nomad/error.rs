@@ -141,7 +141,16 @@ const VALIDATION_MARKERS: &[&str] = &[
 pub(crate) fn classify(status: u16, body: &str, operation: Operation) -> NomadError {
     let message = tidy(body, status);
     match status {
-        404 => NomadError::NotFound(message),
+        // Nomad's own 404s name what is missing (`job not found`); a 404 without such a
+        // text comes from something in between (a proxy, a wrong address) and says
+        // nothing about the job, which must not count as gone.
+        404 if is_not_found_text(&message) => NomadError::NotFound(message),
+        404 => NomadError::Server {
+            status,
+            message: format!(
+                "HTTP 404 that is not Nomad's ({message}); check that the address points at Nomad's HTTP API"
+            ),
+        },
         401 | 403 => NomadError::PermissionDenied(message),
         409 => NomadError::Conflict(message),
         400 | 405 | 411 | 413 | 415 | 422 => NomadError::BadRequest(message),
@@ -194,7 +203,9 @@ fn is_permission_text(message: &str) -> bool {
 
 /// `job "x" not found`, `job "x" at version 3 not found`, `job not found`, `alloc not found`...
 fn is_not_found_text(message: &str) -> bool {
-    message.ends_with("not found")
+    // Go's own `404 page not found` is what a Go proxy answers for a path it does not
+    // serve; Nomad answers those with an empty body.
+    message.ends_with("not found") && message != "404 page not found"
 }
 
 /// Validation failures Nomad 1.1 answers with a 500.
@@ -362,6 +373,16 @@ mod tests {
 
     #[test]
     fn statuses() {
+        assert_eq!(
+            c(404, "job not found", Operation::Other),
+            NomadError::NotFound("job not found".into())
+        );
+        assert!(
+            c(404, "<html>404 Not Found</html>", Operation::Other).is_transient(),
+            "a proxy's 404 is not Nomad saying the job is gone"
+        );
+        assert!(c(404, "", Operation::Other).is_transient());
+        assert!(c(404, "404 page not found", Operation::Other).is_transient());
         assert_eq!(
             c(404, "job not found", Operation::Other),
             NomadError::NotFound("job not found".into())
