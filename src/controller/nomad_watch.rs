@@ -21,6 +21,9 @@ use crate::nomad::{Blocking, ChangeFeed, NomadClient, Scope};
 
 use super::context::{JobIndex, NomadJobKey};
 
+/// The pause after an answer without an index, which cannot be waited on.
+pub const NO_INDEX_PAUSE: Duration = Duration::from_secs(1);
+
 /// Settings of the watchers.
 #[derive(Clone, Debug)]
 pub struct WatchConfig {
@@ -52,8 +55,22 @@ impl Default for WatchConfig {
 
 impl WatchConfig {
     /// The pause after an answer of `items` items that took `read_time` to read and
-    /// decode. It does not depend on how long the query waited for a change, so a
-    /// change after a quiet spell is seen at once.
+    /// decode, at `index`. It does not depend on how long the query waited for a
+    /// change, so a change after a quiet spell is seen at once; an answer without an
+    /// index waits at least [`NO_INDEX_PAUSE`].
+    pub fn pause_after(&self, items: usize, read_time: Duration, index: u64) -> Duration {
+        let pause = self.pause(items, read_time);
+        if index == 0 {
+            // No index (a proxy dropped X-Nomad-Index, or a table never written): the next
+            // query would not block, so it is not asked at once.
+            pause.max(NO_INDEX_PAUSE)
+        } else {
+            pause
+        }
+    }
+
+    /// The pause after an answer of `items` items that took `read_time` to read and
+    /// decode (see [`WatchConfig::pause_after`]).
     pub fn pause(&self, items: usize, read_time: Duration) -> Duration {
         let items = u32::try_from(items).unwrap_or(u32::MAX);
         let by_size = self
@@ -142,7 +159,7 @@ async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config
                     answer.index
                 };
                 let items = answer.entries.len();
-                let pause = config.pause(items, answer.read_time);
+                let pause = config.pause_after(items, answer.read_time, answer.index);
                 let current: HashMap<String, (NomadJobKey, u64)> = answer
                     .entries
                     .into_iter()
@@ -222,6 +239,14 @@ mod tests {
             Duration::from_millis(800),
             "a list that took 200 ms to read waits four times that"
         );
+    }
+
+    #[test]
+    fn an_answer_without_an_index_is_not_asked_again_at_once() {
+        let config = WatchConfig::default();
+        let cheap = Duration::from_millis(1);
+        assert_eq!(config.pause_after(0, cheap, 7), Duration::from_millis(50));
+        assert_eq!(config.pause_after(0, cheap, 0), NO_INDEX_PAUSE);
     }
 
     #[test]
