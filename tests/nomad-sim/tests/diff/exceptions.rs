@@ -26,4 +26,52 @@ pub const EXCEPTIONS: &[(&str, &str)] = &[
         "how long the real scheduler took to find no place for a group (ns), in plans and \
          evaluations: a measurement, different every time",
     ),
+    (
+        "GET /v1/job/mem/evaluations (*) $[*].Status*",
+        "on the shared real agent, capacity freed by other tests' allocations can unblock \
+         the blocked evaluation of job `mem` before the next register cancels it: the \
+         blocked one then ends `complete` with the deployment and places the allocations \
+         instead of the register's evaluation. The simulator's node never changes, so it \
+         always cancels it; which of the two happens is a race on the real agent",
+    ),
+    (
+        "GET /v1/job/mem/evaluations (*) $[*].StatusDescription*",
+        "on the shared real agent, capacity freed by other tests' allocations can unblock \
+         the blocked evaluation of job `mem` before the next register cancels it: the \
+         blocked one then ends `complete` with the deployment and places the allocations \
+         instead of the register's evaluation. The simulator's node never changes, so it \
+         always cancels it; which of the two happens is a race on the real agent",
+    ),
+    (
+        "GET /v1/job/mem/evaluations (*) $[*].DeploymentID*",
+        "on the shared real agent, capacity freed by other tests' allocations can unblock \
+         the blocked evaluation of job `mem` before the next register cancels it: the \
+         blocked one then ends `complete` with the deployment and places the allocations \
+         instead of the register's evaluation. The simulator's node never changes, so it \
+         always cancels it; which of the two happens is a race on the real agent",
+    ),
+    (
+        "GET /v1/job/mem/evaluations (*) $[*].QueuedAllocations*",
+        "on the shared real agent, capacity freed by other tests' allocations can unblock \
+         the blocked evaluation of job `mem` before the next register cancels it: the \
+         blocked one then ends `complete` with the deployment and places the allocations \
+         instead of the register's evaluation. The simulator's node never changes, so it \
+         always cancels it; which of the two happens is a race on the real agent",
+    ),
+    (
+        "GET /v1/job/mem/evaluations (*) $[*].FailedTGAllocs*",
+        "on the shared real agent, capacity freed by other tests' allocations can unblock \
+         the blocked evaluation of job `mem` before the next register cancels it: the \
+         blocked one then ends `complete` with the deployment and places the allocations \
+         instead of the register's evaluation. The simulator's node never changes, so it \
+         always cancels it; which of the two happens is a race on the real agent",
+    ),
+    (
+        "GET /v1/job/mem/allocations (*) $[*].EvalID",
+        "on the shared real agent, capacity freed by other tests' allocations can unblock \
+         the blocked evaluation of job `mem` before the next register cancels it: the \
+         blocked one then ends `complete` with the deployment and places the allocations \
+         instead of the register's evaluation. The simulator's node never changes, so it \
+         always cancels it; which of the two happens is a race on the real agent",
+    ),
 ];
