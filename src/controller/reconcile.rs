@@ -231,7 +231,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     {
         Choice::Use(route) => route,
         Choice::Refused { reason, message } => {
-            stall(
+            return refuse(
                 &target,
                 &previous,
                 obj.metadata.generation,
@@ -239,8 +239,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
                 message,
                 kube,
             )
-            .await?;
-            return Ok(Action::requeue(REFUSED_RECHECK));
+            .await;
         }
     };
     let Resolved {
@@ -252,17 +251,16 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     if let Spec::Desired(desired) = &spec
         && let Some(message) = route.denies(&desired.namespace)
     {
-        let reason = reason::POLICY_DENIED;
-        stall(
+        let generation = obj.metadata.generation;
+        return refuse(
             &target,
             &previous,
-            obj.metadata.generation,
-            reason,
+            generation,
+            reason::POLICY_DENIED,
             message,
             kube,
         )
-        .await?;
-        return Ok(Action::requeue(REFUSED_RECHECK));
+        .await;
     }
     let annotation = |key: &str| {
         obj.metadata
@@ -429,6 +427,20 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             })
         }
     }
+}
+
+/// Stalls `target` with `reason` (no Nomad call was made) and looks at it again after
+/// [`REFUSED_RECHECK`]: the connection, its Secrets or its policy may be fixed meanwhile.
+async fn refuse(
+    target: &Target,
+    previous: &NomadJobStatus,
+    generation: Option<i64>,
+    reason: &'static str,
+    message: String,
+    kube: &impl KubeSide,
+) -> Result<Action, Error> {
+    stall(target, previous, generation, reason, message, kube).await?;
+    Ok(Action::requeue(REFUSED_RECHECK))
 }
 
 /// Updates what the context remembers of `obj` after a reconcile: which Nomad job it

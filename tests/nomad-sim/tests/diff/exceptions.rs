@@ -4,6 +4,13 @@
 //! `GET /v1/allocation/{id} (v0) $.Metrics.AllocationTime`; only `*` is special) and
 //! why the difference is acceptable. Keep it short and honest: fix the simulator instead.
 
+/// Why the placement scenario's blocked evaluation may end either way on the real agent.
+const BLOCKED_EVALUATION_RACE: &str = "on the shared real agent, capacity freed by other \
+    tests' allocations can unblock the blocked evaluation of job `mem` before the next \
+    register cancels it: the blocked one then ends `complete` with the deployment and places \
+    the allocations instead of the register's evaluation. The simulator's node never \
+    changes, so it always cancels it; which of the two happens is a race on the real agent";
+
 pub const EXCEPTIONS: &[(&str, &str)] = &[
     (
         "GET /v1/allocation/* $.Metrics.AllocationTime",
@@ -28,50 +35,26 @@ pub const EXCEPTIONS: &[(&str, &str)] = &[
     ),
     (
         "GET /v1/job/mem/evaluations (*) $[*].Status*",
-        "on the shared real agent, capacity freed by other tests' allocations can unblock \
-         the blocked evaluation of job `mem` before the next register cancels it: the \
-         blocked one then ends `complete` with the deployment and places the allocations \
-         instead of the register's evaluation. The simulator's node never changes, so it \
-         always cancels it; which of the two happens is a race on the real agent",
+        BLOCKED_EVALUATION_RACE,
     ),
     (
         "GET /v1/job/mem/evaluations (*) $[*].StatusDescription*",
-        "on the shared real agent, capacity freed by other tests' allocations can unblock \
-         the blocked evaluation of job `mem` before the next register cancels it: the \
-         blocked one then ends `complete` with the deployment and places the allocations \
-         instead of the register's evaluation. The simulator's node never changes, so it \
-         always cancels it; which of the two happens is a race on the real agent",
+        BLOCKED_EVALUATION_RACE,
     ),
     (
         "GET /v1/job/mem/evaluations (*) $[*].DeploymentID*",
-        "on the shared real agent, capacity freed by other tests' allocations can unblock \
-         the blocked evaluation of job `mem` before the next register cancels it: the \
-         blocked one then ends `complete` with the deployment and places the allocations \
-         instead of the register's evaluation. The simulator's node never changes, so it \
-         always cancels it; which of the two happens is a race on the real agent",
+        BLOCKED_EVALUATION_RACE,
     ),
     (
         "GET /v1/job/mem/evaluations (*) $[*].QueuedAllocations*",
-        "on the shared real agent, capacity freed by other tests' allocations can unblock \
-         the blocked evaluation of job `mem` before the next register cancels it: the \
-         blocked one then ends `complete` with the deployment and places the allocations \
-         instead of the register's evaluation. The simulator's node never changes, so it \
-         always cancels it; which of the two happens is a race on the real agent",
+        BLOCKED_EVALUATION_RACE,
     ),
     (
         "GET /v1/job/mem/evaluations (*) $[*].FailedTGAllocs*",
-        "on the shared real agent, capacity freed by other tests' allocations can unblock \
-         the blocked evaluation of job `mem` before the next register cancels it: the \
-         blocked one then ends `complete` with the deployment and places the allocations \
-         instead of the register's evaluation. The simulator's node never changes, so it \
-         always cancels it; which of the two happens is a race on the real agent",
+        BLOCKED_EVALUATION_RACE,
     ),
     (
         "GET /v1/job/mem/allocations (*) $[*].EvalID",
-        "on the shared real agent, capacity freed by other tests' allocations can unblock \
-         the blocked evaluation of job `mem` before the next register cancels it: the \
-         blocked one then ends `complete` with the deployment and places the allocations \
-         instead of the register's evaluation. The simulator's node never changes, so it \
-         always cancels it; which of the two happens is a race on the real agent",
+        BLOCKED_EVALUATION_RACE,
     ),
 ];
