@@ -125,7 +125,7 @@ async fn manual_canaries_wait_for_the_promote_annotation(backend: Backend) {
     h.wait_event("web", "AwaitingPromotion").await;
     assert_eq!(promotions(&h), 0, "nothing promotes without the annotation");
 
-    annotate(&h, "nomadoperator.dev/promote", "go-1").await;
+    annotate(&h, "web", "nomadoperator.dev/promote", "go-1").await;
     let obj = h
         .wait_for("web", "Ready after the annotation", |o| {
             ready(o) && condition(o, "Ready").is_some_and(|c| c.reason == "Succeeded")
@@ -144,7 +144,7 @@ async fn manual_canaries_wait_for_the_promote_annotation(backend: Backend) {
 
     // The same value again asks for nothing; a new one with nothing to promote is
     // answered without a Nomad call.
-    annotate(&h, "nomadoperator.dev/promote", "go-2").await;
+    annotate(&h, "web", "nomadoperator.dev/promote", "go-2").await;
     h.wait_event_with("web", "PromotionSkipped", "no deployment")
         .await;
     assert_eq!(promotions(&h), 1);
@@ -222,7 +222,7 @@ async fn a_replaced_deployment_is_never_promoted(backend: Backend) {
     );
 
     // The annotation promotes the current deployment.
-    annotate(&h, "nomadoperator.dev/promote", "go").await;
+    annotate(&h, "web", "nomadoperator.dev/promote", "go").await;
     let obj = h.wait_for("web", "Ready after the annotation", ready).await;
     let promotion = obj
         .status
@@ -369,7 +369,7 @@ async fn a_forced_periodic_launch_shows_the_child_and_its_outcome(backend: Backe
     let force = "/v1/job/nightly/periodic/force";
     assert_eq!(h.count("POST", force), 0);
 
-    annotate(&h, "nomadoperator.dev/force-launch", "now-1").await;
+    annotate(&h, "nightly", "nomadoperator.dev/force-launch", "now-1").await;
     let note = h.wait_event("nightly", "Launched").await;
     assert!(note.contains("now-1"), "{note}");
     let obj = h
@@ -498,14 +498,10 @@ async fn a_dispatch_runs_a_parameterized_job_to_completion(backend: Backend) {
     assert_eq!(h.count("POST", "/v1/job/report/dispatch"), 2);
 }
 
-/// Sets annotation `key` of the NomadJob `web`-like object to `value`, as `kubectl
-/// annotate --overwrite` does.
-async fn annotate(h: &Harness, key: &str, value: &str) {
+/// Sets annotation `key` of NomadJob `name` to `value`, as `kubectl annotate
+/// --overwrite` does.
+async fn annotate(h: &Harness, name: &str, key: &str, value: &str) {
     let api: Api<NomadJob> = h.api();
-    let name = match key {
-        "nomadoperator.dev/force-launch" => "nightly",
-        _ => "web",
-    };
     api.patch(
         name,
         &PatchParams::default(),

@@ -17,7 +17,6 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
@@ -36,7 +35,7 @@ use super::observe::{JobView, read_job};
 use super::outcome::{Outcome, run_outcome};
 use super::report::{Notice, Readiness};
 use super::status::{
-    MAX_ALLOCATIONS, allocation_status, find_condition, set_readiness, summary_status,
+    find_condition, newest_allocations, ready_transition, set_readiness, summary_status,
 };
 
 /// How often a running dispatched job is looked at when no Nomad change arrives.
@@ -450,13 +449,7 @@ async fn follow_with(
     status.job_status = Some(view.status.clone());
     status.outcome = Some(outcome.name().to_string());
     status.summary = summary.as_ref().map(summary_status).unwrap_or_default();
-    let mut allocs: Vec<_> = allocations.iter().collect();
-    allocs.sort_by_key(|a| std::cmp::Reverse(a.create_index));
-    status.allocations = allocs
-        .into_iter()
-        .take(MAX_ALLOCATIONS)
-        .map(allocation_status)
-        .collect();
+    status.allocations = newest_allocations(&allocations);
     Ok(readiness(id, &outcome))
 }
 
@@ -484,13 +477,9 @@ fn announce(
     status: &NomadDispatchStatus,
     notices: &mut Vec<Notice>,
 ) {
-    let Some(ready) = find_condition(&status.conditions, condition::READY) else {
+    let Some(ready) = ready_transition(&previous.conditions, &status.conditions) else {
         return;
     };
-    let before = find_condition(&previous.conditions, condition::READY);
-    if before.is_some_and(|b| b.reason == ready.reason && b.status == ready.status) {
-        return;
-    }
     let warning = [reason::JOB_FAILED, reason::NOT_DISPATCHABLE].contains(&ready.reason.as_str());
     let completed = ready.status == "True";
     if warning || completed {
@@ -507,18 +496,9 @@ fn announce(
 }
 
 async fn publish(ctx: &Context, obj: &NomadDispatch, notice: Notice) {
-    let event = Event {
-        type_: if notice.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: notice.reason,
-        note: Some(notice.note),
-        action: "Dispatch".into(),
-        secondary: None,
-    };
-    ctx.events.publish(event, obj.object_ref(&())).await;
+    ctx.events
+        .publish(notice.into_event("Dispatch"), obj.object_ref(&()))
+        .await;
 }
 
 #[cfg(test)]

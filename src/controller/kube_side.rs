@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use serde_json::{Map, Value};
 
 use crate::crd::{NomadJob, NomadJobStatus};
@@ -129,20 +128,9 @@ impl KubeSide for ApiServer<'_> {
     }
 
     async fn publish(&self, target: &Target, notice: Notice) {
-        let event = Event {
-            type_: if notice.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: notice.reason,
-            note: Some(notice.note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
         self.ctx
             .events
-            .publish(event, target.reference.clone())
+            .publish(notice.into_event("Reconcile"), target.reference.clone())
             .await;
     }
 }

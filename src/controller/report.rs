@@ -13,7 +13,9 @@ use super::error::Error;
 use super::observe::{Details, JobView, Observed};
 use super::outcome::{Outcome, completed, failures_text, placement_failures, run_outcome};
 use super::rollout::canaries;
-use super::status::{Truth, find_condition, mirror, plan_status, set_condition, set_readiness};
+use super::status::{
+    Truth, find_condition, mirror, plan_status, ready_transition, set_condition, set_readiness,
+};
 
 /// An Event to publish about the object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +42,22 @@ impl Notice {
             warning: true,
             reason: reason.to_string(),
             note,
+        }
+    }
+
+    /// The Kubernetes Event of this notice, made by `action` (`Reconcile`, `Dispatch`).
+    pub fn into_event(self, action: &str) -> kube::runtime::events::Event {
+        use kube::runtime::events::{Event, EventType};
+        Event {
+            type_: if self.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: self.reason,
+            note: Some(self.note),
+            action: action.into(),
+            secondary: None,
         }
     }
 }
@@ -898,13 +916,9 @@ fn announce_transition(
     status: &NomadJobStatus,
     notices: &mut Vec<Notice>,
 ) {
-    let Some(ready) = find_condition(&status.conditions, condition::READY) else {
+    let Some(ready) = ready_transition(&previous.conditions, &status.conditions) else {
         return;
     };
-    let before = find_condition(&previous.conditions, condition::READY);
-    if before.is_some_and(|b| b.reason == ready.reason && b.status == ready.status) {
-        return;
-    }
     if WARNING_REASONS.contains(&ready.reason.as_str()) {
         notices.push(Notice::warning(&ready.reason, ready.message.clone()));
     } else if ready.status == "True" || NOTABLE_REASONS.contains(&ready.reason.as_str()) {

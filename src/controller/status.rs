@@ -44,17 +44,34 @@ pub fn mirror(
         .as_ref()
         .map(summary_status)
         .unwrap_or_default();
-    let mut allocs: Vec<&AllocationListStub> = details.allocations.iter().collect();
+    status.allocations = newest_allocations(&details.allocations);
+}
+
+/// The newest [`MAX_ALLOCATIONS`] of `allocations` (by name among equals), as the status
+/// shows them.
+pub fn newest_allocations(allocations: &[AllocationListStub]) -> Vec<AllocationStatus> {
+    let mut allocs: Vec<&AllocationListStub> = allocations.iter().collect();
     allocs.sort_by(|a, b| {
         b.create_index
             .cmp(&a.create_index)
             .then_with(|| a.name.cmp(&b.name))
     });
-    status.allocations = allocs
+    allocs
         .into_iter()
         .take(MAX_ALLOCATIONS)
         .map(allocation_status)
-        .collect();
+        .collect()
+}
+
+/// The `Ready` condition of `status` when its status or reason differs from the one of
+/// `previous` (a transition worth an Event), else `None`.
+pub fn ready_transition<'a>(
+    previous: &[Condition],
+    status: &'a [Condition],
+) -> Option<&'a Condition> {
+    let ready = find_condition(status, condition::READY)?;
+    let before = find_condition(previous, condition::READY);
+    (!before.is_some_and(|b| b.reason == ready.reason && b.status == ready.status)).then_some(ready)
 }
 
 /// The plan's top-level diff type and desired updates. A plan without a difference
@@ -141,7 +158,7 @@ pub fn summary_status(s: &JobSummary) -> NamedMap<TaskGroupSummary> {
 }
 
 /// One allocation as the status shows it.
-pub fn allocation_status(a: &AllocationListStub) -> AllocationStatus {
+fn allocation_status(a: &AllocationListStub) -> AllocationStatus {
     AllocationStatus {
         id: a.id.clone(),
         name: a.name.clone(),
