@@ -48,7 +48,7 @@ async fn plan(s: &Sim, job: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_big_a_job_waits_blocked_until_it_fits() {
-    let s = start(1000.0, None).await;
+    let s = start(100.0, None).await;
     let big = sized("mem", 2, 10_000_000);
 
     let p = plan(&s, &big).await;
@@ -190,7 +190,7 @@ async fn the_node_has_the_configured_capacity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn constraints_filter_the_node() {
-    let s = start(1000.0, None).await;
+    let s = start(100.0, None).await;
     let c = |l: &str, op: &str, r: &str| json!([{"LTarget": l, "Operand": op, "RTarget": r}]);
     let with = |id: &str, level: &str, cons: Value| {
         let mut job = sized(id, 2, 32);
@@ -311,7 +311,7 @@ async fn constraints_filter_the_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_constraint_on_a_running_job() {
-    let s = start(1000.0, None).await;
+    let s = start(100.0, None).await;
     s.register(sized("web", 2, 32)).await;
     s.wait_deployment("web", 0, "successful").await;
     let mut windows = sized("web", 2, 32);
@@ -376,7 +376,7 @@ async fn a_constraint_on_a_running_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_job_in_no_datacenter_of_the_node() {
-    let s = start(1000.0, None).await;
+    let s = start(100.0, None).await;
     let job = json!({"ID": "b", "Type": "batch", "Datacenters": ["nowhere"], "TaskGroups": [
         {"Name": "g", "Count": 1, "Tasks": [{"Name": "t", "Driver": "raw_exec",
             "Config": {"command": "/bin/true"}, "Resources": {"CPU": 100, "MemoryMB": 32}}]}
@@ -419,7 +419,7 @@ async fn a_batch_job_in_no_datacenter_of_the_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_constraints_and_warnings() {
-    let s = start(1000.0, None).await;
+    let s = start(100.0, None).await;
     let mut job = sized("bad", 1, 32);
     job["TaskGroups"][0]["Constraints"] =
         json!([{"LTarget": "${attr.kernel.name}", "Operand": "bogus", "RTarget": "x"}]);
