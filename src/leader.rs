@@ -9,12 +9,17 @@
 //!   (so clock skew between replicas does not matter);
 //! - every write is a compare-and-swap on `metadata.resourceVersion` (a create, or a
 //!   replace that the apiserver refuses with 409 when someone else wrote first);
-//! - the leader renews every retry period, and gives up leadership when it could not
-//!   renew for the renew deadline, which is shorter than the lease duration: it stops
-//!   reconciling before any standby may take over;
+//! - the leader renews every retry period. It may write (to Nomad and to Kubernetes) only
+//!   until the renew deadline counted from when its last successful renew was *sent*
+//!   ([`Leadership`]), and the deadline is shorter than the lease duration: its writes
+//!   stop before any standby may take over, even if a renew answer is late or the
+//!   process was frozen;
+//! - a leader that loses the Lease stops its controller and stands by to lead again,
+//!   rather than exiting;
 //! - on a clean shutdown the leader releases the Lease so a standby takes over at once.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -308,104 +313,232 @@ fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(status) if status.code == 409)
 }
 
-/// How an election ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The shutdown signal came; the Lease was released if held.
-    Shutdown,
-    /// This replica led and then could not renew the Lease in time: it stopped leading.
-    /// The conventional reaction is to exit and let Kubernetes restart the process.
-    LostLeadership,
+/// Whether this replica may write (to Nomad and to Kubernetes) right now: always when
+/// leader election is off; with it on, only until the renew deadline counted from the
+/// moment its last successful Lease write was *sent*.
+///
+/// A standby starts its lease-duration clock no earlier than that write reached the
+/// apiserver, and the renew deadline is shorter than the lease duration, so the old
+/// leader's writes stop before a standby may take over, even when a renew answer comes
+/// late or the process was frozen (`Instant` keeps counting while it is stopped).
+#[derive(Clone, Debug)]
+pub struct Leadership {
+    state: Arc<Mutex<Holding>>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holding {
+    /// No election: this replica always writes.
+    Always,
+    /// Elected: writes are allowed until the instant, if any.
+    Until(Option<Instant>),
+}
+
+impl Default for Leadership {
+    fn default() -> Self {
+        Self::always()
+    }
+}
+
+impl Leadership {
+    /// No election: writes are always allowed.
+    pub fn always() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(Holding::Always)),
+        }
+    }
+
+    /// Turns election on for this handle and its clones: no write is allowed until
+    /// [`grant_until`](Self::grant_until).
+    pub fn require_election(&self) {
+        *self.lock() = Holding::Until(None);
+    }
+
+    /// Allows writes until `until` (a successful Lease write sent at `until - renew
+    /// deadline`). Never moves the limit back.
+    pub fn grant_until(&self, until: Instant) {
+        let mut state = self.lock();
+        if let Holding::Until(current) = *state {
+            *state = Holding::Until(Some(current.map_or(until, |c| c.max(until))));
+        }
+    }
+
+    /// Refuses writes from now on (leadership lost or given up).
+    pub fn revoke(&self) {
+        let mut state = self.lock();
+        if let Holding::Until(_) = *state {
+            *state = Holding::Until(None);
+        }
+    }
+
+    /// True while this replica may write.
+    pub fn holds(&self) -> bool {
+        match *self.lock() {
+            Holding::Always => true,
+            Holding::Until(until) => until.is_some_and(|u| Instant::now() < u),
+        }
+    }
+
+    /// The gate of a Nomad client's writes: open while this replica [`holds`](Self::holds).
+    pub fn write_gate(&self) -> crate::nomad::WriteGate {
+        let leadership = self.clone();
+        std::sync::Arc::new(move || leadership.holds())
+    }
+
+    /// When the current grant runs out (`None`: no grant, or no election).
+    fn deadline(&self) -> Option<Instant> {
+        match *self.lock() {
+            Holding::Always => None,
+            Holding::Until(until) => until,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Holding> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The message of a write refused because this replica no longer leads.
+pub const NOT_LEADER: &str = "this replica is no longer the leader (its Lease was not renewed in time); the write was not made";
+
+/// How long a controller that was told to stop may take to finish before it is cut off.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Campaigns for the Lease, runs `lead` while this replica leads, and returns when
-/// `shutdown` completes or leadership is lost.
+/// `shutdown` completes. A replica that loses the Lease (it could not renew in time, or
+/// another replica holds it) stops leading and campaigns again as a standby instead of
+/// exiting, so that an apiserver that flaps does not become a crash loop.
 ///
-/// `lead` gets a future that completes when it must stop; `leader` is set to 1 while
-/// leading.
+/// `lead` is called at each term with a future that completes when it must stop;
+/// `leadership` allows writes only while the Lease is held; `leader` is 1 while leading.
 pub async fn run<F, Fut>(
     mut lock: LeaseLock,
     timing: Timing,
+    leadership: Leadership,
     leader: Gauge,
     shutdown: impl Future<Output = ()>,
-    lead: F,
-) -> Outcome
-where
-    F: FnOnce(futures::future::BoxFuture<'static, ()>) -> Fut,
+    mut lead: F,
+) where
+    F: FnMut(futures::future::BoxFuture<'static, ()>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     tokio::pin!(shutdown);
-    info!(identity = lock.identity(), "campaigning for leadership");
+    leadership.require_election();
     loop {
-        match lock.try_acquire_or_renew().await {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => warn!("leader election: {e}"),
-        }
-        tokio::select! {
-            _ = &mut shutdown => return Outcome::Shutdown,
-            _ = tokio::time::sleep(timing.retry_period) => {}
-        }
-    }
-    info!(identity = lock.identity(), "became the leader");
-    leader.set(1);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let stop: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
-        let _ = stop_rx.await;
-    });
-    let mut leading = tokio::spawn(lead(stop));
-    let mut last_renew = Instant::now();
-    let outcome = loop {
-        tokio::select! {
-            _ = &mut shutdown => break Outcome::Shutdown,
-            finished = &mut leading => {
-                // The controller only ends on `stop`; ending on its own is a failure.
-                warn!("the controller stopped on its own ({finished:?}); giving up leadership");
-                leader.set(0);
-                if let Err(e) = lock.release().await {
-                    warn!("releasing the Lease: {e}");
+        info!(identity = lock.identity(), "campaigning for leadership");
+        loop {
+            let sent = Instant::now();
+            match lock.try_acquire_or_renew().await {
+                Ok(true) => {
+                    leadership.grant_until(sent + timing.renew_deadline);
+                    if leadership.holds() {
+                        break;
+                    }
                 }
-                return Outcome::LostLeadership;
+                Ok(false) => {}
+                Err(e) => warn!("leader election: {e}"),
             }
-            _ = tokio::time::sleep(timing.retry_period) => {}
-        }
-        let left = timing.renew_deadline.saturating_sub(last_renew.elapsed());
-        match tokio::time::timeout(left, lock.try_acquire_or_renew()).await {
-            Ok(Ok(true)) => last_renew = Instant::now(),
-            Ok(Ok(false)) => {
-                warn!("another replica took the Lease");
-                break Outcome::LostLeadership;
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(timing.retry_period) => {}
             }
-            Ok(Err(e)) => warn!("renewing the Lease: {e}"),
-            Err(_) => warn!("renewing the Lease timed out"),
         }
-        if last_renew.elapsed() >= timing.renew_deadline {
-            warn!(
-                "could not renew the Lease within {:?}",
-                timing.renew_deadline
-            );
-            break Outcome::LostLeadership;
-        }
-    };
-    leader.set(0);
-    let _ = stop_tx.send(());
-    if outcome == Outcome::Shutdown {
-        // Let the controller finish what it is doing, then hand over at once.
-        if tokio::time::timeout(Duration::from_secs(20), &mut leading)
+        info!(identity = lock.identity(), "became the leader");
+        leader.set(1);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
+            let _ = stop_rx.await;
+        });
+        let mut leading = tokio::spawn(lead(stop));
+        let end = lead_term(&mut lock, timing, &leadership, &mut leading, &mut shutdown).await;
+        leadership.revoke();
+        leader.set(0);
+        let _ = stop_tx.send(());
+        // Writes are already refused; let the controller wind down, then cut it off.
+        if tokio::time::timeout(STOP_GRACE, &mut leading)
             .await
             .is_err()
         {
             leading.abort();
         }
-        if let Err(e) = lock.release().await {
-            warn!("releasing the Lease: {e}");
+        match end {
+            Term::Shutdown => {
+                if let Err(e) = lock.release().await {
+                    warn!("releasing the Lease: {e}");
+                }
+                info!("released leadership");
+                return;
+            }
+            Term::Lost => warn!(
+                identity = lock.identity(),
+                "lost leadership; standing by to lead again"
+            ),
+            Term::ControllerEnded => {
+                if let Err(e) = lock.release().await {
+                    warn!("releasing the Lease: {e}");
+                }
+            }
         }
-        info!("released leadership");
-    } else {
-        leading.abort();
-        warn!(identity = lock.identity(), "lost leadership");
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(timing.retry_period) => {}
+        }
     }
-    outcome
+}
+
+/// How one term as leader ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Term {
+    /// The shutdown signal came.
+    Shutdown,
+    /// The Lease could not be renewed within the renew deadline, or another replica took it.
+    Lost,
+    /// The controller stopped on its own (a failure): leadership is given up.
+    ControllerEnded,
+}
+
+/// Renews the Lease every retry period until the term ends. The renew deadline is a
+/// timer of its own: the term ends when the grant runs out, whatever a renew is doing.
+async fn lead_term(
+    lock: &mut LeaseLock,
+    timing: Timing,
+    leadership: &Leadership,
+    leading: &mut tokio::task::JoinHandle<()>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Term {
+    loop {
+        let deadline = leadership
+            .deadline()
+            .map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = &mut *shutdown => return Term::Shutdown,
+            finished = &mut *leading => {
+                warn!("the controller stopped on its own ({finished:?}); giving up leadership");
+                return Term::ControllerEnded;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                warn!("could not renew the Lease within {:?}", timing.renew_deadline);
+                return Term::Lost;
+            }
+            _ = tokio::time::sleep(timing.retry_period) => {}
+        }
+        let sent = Instant::now();
+        let renew = tokio::select! {
+            renewed = lock.try_acquire_or_renew() => renewed,
+            _ = tokio::time::sleep_until(deadline) => {
+                warn!("renewing the Lease did not finish within {:?}", timing.renew_deadline);
+                return Term::Lost;
+            }
+        };
+        match renew {
+            Ok(true) => leadership.grant_until(sent + timing.renew_deadline),
+            Ok(false) => {
+                warn!("another replica took the Lease");
+                return Term::Lost;
+            }
+            Err(e) => warn!("renewing the Lease: {e}"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -459,6 +592,27 @@ mod tests {
             "500ms",
         ]);
         assert!(cli.leader.timing().is_ok());
+    }
+
+    #[test]
+    fn leadership_allows_writes_only_within_the_grant() {
+        let always = Leadership::always();
+        assert!(always.holds(), "no election: always writes");
+        always.revoke();
+        assert!(always.holds(), "revoking means nothing without an election");
+
+        let elected = Leadership::always();
+        let clone = elected.clone();
+        elected.require_election();
+        assert!(!clone.holds(), "no grant yet");
+        elected.grant_until(Instant::now() + Duration::from_secs(60));
+        assert!(clone.holds());
+        elected.grant_until(Instant::now());
+        assert!(clone.holds(), "a grant never moves the limit back");
+        elected.revoke();
+        assert!(!clone.holds());
+        elected.grant_until(Instant::now());
+        assert!(!clone.holds(), "a grant that has run out allows nothing");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod convert;
 pub mod crd;
 pub mod crdgen;
+pub mod hold_points;
 pub mod jobspec;
 pub mod leader;
 pub mod metrics;

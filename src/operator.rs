@@ -111,20 +111,16 @@ pub async fn run(cmd: RunCommand, shutdown: impl Future<Output = ()> + Send + 's
         );
         state.set_ready(true); // a standby is ready too
         let gauge = ctx.metrics.leader.clone();
-        let outcome = leader::run(lock, timing, gauge, shutdown.clone(), {
-            let ctx = ctx.clone();
-            move |stop| lead(ctx, args, stop)
-        })
+        leader::run(
+            lock,
+            timing,
+            ctx.leadership.clone(),
+            gauge,
+            shutdown.clone(),
+            |stop| lead(ctx.clone(), args.clone(), stop),
+        )
         .await;
-        match outcome {
-            leader::Outcome::Shutdown => ExitCode::SUCCESS,
-            leader::Outcome::LostLeadership => {
-                tracing::error!(
-                    "lost leadership: exiting so that Kubernetes restarts this replica as a standby"
-                );
-                ExitCode::FAILURE
-            }
-        }
+        ExitCode::SUCCESS
     } else {
         ctx.metrics.leader.set(1);
         state.set_ready(true);

@@ -9,7 +9,7 @@
 //! connections and jobs use it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
@@ -23,6 +23,7 @@ use crate::crd::{
     NomadConnection, reason,
 };
 use crate::jobspec::ParseSupport;
+use crate::leader::Leadership;
 use crate::nomad::{InlineTls, NomadClient, NomadConfig, Pem, Token};
 
 use super::context::JobIndex;
@@ -100,17 +101,24 @@ pub struct Connections {
     clients: Mutex<HashMap<String, Built>>,
     /// One set of watches per Nomad cluster and token.
     pub watches: WatchRegistry,
+    /// Gates the writes of every client built here.
+    leadership: Leadership,
 }
 
 impl Connections {
     /// The connections, with `default` for objects without `spec.connectionRef` (none:
     /// those are refused) and the namespace of cluster-scoped connections' Secrets.
-    pub fn new(default: Option<Route>, secrets_namespace: Option<String>) -> Self {
+    pub fn new(
+        default: Option<Route>,
+        secrets_namespace: Option<String>,
+        leadership: Leadership,
+    ) -> Self {
         Self {
             default,
             secrets_namespace,
             clients: Mutex::default(),
             watches: WatchRegistry::default(),
+            leadership,
         }
     }
 
@@ -197,6 +205,7 @@ impl Connections {
                         ));
                     }
                 };
+                client.set_write_gate(self.leadership.write_gate());
                 info!(connection = %key, address = %settings.address, "connection (re)built");
                 let support = Arc::new(ParseSupport::default());
                 self.clients
@@ -412,16 +421,15 @@ struct Spawner {
 #[derive(Default)]
 pub struct WatchRegistry {
     clusters: Mutex<HashMap<String, Watched>>,
-    spawner: OnceLock<Spawner>,
+    /// Set while the controller runs (a replica that leads again starts it anew).
+    spawner: Mutex<Option<Spawner>>,
 }
 
 impl WatchRegistry {
     /// Lets the registry start watches, with `routes`' triggers (its job index is
     /// replaced per cluster).
     pub fn start(&self, routes: Routes, config: WatchConfig) {
-        if self.spawner.set(Spawner { routes, config }).is_err() {
-            warn!("the connection watches were started twice");
-        }
+        *self.spawner.lock().unwrap_or_else(|p| p.into_inner()) = Some(Spawner { routes, config });
     }
 
     /// The job index of cluster `key` for connection `user`, starting its watches
@@ -445,7 +453,8 @@ impl WatchRegistry {
             return watched.jobs.clone();
         }
         let jobs = Arc::new(JobIndex::default());
-        let tasks = match (self.spawner.get(), client.with_own_pool()) {
+        let spawner = self.spawner.lock().unwrap_or_else(|p| p.into_inner());
+        let tasks = match (spawner.as_ref(), client.with_own_pool()) {
             (Some(spawner), Ok(own)) => {
                 let routes = Routes {
                     jobs: jobs.clone(),
@@ -483,8 +492,9 @@ impl WatchRegistry {
         self.len() == 0
     }
 
-    /// Stops every watch.
+    /// Stops every watch; none starts again until [`start`](Self::start).
     pub fn stop(&self) {
+        *self.spawner.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
         for (_, watched) in clusters.drain() {
             watched

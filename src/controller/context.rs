@@ -50,6 +50,9 @@ pub struct Context {
     /// `--deletion-protection`: no deletion stops or purges a job unless its object's
     /// protection annotation is `"false"`.
     pub deletion_protection: bool,
+    /// Whether this replica may write now (leader election); checked before every write
+    /// to Nomad and to Kubernetes.
+    pub leadership: crate::leader::Leadership,
 }
 
 /// When each object was last planned, so that a reconcile woken by Nomad need not plan
@@ -108,18 +111,23 @@ impl Backoff {
     /// so that objects failing together (Nomad without a leader) do not retry in
     /// lockstep.
     pub fn next_delay(&self, obj: &ObjectRef<NomadJob>) -> Duration {
-        use std::hash::{Hash, Hasher};
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(obj.clone()).or_insert(0);
         let delay = self
             .base
             .saturating_mul(2u32.saturating_pow(*n))
             .min(self.cap);
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        (obj, *n).hash(&mut hasher);
-        let spread = 0.8 + 0.4 * (hasher.finish() % 1000) as f64 / 1000.0;
+        let spread = 0.8 + 0.4 * fraction(obj, *n);
         *n = n.saturating_add(1);
         delay.mul_f64(spread)
+    }
+
+    /// How long `obj` waits when calls to its Nomad are paused for `pause` (the
+    /// cluster's circuit breaker): until the pause ends, plus up to a quarter of it
+    /// (fixed per object), so that the objects waiting on one cluster come back spread
+    /// out, and none waits longer than the pause calls for.
+    pub fn after_pause(&self, obj: &ObjectRef<NomadJob>, pause: Duration) -> Duration {
+        pause.mul_f64(1.0 + 0.25 * fraction(obj, 0)) + Duration::from_millis(50)
     }
 
     /// Forgets the failures of `obj` after a successful reconcile.
@@ -129,6 +137,14 @@ impl Backoff {
             .unwrap_or_else(|p| p.into_inner())
             .remove(obj);
     }
+}
+
+/// A number in `[0, 1)` fixed by `obj` and `attempt`.
+fn fraction(obj: &ObjectRef<NomadJob>, attempt: u32) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (obj, attempt).hash(&mut hasher);
+    (hasher.finish() % 1000) as f64 / 1000.0
 }
 
 /// A Nomad job's identity: (Nomad namespace, job ID).

@@ -131,7 +131,7 @@ pub async fn reconcile_dispatch(
         obj.metadata.generation,
         &now,
     );
-    write_status(&api, &obj.name_any(), &previous, &status).await?;
+    write_status(&api, &obj.name_any(), &previous, &status, &ctx.leadership).await?;
     announce(&previous, &status, &mut notices);
     for notice in notices {
         publish(&ctx, &obj, notice).await;
@@ -215,7 +215,7 @@ async fn step(
     status.parent_job_id = Some(parent.id.clone());
     status.job_namespace = parent.scope.namespace.clone();
     status.dispatched_at = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-    write_status(api, &obj.name_any(), &before, status).await?;
+    write_status(api, &obj.name_any(), &before, status, &ctx.leadership).await?;
     let mut meta = obj.spec.meta.clone();
     if parent.takes_uid {
         meta.insert(META_DISPATCH_UID.into(), uid);
@@ -459,9 +459,13 @@ async fn write_status(
     name: &str,
     before: &NomadDispatchStatus,
     after: &NomadDispatchStatus,
+    leadership: &crate::leader::Leadership,
 ) -> Result<(), Error> {
     if before == after {
         return Ok(());
+    }
+    if !leadership.holds() {
+        return Err(Error::NotLeader);
     }
     let json = |s: &NomadDispatchStatus| serde_json::to_value(s).unwrap_or(Value::Null);
     let patch = serde_json::json!({ "status": merge_patch(&json(before), &json(after)) });

@@ -19,6 +19,9 @@ pub enum Error {
         "the Nomad job kept changing between plan and register (check-and-set failed {0} times); will re-plan"
     )]
     CasExhausted(u32),
+    /// A write to Kubernetes was not made: this replica no longer leads.
+    #[error("not written: this replica is no longer the leader")]
+    NotLeader,
     /// Adding or removing the finalizer failed, or the cleanup failed.
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -43,6 +46,7 @@ impl Error {
             Self::Kube(_) => "kubernetes",
             Self::MissingObjectKey => "invalid_object",
             Self::CasExhausted(_) => "conflict",
+            Self::NotLeader => "not_leader",
             Self::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.category(),

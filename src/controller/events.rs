@@ -18,6 +18,8 @@ use kube::Client;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use tracing::warn;
 
+use crate::leader::Leadership;
+
 /// How many Events wait for the worker before `publish` waits for room.
 const QUEUE: usize = 256;
 /// How many Events are being sent to the apiserver at once.
@@ -41,11 +43,18 @@ pub struct EventPublisher {
 impl EventPublisher {
     /// Starts the worker (on the current Tokio runtime); it stops when every
     /// publisher is dropped.
-    pub fn start(client: Client, reporter: Reporter) -> Self {
+    /// Events queued while this replica led but sent after it stopped leading are
+    /// dropped.
+    pub fn start(client: Client, reporter: Reporter, leadership: Leadership) -> Self {
         let (queue, pending) = mpsc::channel::<Pending>(QUEUE);
         tokio::spawn(pending.for_each_concurrent(IN_FLIGHT, move |p| {
             let recorder = Recorder::new(client.clone(), reporter.clone());
+            let leads = leadership.holds();
             async move {
+                if !leads {
+                    warn!("not the leader any more; dropped Event {}", p.event.reason);
+                    return;
+                }
                 if let Err(e) = recorder.publish(&p.event, &p.regarding).await {
                     let namespace = p.regarding.namespace.as_deref().unwrap_or_default();
                     let name = p.regarding.name.as_deref().unwrap_or_default();

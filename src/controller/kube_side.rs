@@ -100,6 +100,9 @@ impl KubeSide for ApiServer<'_> {
         if before == after {
             return Ok(());
         }
+        if !self.ctx.leadership.holds() {
+            return Err(Error::NotLeader);
+        }
         tracing::debug!(
             object = format!("{}/{}", target.namespace, target.name),
             changed = ?super::status::changed_fields(before, after),

@@ -32,6 +32,7 @@ use crate::crd::{
     AnsweredRequests, ConnectionRef, DeletionPolicy, FINALIZER, FORCE_LAUNCH_ANNOTATION, JobRef,
     NomadJob, NomadJobStatus, PROMOTE_ANNOTATION, reason,
 };
+use crate::hold_points;
 use crate::nomad::{NomadError, Scope};
 
 use super::act::act;
@@ -87,7 +88,12 @@ pub fn error_policy(
 ) -> Action {
     let obj_ref = ObjectRef::<NomadJob>::new(meta.metadata.name.as_deref().unwrap_or_default())
         .within(meta.metadata.namespace.as_deref().unwrap_or_default());
-    let delay = ctx.backoff.next_delay(&obj_ref);
+    let delay = match error {
+        Error::Nomad(e) if let Some(pause) = e.paused_for() => {
+            ctx.backoff.after_pause(&obj_ref, pause)
+        }
+        _ => ctx.backoff.next_delay(&obj_ref),
+    };
     warn!(
         object = %obj_ref,
         category = error.category(),
@@ -128,7 +134,9 @@ async fn reconcile_target(target: &Target, ctx: &Context) -> Result<Action, Erro
                     };
                     let done = cleanup(&head, desired.as_ref(), ctx, &kube).await?;
                     if done == Cleanup::Done {
+                        hold_points::reached("finalizer-removal.before").await;
                         remove_finalizer(ctx, target, &obj.metadata).await?;
+                        hold_points::reached("finalizer-removal.after").await;
                     }
                     Ok(done.action())
                 }
@@ -173,7 +181,9 @@ async fn add_finalizer(
 ) -> Result<Action, Error> {
     let mut finalizers = metadata.finalizers.clone().unwrap_or_default();
     finalizers.push(FINALIZER.into());
+    hold_points::reached("finalizer.before").await;
     patch_finalizers(ctx, target, metadata, finalizers).await?;
+    hold_points::reached("finalizer.after").await;
     Ok(Action::await_change())
 }
 
@@ -200,6 +210,9 @@ async fn patch_finalizers(
     metadata: &ObjectMeta,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
+    if !ctx.leadership.holds() {
+        return Err(Error::NotLeader);
+    }
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": metadata.resource_version}
     });
@@ -339,6 +352,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             before.pending = Some(pending);
             let interim = redactor
                 .value(&report_now(&state, observed.as_ref(), &before, &facts, None).status);
+            hold_points::reached(&format!("{}.intent", point_name(&step))).await;
             if let Err(e) = kube.write_status(&target, &written, &interim).await {
                 outcome = Err(e);
                 break;
@@ -355,7 +369,11 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             policy.preserve_counts,
             owner,
         );
-        match act(&route.nomad, &scope, desired, &sent, owner, step).await {
+        let point = point_name(&step);
+        hold_points::reached(&format!("{point}.before")).await;
+        let acted = act(&route.nomad, &scope, desired, &sent, owner, step).await;
+        hold_points::reached(&format!("{point}.after")).await;
+        match acted {
             Ok(Some(fact)) => {
                 count(ctx, &fact);
                 absorb(
@@ -398,7 +416,9 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         outcome.as_ref().err(),
     );
     let status = redactor.value(&status);
+    hold_points::reached("status.before").await;
     let write = kube.write_status(&target, &written, &status).await;
+    hold_points::reached("status.after").await;
     for mut notice in notices {
         notice.note = redactor.text(&notice.note);
         log_notice(&obj_ref, &notice);
@@ -415,7 +435,12 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
                 warn!(object = %obj_ref, "writing status failed: {write_error}");
             }
             match error {
-                Error::Nomad(NomadError::BadRequest(_)) => Ok(Action::await_change()),
+                // Nomad refused the spec: nothing changes until the spec does, but a
+                // refusal that came from something in between (a proxy) must not stay
+                // forever, so it is looked at again at the resync interval.
+                Error::Nomad(NomadError::BadRequest(_)) => {
+                    Ok(Action::requeue(resync_delay(ctx.resync, &resync_key(obj))))
+                }
                 other => Err(other),
             }
         }
@@ -504,6 +529,22 @@ fn step_name(step: &Step) -> &'static str {
         Step::Retire { .. } => "retire the job of before a rename",
         Step::Promote { .. } => "promote",
         Step::ForceLaunch { .. } => "force a periodic launch",
+        Step::Record(_) => "record",
+        Step::Done => "done",
+    }
+}
+
+/// A step's name in [`hold_points`].
+fn point_name(step: &Step) -> &'static str {
+    match step {
+        Step::Observe => "observe",
+        Step::Plan => "plan",
+        Step::Register { .. } => "register",
+        Step::ReadVersions => "versions",
+        Step::Revert { .. } => "revert",
+        Step::Retire { .. } => "retire",
+        Step::Promote { .. } => "promote",
+        Step::ForceLaunch { .. } => "force-launch",
         Step::Record(_) => "record",
         Step::Done => "done",
     }
@@ -698,7 +739,10 @@ pub async fn cleanup(
             }
             stop @ (Deletion::Stop | Deletion::Purge) => {
                 let purge = stop == Deletion::Purge;
-                match route.nomad.deregister_job(&scope, id, purge).await {
+                hold_points::reached("deregister.before").await;
+                let deregistered = route.nomad.deregister_job(&scope, id, purge).await;
+                hold_points::reached("deregister.after").await;
+                match deregistered {
                     Ok(_) | Err(NomadError::NotFound(_)) => {}
                     Err(NomadError::PermissionDenied(m)) => {
                         return refused_delete(&target, &status, head, id, &m, kube).await;

@@ -20,6 +20,7 @@ use crate::crd::{
     PROMOTE_ANNOTATION, RETRY_ANNOTATION,
 };
 use crate::jobspec::ParseSupport;
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
@@ -115,6 +116,8 @@ pub enum StartError {
 /// Builds the shared context from the settings.
 pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Context>, StartError> {
     let nomad = NomadClient::new(&args.nomad)?;
+    let leadership = Leadership::always();
+    nomad.set_write_gate(leadership.write_gate());
     let jobs = Arc::new(JobIndex::default());
     let defaults = Defaults {
         namespace: args.nomad.namespace.clone(),
@@ -137,11 +140,16 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
             controller: "nomad-operator".into(),
             instance,
         },
+        leadership.clone(),
     );
     Ok(Arc::new(Context {
         kube,
         nomad,
-        connections: Connections::new(default_route, args.connection_secrets_namespace.clone()),
+        connections: Connections::new(
+            default_route,
+            args.connection_secrets_namespace.clone(),
+            leadership.clone(),
+        ),
         events,
         defaults,
         resync: args.resync_interval,
@@ -154,6 +162,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         sources: Arc::new(SourceIndex::default()),
         variables_from: args.variables_from,
         deletion_protection: args.deletion_protection,
+        leadership,
     }))
 }
 
@@ -268,18 +277,37 @@ pub async fn run_controller(
     }
     let router = tokio::spawn(route_triggers(trigger_rx, routes));
     let dispatch_router = tokio::spawn(route_by_namespace(dispatch_rx, dispatch_routes));
+    // Stops the tasks also when this future is dropped (a leader that lost its Lease
+    // cuts the controller off), so that a replica leading again starts clean.
+    let _tasks = Tasks {
+        ctx: ctx.clone(),
+        tasks: watchers
+            .into_iter()
+            .chain(source_watches)
+            .chain([router, dispatch_router])
+            .collect(),
+    };
     futures::future::join(
         futures::future::join_all(controllers),
         futures::future::join_all(dispatch_controllers),
     )
     .await;
-    router.abort();
-    dispatch_router.abort();
-    ctx.connections.watches.stop();
-    for watcher in watchers.into_iter().chain(source_watches) {
-        watcher.abort();
-    }
     info!("controller stopped");
+}
+
+/// The controller's background tasks and the connections' watches, stopped on drop.
+struct Tasks {
+    ctx: Arc<Context>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.ctx.connections.watches.stop();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// Watches the metadata of ConfigMaps and Secrets in the watched namespaces and

@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use super::breaker::{Admission, Breaker};
 use super::chunks::{CHUNKS_IN_FLIGHT, ChunkReader};
 use super::config::{NomadConfig, Token, format_wait};
 use super::error::{NomadError, Operation, classify, error_chain, redact, truncate};
@@ -32,6 +33,13 @@ const TOKEN_HEADER: &str = "X-Nomad-Token";
 const INDEX_HEADER: &str = "X-Nomad-Index";
 /// User agent sent with every request.
 const USER_AGENT: &str = concat!("nomad-operator/", env!("CARGO_PKG_VERSION"));
+/// The largest answer read whole (a job, a plan, one job's allocations): a larger one is
+/// refused rather than held in memory.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+/// The largest list answer a watch decodes as it arrives.
+pub const MAX_STREAMED_BYTES: usize = 1 << 30;
+/// The most of an error answer's body read (its message is cut far shorter).
+const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
 
 /// Where a call goes: namespace and region. `None` means the client's default.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -121,7 +129,15 @@ struct Inner {
     /// Observer of every request (metrics), set once after construction; shared with
     /// the clients made by [`NomadClient::with_own_pool`].
     hook: Arc<std::sync::OnceLock<CallHook>>,
+    /// Whether writes may go out (leader election), set once; shared likewise.
+    write_gate: Arc<std::sync::OnceLock<WriteGate>>,
+    /// Pauses calls while Nomad keeps failing; shared likewise.
+    breaker: Arc<Breaker>,
 }
+
+/// Decides whether a write (register, revert, deregister, dispatch, promote...) may go
+/// out now; `false` refuses it with [`NomadError::NotLeader`]. Reads always go out.
+pub type WriteGate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Observer of every Nomad request: called with the endpoint template (e.g.
 /// `POST /v1/job/:id/plan`, IDs replaced so the label stays low-cardinality) and the HTTP
@@ -162,6 +178,8 @@ impl NomadClient {
             defaults,
             request_timeout: config.request_timeout,
             hook: Arc::default(),
+            write_gate: Arc::default(),
+            breaker: Arc::default(),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -184,6 +202,8 @@ impl NomadClient {
             defaults: inner.defaults.clone(),
             request_timeout: inner.request_timeout,
             hook: inner.hook.clone(),
+            write_gate: inner.write_gate.clone(),
+            breaker: inner.breaker.clone(),
         };
         Ok(Self {
             inner: Arc::new(own),
@@ -201,6 +221,12 @@ impl NomadClient {
         self.inner.hook.set(hook).is_ok()
     }
 
+    /// Installs the gate of writes (shared by all clones). Returns false, leaving the
+    /// first in place, when one is already installed.
+    pub fn set_write_gate(&self, gate: WriteGate) -> bool {
+        self.inner.write_gate.set(gate).is_ok()
+    }
+
     /// Reports a finished request to the hook, if any.
     fn observe(&self, method: &Method, segments: &[&str], status: u16) {
         if let Some(hook) = self.inner.hook.get() {
@@ -213,12 +239,15 @@ impl NomadClient {
         &self,
         call: Call<'_>,
     ) -> Result<Indexed<T>, NomadError> {
-        let sent = self.send(call).await?;
-        let bytes = sent
-            .response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e, &sent.method, &sent.path))?;
+        let mut sent = self.send(call).await?;
+        let bytes = self
+            .read_body(
+                &mut sent.response,
+                MAX_ANSWER_BYTES,
+                &sent.method,
+                &sent.path,
+            )
+            .await?;
         let value = self.decode(&bytes, &sent.method, &sent.path)?;
         Ok(Indexed {
             index: sent.index,
@@ -256,9 +285,15 @@ impl NomadClient {
             serde_json::from_reader::<_, T>(BufReader::new(ChunkReader::new(reader)))
         });
         let mut transport = None;
+        let mut read = 0usize;
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
+                    read = read.saturating_add(chunk.len());
+                    if read > MAX_STREAMED_BYTES {
+                        transport = Some(too_large(&method, &path, MAX_STREAMED_BYTES));
+                        break;
+                    }
                     // A closed channel means the decoder already failed; it says why.
                     if chunks.send(chunk).await.is_err() {
                         break;
@@ -283,34 +318,98 @@ impl NomadClient {
     }
 
     /// Sends `call`; a success answer comes back with its index, unread; an error
-    /// answer is read and classified.
+    /// answer is read and classified. A write is not sent while the write gate is
+    /// closed, and nothing is sent while the breaker pauses calls.
     async fn send(&self, call: Call<'_>) -> Result<Sent, NomadError> {
         let url = self.url(&call.segments)?;
+        if call.writes
+            && !self
+                .inner
+                .write_gate
+                .get()
+                .is_none_or(|may_write| may_write())
+        {
+            return Err(NomadError::NotLeader);
+        }
+        if let Admission::Refused(error, retry_in) = self.inner.breaker.admit() {
+            return Err(NomadError::Paused {
+                error: Box::new(error),
+                retry_in,
+            });
+        }
         let path = url.path().to_owned();
         let method = call.method.clone();
         let operation = call.operation;
         let segments = call.segments.clone();
         let request = self.request(url, call);
-        let response = request.send().await.map_err(|e| {
-            self.observe(&method, &segments, 0);
-            self.transport_error(e, &method, &path)
-        })?;
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                self.observe(&method, &segments, 0);
+                let error = self.transport_error(e, &method, &path);
+                self.trip(&error);
+                return Err(error);
+            }
+        };
         let status = response.status();
         self.observe(&method, &segments, status.as_u16());
         let index = header_index(response.headers());
         if !status.is_success() {
-            let bytes = response
-                .bytes()
+            let bytes = self
+                .read_body(&mut response, MAX_ERROR_BODY_BYTES, &method, &path)
                 .await
-                .map_err(|e| self.transport_error(e, &method, &path))?;
-            return Err(self.status_error(status, &bytes, operation));
+                .or_else(|e| match e {
+                    // An error answer is classified by its start.
+                    NomadError::Decode(_) => Ok(Vec::new()),
+                    other => Err(other),
+                });
+            let error = match bytes {
+                Ok(bytes) => self.status_error(status, &bytes, operation),
+                Err(e) => e,
+            };
+            self.trip(&error);
+            return Err(error);
         }
+        self.inner.breaker.record(Ok(()));
         Ok(Sent {
             response,
             index,
             method,
             path,
         })
+    }
+
+    /// Tells the breaker about a failure; logs when it pauses calls.
+    fn trip(&self, error: &NomadError) {
+        if let Some(pause) = self.inner.breaker.record(Err(error)) {
+            tracing::warn!(
+                nomad = %self.inner.shown_addr,
+                pause = ?pause,
+                "Nomad keeps failing ({error}); pausing calls to it"
+            );
+        }
+    }
+
+    /// Reads a body of at most `limit` bytes; a longer one is a [`NomadError::Decode`].
+    async fn read_body(
+        &self,
+        response: &mut reqwest::Response,
+        limit: usize,
+        method: &Method,
+        path: &str,
+    ) -> Result<Vec<u8>, NomadError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e, method, path))?
+        {
+            if body.len().saturating_add(chunk.len()) > limit {
+                return Err(too_large(method, path, limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Builds the URL `<addr>/v1/<segments...>`, each segment percent-encoded.
@@ -419,11 +518,14 @@ pub(crate) struct Call<'a> {
     body: Option<serde_json::Value>,
     blocking: Option<Blocking>,
     operation: Operation,
+    /// Whether it changes Nomad (every call but a `GET`, a plan and a parse).
+    writes: bool,
 }
 
 impl<'a> Call<'a> {
     /// A call with `method` to `/v1/<segments...>`.
     pub(crate) fn new(method: Method, scope: &'a Scope, segments: &[&'a str]) -> Self {
+        let method_writes = method != Method::GET;
         Self {
             method,
             segments: segments.to_vec(),
@@ -432,6 +534,7 @@ impl<'a> Call<'a> {
             body: None,
             blocking: None,
             operation: Operation::Other,
+            writes: method_writes,
         }
     }
 
@@ -471,6 +574,13 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// Marks a `POST` that changes nothing (a plan, a parse): it goes out whatever the
+    /// write gate says.
+    pub(crate) fn reads_only(mut self) -> Self {
+        self.writes = false;
+        self
+    }
+
     /// Names the operation, for error classification.
     pub(crate) fn operation(mut self, operation: Operation) -> Self {
         self.operation = operation;
@@ -492,6 +602,14 @@ fn endpoint_label(method: &Method, segments: &[&str]) -> String {
         });
     }
     label
+}
+
+/// The error for an answer longer than `limit` bytes.
+fn too_large(method: &Method, path: &str, limit: usize) -> NomadError {
+    NomadError::Decode(format!(
+        "{method} {path}: the answer is larger than {} MiB; the operator does not read it",
+        limit >> 20
+    ))
 }
 
 /// Parses and checks the Nomad address.

@@ -42,6 +42,18 @@ pub enum NomadError {
     /// The client's own configuration is unusable (address, TLS files, token characters).
     #[error("invalid Nomad client configuration: {0}")]
     Config(String),
+    /// A write was not sent: this replica no longer leads (its Lease ran out).
+    #[error("not sent to Nomad: this replica is no longer the leader")]
+    NotLeader,
+    /// Not sent: Nomad kept failing and calls to it are paused. Shows as the failure that
+    /// paused them, so that what the status says does not change while they stay paused.
+    #[error("{error}")]
+    Paused {
+        /// The failure that paused the calls.
+        error: Box<NomadError>,
+        /// How long the pause still lasts.
+        retry_in: std::time::Duration,
+    },
 }
 
 impl NomadError {
@@ -60,6 +72,11 @@ impl NomadError {
             Self::Timeout => Self::Timeout,
             Self::Decode(m) => Self::Decode(f(&m)),
             Self::Config(m) => Self::Config(f(&m)),
+            Self::NotLeader => Self::NotLeader,
+            Self::Paused { error, retry_in } => Self::Paused {
+                error: Box::new(error.map_message(f)),
+                retry_in,
+            },
         }
     }
 
@@ -75,16 +92,27 @@ impl NomadError {
             Self::Timeout => "timeout",
             Self::Decode(_) => "decode",
             Self::Config(_) => "config",
+            Self::NotLeader => "not_leader",
+            Self::Paused { error, .. } => error.category(),
+        }
+    }
+
+    /// How long calls to Nomad stay paused, when this error says they are.
+    pub fn paused_for(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Paused { retry_in, .. } => Some(*retry_in),
+            _ => None,
         }
     }
 
     /// True for failures that may go away by themselves (retry with back-off):
     /// transport errors, timeouts and server errors.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Transport(_) | Self::Timeout | Self::Server { .. }
-        )
+        match self {
+            Self::Transport(_) | Self::Timeout | Self::Server { .. } | Self::NotLeader => true,
+            Self::Paused { error, .. } => error.is_transient(),
+            _ => false,
+        }
     }
 
     /// True for [`NomadError::NotFound`].

@@ -77,7 +77,7 @@ impl NomadClient {
         diff: bool,
     ) -> Result<JobPlanResponse, NomadError> {
         let body = json!({ "Job": job, "Diff": diff, "PolicyOverride": false });
-        let call = Call::post(scope, &["job", id, "plan"], body);
+        let call = Call::post(scope, &["job", id, "plan"], body).reads_only();
         Ok(self.execute::<JobPlanResponse>(call).await?.value)
     }
 
@@ -161,7 +161,7 @@ impl NomadClient {
             body["Variables"] = json!(variables);
         }
         let scope = Scope::default();
-        let call = Call::post(&scope, &["jobs", "parse"], body);
+        let call = Call::post(&scope, &["jobs", "parse"], body).reads_only();
         Ok(self.execute::<Value>(call).await?.value)
     }
 

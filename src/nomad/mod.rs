@@ -19,6 +19,7 @@
 //! ```
 
 mod allocations;
+pub mod breaker;
 mod changes;
 mod chunks;
 mod client;
@@ -31,7 +32,9 @@ mod tls;
 pub mod types;
 
 pub use changes::{ChangeEntry, ChangeFeed, Changes};
-pub use client::{Blocking, CallHook, Indexed, NomadClient, Scope};
+pub use client::{
+    Blocking, CallHook, Indexed, MAX_ANSWER_BYTES, MAX_STREAMED_BYTES, NomadClient, Scope, WriteGate,
+};
 pub use config::{InlineTls, NomadConfig, Pem, Token, parse_duration};
 pub use error::{NomadError, truncate_bytes};
 pub use jobs::ParseRequest;

@@ -11,6 +11,7 @@ pub mod log_capture;
 pub mod nomad_agent;
 pub mod nomad_proxy;
 pub mod operator;
+pub mod operator_process;
 pub mod watchdog;
 
 /// Declares a `#[tokio::test]` per scenario on each backend: `on_sim::NAME` and
