@@ -948,4 +948,105 @@ mod tests {
         assert!(!format!("{error} {error:?}").contains(TOKEN));
         Ok(())
     }
+
+    /// Serves the same raw answer to every connection; counts the requests.
+    fn serve_counting(
+        status_line: &'static str,
+        body: String,
+    ) -> anyhow::Result<(String, Arc<std::sync::atomic::AtomicUsize>)> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while let Ok((mut tcp, _)) = listener.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf);
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = format!(
+                    "HTTP/1.1 {status_line}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(answer.as_bytes());
+            }
+        });
+        Ok((format!("http://127.0.0.1:{port}"), served))
+    }
+
+    #[test]
+    fn a_nomad_that_keeps_failing_is_paused_with_the_same_error() -> anyhow::Result<()> {
+        let (addr, served) =
+            serve_counting("500 Internal Server Error", "No cluster leader".into())?;
+        let nomad = token_client(addr)?;
+        let scope = Scope::default();
+        let mut errors = Vec::new();
+        for _ in 0..super::super::breaker::TRIP_AFTER {
+            errors.push(run(nomad.read_job(&scope, "web"))?.expect_err("500"));
+        }
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let own = nomad.with_own_pool()?;
+        for client in [&nomad, &own] {
+            let paused = run(client.read_job(&scope, "web"))?.expect_err("paused");
+            assert!(paused.paused_for().is_some(), "{paused:?}");
+            assert_eq!(paused.to_string(), errors[0].to_string(), "the same text");
+            assert_eq!(paused.category(), "server_error");
+            assert!(paused.is_transient());
+        }
+        assert_eq!(
+            served.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "paused calls reach nothing, from any pool of the client"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn writes_wait_for_the_write_gate_and_reads_and_plans_do_not() -> anyhow::Result<()> {
+        let (addr, served) = serve_counting("200 OK", "{}".into())?;
+        let nomad = token_client(addr)?;
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gate = open.clone();
+        assert!(nomad.set_write_gate(Arc::new(move || {
+            gate.load(std::sync::atomic::Ordering::SeqCst)
+        })));
+        let scope = Scope::default();
+        let job = serde_json::json!({"ID": "web"});
+        let error = run(nomad.register_job(&scope, &job, Some(1)))?.expect_err("gated");
+        assert_eq!(error, NomadError::NotLeader);
+        let error = run(nomad.deregister_job(&scope, "web", false))?.expect_err("gated");
+        assert_eq!(error, NomadError::NotLeader);
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let _ = run(nomad.read_job(&scope, "web"))?;
+        let _ = run(nomad.plan_job(&scope, "web", &job, true))?;
+        assert_eq!(
+            served.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "reads and plans go out"
+        );
+        open.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = run(nomad.register_job(&scope, &job, Some(1)))?;
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn an_answer_larger_than_the_limit_is_refused() -> anyhow::Result<()> {
+        let nomad = token_client(serve_raw("200 OK", " ".repeat(4096))?)?;
+        let error = run(async {
+            let url = nomad.url(&["jobs"])?;
+            let scope = Scope::default();
+            let mut response = nomad
+                .request(url, Call::get(&scope, &["jobs"]))
+                .send()
+                .await
+                .map_err(|e| NomadError::Transport(e.to_string()))?;
+            nomad
+                .read_body(&mut response, 1024, &Method::GET, "/v1/jobs")
+                .await
+        })?
+        .expect_err("too large");
+        assert!(error.to_string().contains("larger than"), "{error}");
+        Ok(())
+    }
 }
