@@ -39,10 +39,14 @@ pub(crate) fn parse_blocking(
     Ok((idx, wait))
 }
 
+/// Nomad's text (and 500) for a request that needs a leader when there is none.
+pub(crate) const NO_LEADER: &str = "No cluster leader";
+
 /// Runs `query` under the state lock; when `min_index > 0` and the returned
 /// index is not past it, waits for a write to one of `tables` (or the wait to
 /// elapse, or server shutdown) and runs it again. Returns `(index, body)`; the index
-/// is 0 for a table never written, as Nomad answers.
+/// is 0 for a table never written, as Nomad answers. Without a leader, before or
+/// while waiting, it fails at once with a 500 `No cluster leader`.
 pub(crate) async fn blocking_query<F>(
     inner: &Inner,
     shutdown: &watch::Receiver<bool>,
@@ -59,10 +63,14 @@ where
         .map(|t| inner.watchers.sender(*t).subscribe())
         .collect();
     let mut shutdown = shutdown.clone();
+    let mut leader = inner.leader.subscribe();
     let deadline = Instant::now() + wait;
     loop {
         for rx in rxs.iter_mut() {
             rx.borrow_and_update();
+        }
+        if !*leader.borrow_and_update() {
+            return Err(ApiError::Server(NO_LEADER.into()));
         }
         let (idx, body) = {
             let st = inner.lock_state();
@@ -79,6 +87,7 @@ where
                     _ = a.changed() => {}
                     _ = sleep => {}
                     _ = shutdown.changed() => {}
+                    _ = leader.changed() => {}
                 }
             }
             [a, b, ..] => {
@@ -87,12 +96,14 @@ where
                     _ = b.changed() => {}
                     _ = sleep => {}
                     _ = shutdown.changed() => {}
+                    _ = leader.changed() => {}
                 }
             }
             [] => {
                 tokio::select! {
                     _ = sleep => {}
                     _ = shutdown.changed() => {}
+                    _ = leader.changed() => {}
                 }
             }
         }

@@ -1,5 +1,13 @@
 //! The control API under `/_sim/` (no token, not logged): request log, faults,
-//! allocation client-status overrides and stats.
+//! cluster leader, allocation client-status overrides and stats.
+//!
+//! - `GET /_sim/requests`, `DELETE /_sim/requests`: the request log ([`crate::RequestRecord`]s).
+//! - `GET /_sim/faults`, `POST|PUT /_sim/faults` (a [`Fault`] as JSON, answers `{"ID"}`),
+//!   `DELETE /_sim/faults`.
+//! - `GET /_sim/leader` (`{"Leader": bool}`), `POST|PUT /_sim/leader` with
+//!   `{"Leader": bool}` ([`Simulator::set_leader`]).
+//! - `POST|PUT /_sim/allocations/:id/client-status` with `{"ClientStatus"}`.
+//! - `GET /_sim/stats`.
 
 use axum::body::Bytes;
 use axum::response::Response;
@@ -28,10 +36,21 @@ pub(crate) fn handle(sim: &Simulator, method: &str, path: &str, body: Bytes) -> 
             sim.clear_faults();
             json_resp(&json!({}), None, false)
         }
+        ("GET", "/_sim/leader") => json_resp(&json!({"Leader": sim.has_leader()}), None, false),
+        ("POST" | "PUT", "/_sim/leader") => {
+            let leader = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("Leader").and_then(Value::as_bool));
+            let Some(leader) = leader else {
+                return text(400, "body must be {\"Leader\": true|false}");
+            };
+            sim.set_leader(leader);
+            json_resp(&json!({"Leader": leader}), None, false)
+        }
         ("GET", "/_sim/stats") => {
             let (jobs, allocs, index) = sim.counts();
             json_resp(
-                &json!({"OpenConnections": sim.open_connections(), "WaitingQueries": sim.waiting_queries(), "Jobs": jobs, "Allocations": allocs, "Index": index}),
+                &json!({"OpenConnections": sim.open_connections(), "WaitingQueries": sim.waiting_queries(), "Jobs": jobs, "Allocations": allocs, "Index": index, "Leader": sim.has_leader()}),
                 None,
                 false,
             )

@@ -1,5 +1,7 @@
 //! Fault injection: match requests by method and path glob, then delay them,
-//! answer with a canned status/body, or drop the connection.
+//! answer with a canned status/body or a redirect, or drop the connection; or let
+//! them through and drop, hold, strip the index headers of, or pad their answer (see
+//! [`crate::Fault`]; applied in `http::handle`).
 
 use crate::Fault;
 use crate::util::glob_match;

@@ -15,7 +15,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::blocking::{blocking_query, parse_blocking};
+use crate::blocking::{NO_LEADER, blocking_query, parse_blocking};
 use crate::canonical::{Obj, canonicalize_job, check_types, s, validate_job};
 use crate::jobs::{ApiError, WriteResult};
 use crate::server::ConnAddr;
@@ -31,14 +31,24 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 pub(crate) struct AppState {
     pub sim: Simulator,
     pub shutdown: watch::Receiver<bool>,
+    /// The server's local TCP port (logged as [`RequestRecord::server`]).
+    pub port: u16,
 }
 
-/// Builds the router: one fallback handler doing Nomad-style dispatch.
-pub(crate) fn router(sim: Simulator, shutdown: watch::Receiver<bool>) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state(AppState { sim, shutdown })
+/// Builds the router of the server on local `port`: one fallback handler doing
+/// Nomad-style dispatch.
+pub(crate) fn router(sim: Simulator, shutdown: watch::Receiver<bool>, port: u16) -> Router {
+    Router::new().fallback(handle).with_state(AppState {
+        sim,
+        shutdown,
+        port,
+    })
 }
+
+/// Response extension set by a successful job register: the digest of its `Job`
+/// (see [`RequestRecord::job_digest`]).
+#[derive(Clone, Debug)]
+struct JobDigest(String);
 
 /// Parsed query parameters.
 pub(crate) struct Query {
@@ -189,49 +199,233 @@ async fn handle(
             .unwrap_or_default();
         return crate::control::handle(&app.sim, &method, &raw_path, body);
     }
+    let inner = app.sim.inner.clone();
+    let at_ms = inner.now_ms();
     let path = percent_decode(&raw_path, false);
     tracing::debug!(peer = %conn.peer, %method, %path, "request");
-    let inner = app.sim.inner.clone();
-    let record = |status: u16| {
+    let q = Query {
+        pairs: parse_query(&query),
+    };
+    let deployment = deployment_of_request(&inner, &method, &path, &q);
+    let record = |status: u16, dropped: bool, job_digest: Option<String>| {
         inner.record(RequestRecord {
             method: method.clone(),
             path: path.clone(),
             query: query.clone(),
             status,
+            at_ms,
+            server: app.port,
+            dropped,
+            job_digest,
+            deployment: deployment.clone(),
         })
     };
-    if let Some(f) = app.sim.inner.match_fault(&method, &path) {
-        if let Some(ms) = f.latency_ms {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+    let fault = inner.match_fault(&method, &path).unwrap_or_default();
+    if let Some(ms) = fault.latency_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if fault.drop_connection {
+        conn.kill();
+        record(0, true, None);
+        return text(500, "");
+    }
+    if let Some(to) = &fault.redirect_to {
+        let r = redirect(to);
+        record(r.status().as_u16(), false, None);
+        return with_vary(r);
+    }
+    if let Some(status) = fault.status {
+        record(status, false, None);
+        return with_vary(text(status, fault.body.unwrap_or_default()));
+    }
+    let mut resp = if needs_leader(&path) && !inner.has_leader() {
+        text(500, NO_LEADER)
+    } else {
+        let headers = req.headers().clone();
+        match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+            Ok(body) => match route(&app, &method, &path, &q, &headers, body).await {
+                Ok(r) => r,
+                Err(e) => error_resp(e),
+            },
+            Err(e) => error_resp(ApiError::BadRequest(format!("failed to read body: {e}"))),
         }
-        if f.drop_connection {
-            conn.kill();
-            record(0);
-            return text(500, "");
-        }
-        if let Some(status) = f.status {
-            record(status);
-            return with_vary(text(status, f.body.unwrap_or_default()));
+    };
+    let digest = resp
+        .extensions_mut()
+        .remove::<JobDigest>()
+        .map(|JobDigest(d)| d);
+    record(resp.status().as_u16(), fault.commit_then_drop, digest);
+    if let Some(ms) = fault.after_commit_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if fault.commit_then_drop {
+        conn.kill();
+        return text(500, "");
+    }
+    if fault.strip_index {
+        let h = resp.headers_mut();
+        for name in [
+            "X-Nomad-Index",
+            "X-Nomad-KnownLeader",
+            "X-Nomad-LastContact",
+        ] {
+            h.remove(name);
         }
     }
-    let headers = req.headers().clone();
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+    if let Some(n) = fault.pad_bytes {
+        resp = pad_body(resp, n).await;
+    }
+    with_vary(resp)
+}
+
+/// Whether `path` answers `No cluster leader` when the cluster has none: every `/v1`
+/// path but the agent's own `/v1/agent/self` (other paths are unrouted 404s anyway).
+fn needs_leader(path: &str) -> bool {
+    path.starts_with("/v1/") && path != "/v1/agent/self"
+}
+
+/// A `307 Temporary Redirect` to `to` with an empty body (a 500 when `to` is not a
+/// valid header value).
+fn redirect(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(location) => {
+            let mut r = empty(307, Meta::None);
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        }
+        Err(_) => text(500, format!("nomad-sim: invalid redirect_to {to:?}")),
+    }
+}
+
+/// `resp` with `n` ASCII spaces appended to its body (a 500 when that much memory
+/// cannot be had).
+async fn pad_body(resp: Response, n: u64) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
-            let r = error_resp(ApiError::BadRequest(format!("failed to read body: {e}")));
-            record(r.status().as_u16());
-            return with_vary(r);
+            return text(
+                500,
+                format!("nomad-sim: cannot read the answer to pad: {e}"),
+            );
         }
     };
-    let q = Query {
-        pairs: parse_query(&query),
+    let too_large = || {
+        text(
+            500,
+            format!("nomad-sim: cannot pad the answer by {n} bytes"),
+        )
     };
-    let resp = match route(&app, &method, &path, &q, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => error_resp(e),
+    let Some(total) = usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_add(body.len()))
+    else {
+        return too_large();
     };
-    record(resp.status().as_u16());
-    with_vary(resp)
+    let mut out = Vec::new();
+    if out.try_reserve_exact(total).is_err() {
+        return too_large();
+    }
+    out.extend_from_slice(&body);
+    out.resize(total, b' ');
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(out))
+}
+
+/// [`RequestRecord::deployment`]: for a revert or a deployment write, the ID of the
+/// job's newest deployment now.
+fn deployment_of_request(
+    inner: &crate::Inner,
+    method: &str,
+    path: &str,
+    q: &Query,
+) -> Option<String> {
+    if method != "PUT" && method != "POST" {
+        return None;
+    }
+    if let Some(id) = path
+        .strip_prefix("/v1/job/")
+        .and_then(|r| r.strip_suffix("/revert"))
+    {
+        let key: JobKey = (q.namespace(), id.to_string());
+        return inner
+            .lock_state()
+            .latest_deployment(&key)
+            .map(|d| d.id.clone());
+    }
+    let (op, id) = path.strip_prefix("/v1/deployment/")?.split_once('/')?;
+    if !matches!(
+        op,
+        "fail" | "promote" | "pause" | "allocation-health" | "unblock"
+    ) {
+        return None;
+    }
+    let st = inner.lock_state();
+    let key = st.deployments.get(id)?.key();
+    st.latest_deployment(&key).map(|d| d.id.clone())
+}
+
+/// [`RequestRecord::job_digest`] of a register request's `Job`: FNV-1a 64 over its
+/// JSON with sorted keys, without the fields a server sets or a client echoes back.
+fn job_digest(job: &Value) -> String {
+    const IGNORED: &[&str] = &[
+        "JobModifyIndex",
+        "ModifyIndex",
+        "CreateIndex",
+        "SubmitTime",
+        "Version",
+        "Stable",
+        "Status",
+        "StatusDescription",
+    ];
+    let mut job = job.clone();
+    if let Value::Object(m) = &mut job {
+        for k in IGNORED {
+            m.remove(*k);
+        }
+    }
+    let mut text = String::new();
+    canonical_json(&job, &mut text);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// `v` as compact JSON with every object's keys in sorted order (whatever
+/// serde_json's `preserve_order` feature).
+fn canonical_json(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(x) = m.get(k) {
+                    canonical_json(x, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(x, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
 }
 
 /// Nomad's gzip handler adds `Vary: Accept-Encoding` to every answer.
@@ -564,7 +758,11 @@ fn register(
             .inner
             .lock_state()
             .register_spec(Arc::new(spec), false, enforce, "job-register")?;
-    Ok(write_response(&res, Meta::Write(res.index), pretty))
+    let mut resp = write_response(&res, Meta::Write(res.index), pretty);
+    if let Some(job) = args.get("Job") {
+        resp.extensions_mut().insert(JobDigest(job_digest(job)));
+    }
+    Ok(resp)
 }
 
 async fn blocking(

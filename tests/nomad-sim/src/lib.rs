@@ -6,6 +6,15 @@
 //! `REAL_NOMAD.md` lists the real answers that are easy to get wrong, and
 //! `tests/diff/exceptions.rs` the few differences kept on purpose.
 //!
+//! Tests make trouble with [`Simulator::add_fault`] (a [`Fault`] per method and path
+//! glob: latency, canned answers, dropped connections, redirects, answers dropped or
+//! held after the request was handled, missing index headers, padded bodies) and
+//! [`Simulator::set_leader`] (leader loss), and check what the operator sent in
+//! [`Simulator::requests`] ([`RequestRecord`]: arrival time, receiving server port,
+//! dropped answers, job spec digests, deployments acted on). A standalone `nomad-sim`
+//! offers the same under `/_sim/`: `requests`, `faults`, `leader`, `stats`. Fault and
+//! hold times are real milliseconds, not divided by [`SimConfig::time_scale`].
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use nomad_sim::{SimConfig, Simulator};
@@ -43,9 +52,10 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 pub use placement::NodeConfig;
 pub use server::SimServer;
@@ -91,7 +101,11 @@ impl Default for SimConfig {
 }
 
 /// One logged API request (control API excluded). `status` 0 means the
-/// connection was dropped by a fault.
+/// connection was dropped by a fault before the request was handled.
+///
+/// A request is logged once it has been answered (or dropped); a
+/// [`Fault::commit_then_drop`] request as soon as it has been handled, before its
+/// [`Fault::after_commit_ms`] hold.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RequestRecord {
     /// HTTP method.
@@ -100,11 +114,49 @@ pub struct RequestRecord {
     pub path: String,
     /// Raw query string (without `?`).
     pub query: String,
-    /// Response status.
+    /// Response status: the status answered, or the handler's status when the answer
+    /// was then dropped ([`Fault::commit_then_drop`]); 0 when the connection was
+    /// dropped before handling ([`Fault::drop_connection`]).
     pub status: u16,
+    /// Milliseconds since the [`Simulator`] was created (monotonic clock) when the
+    /// request arrived.
+    #[serde(default)]
+    pub at_ms: u64,
+    /// Local TCP port of the [`SimServer`] that received the request (one
+    /// simulator may be served on several ports).
+    #[serde(default)]
+    pub server: u16,
+    /// The connection was closed without sending an answer (a
+    /// [`Fault::drop_connection`] or [`Fault::commit_then_drop`] fault).
+    #[serde(default)]
+    pub dropped: bool,
+    /// For a successful job register (`PUT|POST /v1/jobs`, `PUT|POST /v1/job/:id`,
+    /// status 200): a hex digest of the request's `Job` object without the fields a
+    /// server sets or a client echoes back (`JobModifyIndex`, `ModifyIndex`,
+    /// `CreateIndex`, `SubmitTime`, `Version`, `Stable`, `Status`,
+    /// `StatusDescription`), over its keys in sorted order. The same spec registered
+    /// twice gives the same digest, whatever the request's `EnforceIndex` and
+    /// `JobModifyIndex`. `None` for every other request.
+    #[serde(default)]
+    pub job_digest: Option<String>,
+    /// For `PUT|POST /v1/job/:id/revert` and the deployment writes
+    /// (`PUT|POST /v1/deployment/{fail,promote,pause,allocation-health,unblock}/:id`):
+    /// the ID of the job's newest deployment when the request arrived (`None` when the
+    /// job or deployment is unknown, and for every other request).
+    #[serde(default)]
+    pub deployment: Option<String>,
 }
 
 /// A fault to inject into matching requests.
+///
+/// What a matching request gets, in this order: [`latency_ms`](Fault::latency_ms)
+/// first; then the first of [`drop_connection`](Fault::drop_connection),
+/// [`redirect_to`](Fault::redirect_to) and [`status`](Fault::status) that is set
+/// answers without handling the request; otherwise the request is handled and
+/// [`commit_then_drop`](Fault::commit_then_drop),
+/// [`after_commit_ms`](Fault::after_commit_ms), [`strip_index`](Fault::strip_index) and
+/// [`pad_bytes`](Fault::pad_bytes) shape its answer. Faults are also managed over HTTP,
+/// `/_sim/faults` (JSON with these field names).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Fault {
     /// None = any method.
@@ -115,11 +167,34 @@ pub struct Fault {
     pub status: Option<u16>,
     /// ... and this text/plain body.
     pub body: Option<String>,
-    /// Delay before answering (or before passing through if no status).
+    /// Delay before anything else this fault does (answering, dropping,
+    /// redirecting, or passing the request through). Real milliseconds: not divided
+    /// by [`SimConfig::time_scale`].
     pub latency_ms: Option<u64>,
-    /// Close the connection without an answer.
+    /// Close the connection without an answer, without handling the request
+    /// (logged with status 0).
     #[serde(default)]
     pub drop_connection: bool,
+    /// Answer `307 Temporary Redirect` with `Location: <redirect_to>` and an empty
+    /// body, without handling the request.
+    pub redirect_to: Option<String>,
+    /// Handle the request normally (a register registers, a revert reverts, a
+    /// delete deregisters), then close the connection without sending the answer.
+    /// Logged with the handler's status and [`RequestRecord::dropped`].
+    #[serde(default)]
+    pub commit_then_drop: bool,
+    /// Hold the answer this long after handling the request, before sending it (or,
+    /// with [`Fault::commit_then_drop`], before dropping the connection), so a test can
+    /// act while the answer is pending. Real milliseconds: not divided by
+    /// [`SimConfig::time_scale`].
+    pub after_commit_ms: Option<u64>,
+    /// Pass the request through but send its answer without `X-Nomad-Index`,
+    /// `X-Nomad-KnownLeader` and `X-Nomad-LastContact`.
+    #[serde(default)]
+    pub strip_index: bool,
+    /// Pass the request through and append this many ASCII spaces to its answer's
+    /// body (a JSON body stays valid JSON). The padded body is built in memory.
+    pub pad_bytes: Option<u64>,
     /// Apply at most N times (None = until cleared).
     pub times: Option<u32>,
     /// Apply with this probability (None = always).
@@ -152,6 +227,11 @@ pub(crate) struct Inner {
     /// Blocking queries parked waiting for a change (the clients' watches).
     pub(crate) waiting_queries: AtomicUsize,
     scheduler_started: AtomicBool,
+    /// When the simulator was created ([`RequestRecord::at_ms`] counts from it).
+    created: Instant,
+    /// Whether the cluster has a leader (see [`Simulator::set_leader`]); blocking
+    /// queries watch it.
+    pub(crate) leader: watch::Sender<bool>,
 }
 
 impl Inner {
@@ -159,6 +239,16 @@ impl Inner {
     /// per operation).
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Milliseconds since the simulator was created.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the cluster has a leader.
+    pub(crate) fn has_leader(&self) -> bool {
+        *self.leader.borrow()
     }
 
     pub(crate) fn record(&self, rec: RequestRecord) {
@@ -213,6 +303,8 @@ impl Simulator {
                 open_conns: Arc::new(AtomicUsize::new(0)),
                 waiting_queries: AtomicUsize::new(0),
                 scheduler_started: AtomicBool::new(false),
+                created: Instant::now(),
+                leader: watch::Sender::new(true),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -301,6 +393,25 @@ impl Simulator {
         self.inner
             .lock_state()
             .set_client_status(alloc_id, client_status)
+    }
+
+    /// Makes the cluster lose (`false`) or regain (`true`) its leader. Without a
+    /// leader every `/v1/...` request except `/v1/agent/self` answers a 500
+    /// `No cluster leader` (text/plain), as Nomad 1.1.2 does once its RPC hold time
+    /// has passed; blocking queries parked at that moment answer the same at once.
+    /// State is kept: restoring the leader serves it again. A new simulator has a
+    /// leader.
+    pub fn set_leader(&self, has_leader: bool) {
+        self.inner.leader.send_if_modified(|v| {
+            let changed = *v != has_leader;
+            *v = has_leader;
+            changed
+        });
+    }
+
+    /// Whether the cluster has a leader (see [`Simulator::set_leader`]).
+    pub fn has_leader(&self) -> bool {
+        self.inner.has_leader()
     }
 
     /// TCP connections currently open, over all servers of this simulator.

@@ -9,7 +9,7 @@ use nomad_sim::{NodeConfig, SimConfig, Simulator};
 ///
 /// Serves /v1 (jobs, plan, versions, revert, deployments, allocations,
 /// evaluations, blocking queries, HCL parse, agent/self) and a control API under /_sim
-/// (request log, fault injection, allocation client-status overrides, stats).
+/// (request log, fault injection, leader loss, allocation client-status overrides, stats).
 #[derive(Parser, Debug)]
 #[command(name = "nomad-sim", version)]
 struct Args {

@@ -254,7 +254,7 @@ pub(crate) async fn serve(sim: crate::Simulator, addr: SocketAddr) -> io::Result
     let registry = Arc::new(Registry::default());
     let (tx, rx) = watch::channel(false);
     let open = sim.inner.open_conns.clone();
-    let app = crate::http::router(sim, rx.clone());
+    let app = crate::http::router(sim, rx.clone(), local.port());
     let sl = SimListener {
         listener,
         registry: registry.clone(),

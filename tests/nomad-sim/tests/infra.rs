@@ -25,6 +25,8 @@ async fn blocking_query_returns_at_once_then_wakes_on_change() {
     s.wait_deployment("b1", 0, "successful").await;
     let settled = s.get("/v1/jobs").await.index.expect("index");
 
+    // Checked before the query is sent: once spawned it may park at any moment.
+    assert_eq!(s.sim.waiting_queries(), 0);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, String)>(1);
     let url = format!("{}/v1/jobs?index={settled}&wait=30s", s.base);
     let http = s.http.clone();
@@ -39,7 +41,6 @@ async fn blocking_query_returns_at_once_then_wakes_on_change() {
         let _ = tx.send((idx, body)).await;
     });
     // The query parks (counted as a waiting query) until a write wakes it.
-    assert_eq!(s.sim.waiting_queries(), 0);
     s.wait_for("the query to park", || async {
         (s.sim.waiting_queries() == 1).then_some(())
     })
