@@ -398,9 +398,6 @@ impl Leadership {
     }
 }
 
-/// The message of a write refused because this replica no longer leads.
-pub const NOT_LEADER: &str = "this replica is no longer the leader (its Lease was not renewed in time); the write was not made";
-
 /// How long a controller that was told to stop may take to finish before it is cut off.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
@@ -455,9 +452,11 @@ pub async fn run<F, Fut>(
         leader.set(0);
         let _ = stop_tx.send(());
         // Writes are already refused; let the controller wind down, then cut it off.
-        if tokio::time::timeout(STOP_GRACE, &mut leading)
-            .await
-            .is_err()
+        // (A controller that ended on its own has nothing left to wait for.)
+        if end != Term::ControllerEnded
+            && tokio::time::timeout(STOP_GRACE, &mut leading)
+                .await
+                .is_err()
         {
             leading.abort();
         }
