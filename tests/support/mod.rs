@@ -12,6 +12,7 @@ pub mod nomad_agent;
 pub mod nomad_proxy;
 pub mod operator;
 pub mod operator_process;
+pub mod tcp_proxy;
 pub mod watchdog;
 
 /// Declares a `#[tokio::test]` per scenario on each backend: `on_sim::NAME` and
