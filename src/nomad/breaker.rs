@@ -99,10 +99,11 @@ impl Breaker {
         if state.failures < TRIP_AFTER && state.opened == 0 {
             return None;
         }
+        // Spread first, then capped: no pause is longer than MAX_PAUSE.
         let pause = FIRST_PAUSE
             .saturating_mul(2u32.saturating_pow(state.opened.min(16)))
-            .min(MAX_PAUSE)
-            .mul_f64(spread);
+            .mul_f64(spread)
+            .min(MAX_PAUSE);
         state.opened = state.opened.saturating_add(1);
         state.open = Some((now + pause, error.clone()));
         Some(pause)
@@ -199,6 +200,23 @@ mod tests {
             None,
             "closed again: one failure alone does not open it"
         );
+    }
+
+    #[test]
+    fn no_pause_is_longer_than_the_cap_whatever_the_spread() {
+        let breaker = Breaker::default();
+        let mut now = Instant::now();
+        let error = no_leader();
+        for _ in 0..TRIP_AFTER {
+            breaker.record_at(Err(&error), now, 1.19);
+        }
+        let mut longest = Duration::ZERO;
+        for _ in 0..8 {
+            now += MAX_PAUSE * 2;
+            let pause = breaker.record_at(Err(&error), now, 1.19);
+            longest = longest.max(pause.unwrap_or_default());
+        }
+        assert_eq!(longest, MAX_PAUSE);
     }
 
     #[test]
