@@ -12,6 +12,7 @@ pub mod nomad_agent;
 pub mod nomad_proxy;
 pub mod operator;
 pub mod operator_process;
+pub mod oracles;
 pub mod tcp_proxy;
 pub mod watchdog;
 
