@@ -413,6 +413,7 @@ fn oracles_catch_what_they_claim() {
         deleting,
         job_id: name.into(),
         status_version: Some(1),
+        stalled: None,
     };
     let state = |objects: Vec<Object>, jobs: Vec<Job>, expect: Expect| FinalState {
         nomad_namespace: "default".into(),

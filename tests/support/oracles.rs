@@ -25,8 +25,9 @@
 //!   `Meta` (and is not a periodic or dispatched child), and whose object is gone
 //!   (unless [`Expect::left_running`] names it: `deletionPolicy: Orphan`).
 //! - **lost**: an object that exists and is not being deleted, whose job is missing,
-//!   stopped, not `running`, owned by someone else, not at the version its status
-//!   records, or not running what [`Expect::runs`] says it should.
+//!   stopped, not `running` (unless the object is `Stalled/NoStableVersion`: its spec
+//!   failed with nothing to go back to), owned by someone else, not at the version its
+//!   status records, or not running what [`Expect::runs`] says it should.
 //!
 //! Limits: a Nomad-side auto-revert makes no request, so a deliberate retry of the same
 //! spec after one (annotation `nomadoperator.dev/retry`) reads as a doubled register;
@@ -156,6 +157,8 @@ pub struct Object {
     pub job_id: String,
     /// `status.jobVersion`.
     pub status_version: Option<u64>,
+    /// The reason of its `Stalled=True` condition, if it has one.
+    pub stalled: Option<String>,
 }
 
 /// A Nomad job at the end of the run.
@@ -219,6 +222,11 @@ pub async fn snapshot(
                     .or_else(|| o.spec.job_id.clone())
                     .unwrap_or_else(|| name.clone()),
                 status_version: status.job_version,
+                stalled: status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Stalled" && c.status == "True")
+                    .map(|c| c.reason.clone()),
                 name,
             }
         })
@@ -552,7 +560,10 @@ fn lost(state: &FinalState) -> Vec<String> {
                 job.id, job.owner
             ));
         }
-        if job.stop || job.status != "running" {
+        // A spec that failed with no stable version to go back to stays as the user
+        // gave it (Stalled/NoStableVersion): its job is there but runs nothing.
+        let failed_without_fallback = o.stalled.as_deref() == Some("NoStableVersion");
+        if job.stop || (job.status != "running" && !failed_without_fallback) {
             found.push(format!(
                 "{who}: job {:?} is {} (Stop: {})",
                 job.id, job.status, job.stop
