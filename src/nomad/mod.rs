@@ -33,7 +33,8 @@ pub mod types;
 
 pub use changes::{ChangeEntry, ChangeFeed, Changes};
 pub use client::{
-    Blocking, CallHook, Indexed, MAX_ANSWER_BYTES, MAX_STREAMED_BYTES, NomadClient, Scope, WriteGate,
+    Blocking, CallHook, Indexed, MAX_ANSWER_BYTES, MAX_STREAMED_BYTES, NomadClient, Scope,
+    WriteGate,
 };
 pub use config::{InlineTls, NomadConfig, Pem, Token, parse_duration};
 pub use error::{NomadError, truncate_bytes};
