@@ -171,7 +171,7 @@ fn new_value<'a>(now: Option<&'a str>, answered: Option<&str>) -> Option<&'a str
 /// What happened so far in this reconcile.
 #[derive(Clone, Debug, Default)]
 pub struct Progress {
-    /// The resync interval passed since the object was last planned.
+    /// The plan interval passed since the object was last planned.
     pub plan_due: bool,
     /// This reconcile registered the spec (it is not planned again before the next one).
     pub registered: bool,
@@ -678,7 +678,8 @@ fn answer_failure(
 }
 
 /// Why the object must be planned, if it must: the spec is not known to be applied, the
-/// job's spec index moved since the operator last saw it, or the resync is due.
+/// job's spec index moved since the operator last saw it, or the plan interval passed
+/// (and no deployment is in progress).
 fn plan_reason(
     memory: &Memory,
     digest: &str,
@@ -692,7 +693,9 @@ fn plan_reason(
         Some(PlanReason::SpecChanged)
     } else if memory.seen_job_modify_index != Some(job.job_modify_index) {
         Some(PlanReason::JobChanged)
-    } else if plan_due {
+    } else if plan_due && !observed.deployments.iter().any(|d| d.is_active()) {
+        // Nothing moved: a plan only looks for drift no index shows, and not while a
+        // deployment is in progress (the job is changing anyway, and watched).
         Some(PlanReason::ResyncDue)
     } else {
         None

@@ -290,6 +290,19 @@ fn table() -> Vec<Row> {
                 ..Progress::default()
             })
             .expect(JobState::NeedsPlan(PlanReason::ResyncDue), Step::Plan),
+        row(
+            "plan due while a deployment is in progress",
+            Some(seen(
+                Some(job(1, 10)),
+                vec![dep(1, 20, "running", "Deployment is running")],
+            )),
+            applied(DIGEST, 1, 10),
+        )
+        .progress(Progress {
+            plan_due: true,
+            ..Progress::default()
+        })
+        .expect(JobState::Deploying, Step::Done),
         row("at rest", Some(running()), applied(DIGEST, 1, 10)).expect(JobState::InSync, Step::Done),
         row(
             "planned, no difference",

@@ -29,8 +29,10 @@ pub struct Context {
     pub events: EventPublisher,
     /// Nomad namespace and region for jobs that do not name theirs (default connection).
     pub defaults: Defaults,
-    /// How often an object is re-planned when nothing happens (drift detection).
+    /// How often an object is looked at again when nothing happens.
     pub resync: Duration,
+    /// How often an object whose spec and job did not move is planned anyway.
+    pub plan_interval: Duration,
     /// Per-object exponential back-off after errors.
     pub backoff: Backoff,
     /// Which object owns which Nomad job, for turning Nomad changes into reconciles.

@@ -296,7 +296,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         memory.note_rename(&previous, desired);
     }
     let mut progress = Progress {
-        plan_due: ctx.plans.due(&obj_ref, ctx.resync),
+        plan_due: ctx.plans.due(&obj_ref, ctx.plan_interval),
         ..Progress::default()
     };
     let mut observed: Option<Observed> = None;

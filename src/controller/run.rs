@@ -54,11 +54,19 @@ pub struct RunArgs {
     #[arg(long, env = "RECONCILE_DEBOUNCE", default_value = "100ms", value_parser = parse_duration)]
     pub debounce: Duration,
 
-    /// How often each object is re-planned when nothing happens (drift detection). Each
-    /// object's interval is stretched by up to a fifth (fixed per object), so objects
-    /// created together do not all resync at once.
+    /// How often each object is looked at again when nothing happens: its job is read
+    /// and its status refreshed; it is planned only when its spec or its job's spec
+    /// index moved, or --plan-interval passed. Each object's interval is stretched by up
+    /// to a fifth (fixed per object), so objects created together do not all resync at
+    /// once.
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub resync_interval: Duration,
+
+    /// How often an object whose spec and job did not move is planned anyway, to find
+    /// drift that no index shows; never while the job's deployment is in progress. At
+    /// least the resync interval.
+    #[arg(long, env = "PLAN_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub plan_interval: Duration,
 
     /// First retry delay after an error; it doubles per failure up to --max-backoff.
     #[arg(long, env = "ERROR_BACKOFF", default_value = "1s", value_parser = parse_duration)]
@@ -153,6 +161,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         events,
         defaults,
         resync: args.resync_interval,
+        plan_interval: args.plan_interval.max(args.resync_interval),
         backoff: Backoff::new(args.error_backoff, args.max_backoff),
         jobs,
         dispatches: Arc::new(JobIndex::default()),
