@@ -7,13 +7,19 @@
 //! wait forever (other reconciles go on). Unset, the points cost one load of a
 //! `OnceLock`.
 //!
-//! The points, in pipeline order: `finalizer.before`, `finalizer.after`; for each step
-//! of a reconcile (`register`, `revert`, `promote`, `retire`, `force-launch`, and the
-//! reads `observe`, `plan`, `versions`), `STEP.intent` before the status write that
-//! records a pending Nomad write, `STEP.before` just before the Nomad call and
-//! `STEP.after` just after its answer; `status.before` and `status.after` around a
-//! reconcile's last status write; on delete, `deregister.before`, `deregister.after`,
+//! The points of a `NomadJob`, in pipeline order: `finalizer.before`, `finalizer.after`;
+//! for each step of a reconcile (`register`, `revert`, `promote`, `retire`,
+//! `force-launch`, and the reads `observe`, `plan`, `versions`), `STEP.before` just
+//! before the Nomad call and `STEP.after` just after its answer, and for the two steps
+//! recorded in `status.pending` first (`register` and `revert`; the others record no
+//! intent, so `promote.intent` and the like are never reached) `STEP.intent` before
+//! that status write; `status.before` and `status.after` around a reconcile's last
+//! status write; on delete, `deregister.before`, `deregister.after`,
 //! `finalizer-removal.before` and `finalizer-removal.after`.
+//!
+//! The points of a `NomadDispatch`: `dispatch.intent` before the status write that
+//! records `dispatchedAt` (a dispatch is about to be made), `dispatch.before` just
+//! before `POST /v1/job/:id/dispatch` and `dispatch.after` just after its answer.
 
 use std::sync::OnceLock;
 

@@ -5,6 +5,10 @@
 //! registered twice, no failed deployment reverted twice, no foreign job deleted, no
 //! job left running without its object, no object without its job.
 //!
+//! The kill -9 cases also cover the Nomad writes that are not job writes: a canary
+//! promotion (`spec.rollout.promote: Auto`) is made once per deployment, and a
+//! `NomadDispatch` dispatches exactly one job.
+//!
 //! The kill -9 cases run the operator as a process of its own (the built binary), held
 //! at a named point (`NOMAD_OPERATOR_HOLD_AT`), on the simulator and on the run's real
 //! Nomad agent (behind the recording proxy, in a Nomad namespace of the test's own).
@@ -17,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
-use nomad_operator::crd::NomadJob;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use nomad_operator::crd::{NomadDispatch, NomadJob};
 use nomad_operator::nomad::{NomadClient, Scope};
 use nomad_sim::{Fault, SimServer, Simulator};
 use serde_json::{Value, json};
@@ -113,12 +119,96 @@ impl Bed {
         fixtures::service_job(self.backend, 1, "/bin/false", &[], false)
     }
 
+    /// A service job of 2 allocations sleeping `seconds`, whose update places 1 canary.
+    /// On the simulator its deadlines are long: it fails a deployment whose healthy
+    /// canaries wait for their promotion at the progress deadline (Nomad does not), and
+    /// the wait of a held operator is not a matter of seconds.
+    fn canary_job(&self, seconds: &str) -> Value {
+        let mut job = fixtures::service_job(self.backend, 2, "/bin/sleep", &[seconds], false);
+        job["TaskGroups"][0]["Update"]["Canary"] = json!(1);
+        if self.backend == Backend::Sim {
+            job["TaskGroups"][0]["Update"]["HealthyDeadline"] = json!(1_800_000_000_000u64);
+            job["TaskGroups"][0]["Update"]["ProgressDeadline"] = json!(3_600_000_000_000u64);
+        }
+        job
+    }
+
+    /// A parameterized batch job (one raw_exec task that exits 0 when meta `who` is
+    /// `ops`), meta `who` required. No `MetaOptional`: the operator adds its dispatch
+    /// UID key there, by which a restarted operator finds an interrupted dispatch's job.
+    fn parameterized_job(&self) -> Value {
+        json!({
+            "Datacenters": ["dc1"],
+            "Type": "batch",
+            "ParameterizedJob": {"Payload": "optional", "MetaRequired": ["who"]},
+            "TaskGroups": [{
+                "Name": "run",
+                "Count": 1,
+                "RestartPolicy": {"Attempts": 0, "Mode": "fail", "Interval": 86_400_000_000_000u64, "Delay": 1_000_000_000u64},
+                "ReschedulePolicy": {"Attempts": 0, "Unlimited": false, "Interval": 86_400_000_000_000u64},
+                "Tasks": [{
+                    "Name": "main",
+                    "Driver": "raw_exec",
+                    "Config": {"command": "/bin/sh", "args": ["-c", "test \"$NOMAD_META_who\" = ops"]},
+                    "Resources": {"CPU": 20, "MemoryMB": 32}
+                }]
+            }]
+        })
+    }
+
     async fn register_foreign(&self) {
         register_foreign(&self.nomad, self.backend, &self.nomad_namespace).await;
     }
 
     async fn apply(&self, name: &str, job: &Value) {
-        apply(&self.ns.api(), name, job).await;
+        apply_spec(&self.ns.api(), name, json!({ "job": job })).await;
+    }
+
+    /// [`apply`](Self::apply) of a canary job that the operator promotes itself.
+    async fn apply_auto_promoted(&self, name: &str, job: &Value) {
+        let spec = json!({"job": job, "rollout": {"promote": "Auto"}});
+        apply_spec(&self.ns.api(), name, spec).await;
+    }
+
+    fn dispatches(&self) -> Api<NomadDispatch> {
+        Api::namespaced(self.ns.client.clone(), &self.ns.name)
+    }
+
+    /// Creates NomadDispatch `name` of NomadJob `parent`, with meta `who: ops`.
+    async fn create_dispatch(&self, name: &str, parent: &str) {
+        let obj: NomadDispatch = serde_json::from_value(json!({
+            "apiVersion": "nomadoperator.dev/v1alpha1",
+            "kind": "NomadDispatch",
+            "metadata": {"name": name},
+            "spec": {"jobRef": {"name": parent}, "payload": "hello", "meta": {"who": "ops"}}
+        }))
+        .expect("NomadDispatch");
+        self.dispatches()
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create NomadDispatch");
+    }
+
+    /// Waits until NomadDispatch `name` names its job and is `Ready=True` (the job
+    /// completed).
+    async fn wait_dispatched(&self, name: &str) -> NomadDispatch {
+        wait_until_ok(&format!("{name}: dispatched and Ready"), || async {
+            let obj = self
+                .dispatches()
+                .get(name)
+                .await
+                .expect("get NomadDispatch");
+            let status = obj.status.as_ref();
+            let ready = status
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "True");
+            if ready && status.is_some_and(|s| s.job_id.is_some()) {
+                Ok(obj)
+            } else {
+                Err(format!("; last status: {:#?}", obj.status))
+            }
+        })
+        .await
     }
 
     async fn wait_for(
@@ -190,11 +280,16 @@ async fn register_foreign(nomad: &NomadClient, backend: Backend, namespace: &str
 
 /// Creates or updates NomadJob `name` with `spec.job: job` (server-side apply).
 async fn apply(api: &Api<NomadJob>, name: &str, job: &Value) {
+    apply_spec(api, name, json!({ "job": job })).await;
+}
+
+/// Creates or updates NomadJob `name` with `spec` (server-side apply).
+async fn apply_spec(api: &Api<NomadJob>, name: &str, spec: Value) {
     let body = json!({
         "apiVersion": "nomadoperator.dev/v1alpha1",
         "kind": "NomadJob",
         "metadata": {"name": name},
-        "spec": {"job": job}
+        "spec": spec
     });
     api.patch(
         name,
@@ -242,6 +337,20 @@ enum Path {
     Revert,
     /// Deleting the object (default policy: deregister).
     Delete,
+    /// Promoting the healthy canary of a changed spec (`spec.rollout.promote: Auto`).
+    Promote,
+    /// Dispatching a `NomadDispatch` of a parameterized job.
+    Dispatch,
+}
+
+impl Path {
+    /// The NomadJob the path is about.
+    fn object(self) -> &'static str {
+        match self {
+            Path::Dispatch => "report",
+            _ => "web",
+        }
+    }
 }
 
 /// One case of the matrix: the object reaches `point` of `path` in an operator started
@@ -253,12 +362,20 @@ async fn kill9_case(backend: Backend, path: Path, point: &str) {
     bed.register_foreign().await;
     let good = bed.job("3600");
     let changed = bed.job("3601");
+    let canary = bed.canary_job("3600");
+    let canary_changed = bed.canary_job("3601");
+    let parameterized = bed.parameterized_job();
+    let name = path.object();
 
     // Every path but the create starts from an object Ready at its first spec.
     if path != Path::Create {
         let mut first = bed.spawn("first", None);
-        bed.apply("web", &good).await;
-        bed.wait_for("web", "Ready", ready).await;
+        match path {
+            Path::Promote => bed.apply_auto_promoted(name, &canary).await,
+            Path::Dispatch => bed.apply(name, &parameterized).await,
+            _ => bed.apply(name, &good).await,
+        }
+        bed.wait_for(name, "Ready", ready).await;
         first.kill9().await;
     }
 
@@ -274,6 +391,9 @@ async fn kill9_case(backend: Backend, path: Path, point: &str) {
                 .await
                 .expect("delete");
         }
+        // The changed spec's deployment starts with one canary.
+        Path::Promote => bed.apply_auto_promoted("web", &canary_changed).await,
+        Path::Dispatch => bed.create_dispatch("run", name).await,
     }
     held.wait_held(point).await;
     held.kill9().await;
@@ -283,6 +403,7 @@ async fn kill9_case(backend: Backend, path: Path, point: &str) {
         foreign: vec![FOREIGN.into()],
         ..Expect::default()
     };
+    let mut dispatch = None;
     match path {
         Path::Create => {
             bed.wait_for("web", "Ready", ready).await;
@@ -305,15 +426,33 @@ async fn kill9_case(backend: Backend, path: Path, point: &str) {
             bed.wait_gone("web").await;
             expect.specs_applied.insert("web".into(), 1);
         }
+        Path::Promote => {
+            bed.wait_for("web", "Ready at the promoted changed spec", |o| {
+                ready(o)
+                    && o.status
+                        .as_ref()
+                        .and_then(|s| s.canaries.as_ref())
+                        .is_some_and(|c| c.promoted)
+            })
+            .await;
+            expect.runs.insert("web".into(), canary_changed);
+            expect.specs_applied.insert("web".into(), 2);
+        }
+        Path::Dispatch => {
+            dispatch = Some(bed.wait_dispatched("run").await);
+            expect.runs.insert(name.into(), parameterized);
+            expect.specs_applied.insert(name.into(), 1);
+        }
     }
     if path != Path::Delete {
-        bed.let_reconciles_pass("web", 3).await;
+        bed.let_reconciles_pass(name, 3).await;
     }
-    let (verdict, _) = bed.verdict(expect).await;
-    verdict.assert_clean(&format!(
+    let (verdict, state) = bed.verdict(expect).await;
+    let context = format!(
         "{backend:?}: kill -9 at {point} ({path:?})\nrequest log:\n{}",
         writes_of(&bed.requests())
-    ));
+    );
+    verdict.assert_clean(&context);
     if path == Path::Revert {
         let reverts = bed
             .requests()
@@ -322,7 +461,122 @@ async fn kill9_case(backend: Backend, path: Path, point: &str) {
             .count();
         assert_eq!(reverts, 1, "{backend:?}: kill -9 at {point}: one revert");
     }
+    if path == Path::Promote {
+        promoted_once(&bed, point, &context).await;
+    }
+    if let Some(dispatch) = dispatch {
+        dispatched_once(&bed, &state, &dispatch, &context);
+    }
     drop(fresh);
+}
+
+/// The changed spec's deployment of `web` was promoted by one successful `POST
+/// /v1/deployment/promote/:id`, no deployment more than once, and, when the fresh
+/// operator made the promotion (the held one was killed before it), the status records
+/// it. (Nomad 1.1 answers a second promote of a deployment that is still running with
+/// 200, as if it had promoted it; of an ended one with a 500 `can't promote terminal
+/// deployment`, which promotes nothing.)
+///
+/// A promotion made just before the kill is not checked in the status: the operator
+/// records no intent before promoting (`promote.intent` is not a point), so the fresh
+/// operator finds the deployment promoted without knowing who did it, and
+/// `status.lastPromotion` is left as it was, or says "someone outside the operator"
+/// when an earlier status showed the canaries unpromoted.
+async fn promoted_once(bed: &Bed, point: &str, context: &str) {
+    let deployments = bed
+        .nomad
+        .job_deployments(&Scope::default(), "web")
+        .await
+        .expect("the deployments of web");
+    let latest = deployments
+        .iter()
+        .max_by_key(|d| d.create_index)
+        .expect("a deployment");
+    assert!(
+        latest.status == "successful"
+            && latest
+                .task_groups
+                .values()
+                .all(|g| g.desired_canaries == 1 && g.promoted),
+        "{context}\nthe changed spec's deployment is promoted and successful: {latest:#?}"
+    );
+    let mut promotions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in bed.requests() {
+        if let Some(id) = r.path.strip_prefix("/v1/deployment/promote/") {
+            promotions.entry(id.into()).or_default().push(r.to_string());
+        }
+    }
+    let successes = |id: &str| {
+        bed.requests()
+            .iter()
+            .filter(|r| {
+                r.path == format!("/v1/deployment/promote/{id}") && (200..300).contains(&r.status)
+            })
+            .count()
+    };
+    for id in promotions.keys() {
+        assert!(
+            successes(id) <= 1,
+            "{context}\ndeployment {id} promoted more than once: {promotions:#?}"
+        );
+    }
+    assert_eq!(
+        successes(&latest.id),
+        1,
+        "{context}\none successful promotion of {}: {promotions:#?}",
+        latest.id
+    );
+    let obj = bed.ns.api::<NomadJob>().get("web").await.expect("get web");
+    let status = obj.status.unwrap_or_default();
+    let recorded = status.last_promotion.as_ref();
+    eprintln!("kill -9 at {point}: status.lastPromotion {recorded:?}");
+    if point == "promote.before" {
+        assert!(
+            recorded.is_some_and(
+                |p| p.deployment_id == latest.id && p.by == "spec.rollout.promote: Auto"
+            ),
+            "{context}\nstatus.lastPromotion names {} and spec.rollout.promote: {status:#?}",
+            latest.id
+        );
+    }
+}
+
+/// One job was dispatched for NomadDispatch `dispatch` (at most one successful `POST
+/// /v1/job/report/dispatch`, one child of `report` in Nomad), and its status names it.
+fn dispatched_once(bed: &Bed, state: &FinalState, dispatch: &NomadDispatch, context: &str) {
+    let dispatches: Vec<String> = bed
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/job/report/dispatch")
+        .map(|r| r.to_string())
+        .collect();
+    let successes = bed
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/job/report/dispatch" && (200..300).contains(&r.status))
+        .count();
+    assert!(
+        successes <= 1,
+        "{context}\nat most one successful dispatch: {dispatches:#?}"
+    );
+    let children: Vec<&str> = state
+        .jobs
+        .iter()
+        .filter(|j| j.parent == "report")
+        .map(|j| j.id.as_str())
+        .collect();
+    assert_eq!(
+        children.len(),
+        1,
+        "{context}\none dispatched job of report: {children:?} (dispatches {dispatches:#?})"
+    );
+    let named = dispatch.status.as_ref().and_then(|s| s.job_id.as_deref());
+    assert_eq!(
+        named,
+        Some(children[0]),
+        "{context}\nthe NomadDispatch names its job: {:#?}",
+        dispatch.status
+    );
 }
 
 /// The writes of a request log, one a line (for failure messages).
@@ -369,6 +623,11 @@ matrix! {
     delete_killed_at_deregister_before: Delete at "deregister.before",
     delete_killed_at_deregister_after: Delete at "deregister.after",
     delete_killed_at_finalizer_removal_before: Delete at "finalizer-removal.before",
+    promote_killed_at_promote_before: Promote at "promote.before",
+    promote_killed_at_promote_after: Promote at "promote.after",
+    dispatch_killed_at_dispatch_intent: Dispatch at "dispatch.intent",
+    dispatch_killed_at_dispatch_before: Dispatch at "dispatch.before",
+    dispatch_killed_at_dispatch_after: Dispatch at "dispatch.after",
 }
 
 // ---------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::crd::{
     META_DISPATCH_UID, NomadDispatch, NomadDispatchStatus, NomadJob, condition, reason,
 };
+use crate::hold_points;
 use crate::nomad::{NomadClient, NomadError, Scope};
 
 use super::connection::{Choice, Route};
@@ -215,17 +216,20 @@ async fn step(
     status.parent_job_id = Some(parent.id.clone());
     status.job_namespace = parent.scope.namespace.clone();
     status.dispatched_at = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    hold_points::reached("dispatch.intent").await;
     write_status(api, &obj.name_any(), &before, status, &ctx.leadership).await?;
     let mut meta = obj.spec.meta.clone();
     if parent.takes_uid {
         meta.insert(META_DISPATCH_UID.into(), uid);
     }
     let payload = obj.spec.payload.as_deref().map(str::as_bytes);
-    match parent
+    hold_points::reached("dispatch.before").await;
+    let dispatched = parent
         .nomad
         .dispatch_job(&parent.scope, &parent.id, payload, meta)
-        .await
-    {
+        .await;
+    hold_points::reached("dispatch.after").await;
+    match dispatched {
         Ok(answer) => {
             notices.push(Notice {
                 warning: false,
