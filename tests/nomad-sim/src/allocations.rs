@@ -212,7 +212,7 @@ impl State {
         {
             *q = q.saturating_sub(1);
         }
-        self.allocs.insert(id.clone(), alloc);
+        self.allocs.insert(id.clone(), alloc.into());
         self.allocs_by_job
             .entry(p.key.clone())
             .or_default()

@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -47,16 +46,16 @@ pub(crate) const NO_LEADER: &str = "No cluster leader";
 /// elapse, or server shutdown) and runs it again. Returns `(index, body)`; the index
 /// is 0 for a table never written, as Nomad answers. Without a leader, before or
 /// while waiting, it fails at once with a 500 `No cluster leader`.
-pub(crate) async fn blocking_query<F>(
+pub(crate) async fn blocking_query<F, T>(
     inner: &Inner,
     shutdown: &watch::Receiver<bool>,
     tables: &[Table],
     min_index: u64,
     wait: Duration,
     mut query: F,
-) -> Result<(u64, Value), ApiError>
+) -> Result<(u64, T), ApiError>
 where
-    F: FnMut(&State) -> Result<(u64, Value), ApiError>,
+    F: FnMut(&State) -> Result<(u64, T), ApiError>,
 {
     let mut rxs: Vec<watch::Receiver<u64>> = tables
         .iter()

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::blocking::{NO_LEADER, blocking_query, parse_blocking};
+use crate::cached::{Cached, List, json_array};
 use crate::canonical::{Obj, canonicalize_job, check_types, s, validate_job};
 use crate::jobs::{ApiError, WriteResult};
 use crate::server::ConnAddr;
@@ -150,6 +151,22 @@ pub(crate) fn json_out(v: &Value, meta: Meta, pretty: bool) -> Response {
         serde_json::to_vec(v)
     }
     .unwrap_or_default();
+    let mut resp = Response::new(Body::from(bytes));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    set_meta(&mut resp, meta);
+    resp
+}
+
+/// A list answer with the given meta headers: the entries' cached texts joined, or
+/// (`?pretty`) their trees encoded.
+fn list_out(list: List, meta: Meta, pretty: bool) -> Response {
+    let bytes = match list {
+        List::Texts(texts) => json_array(&texts),
+        List::Trees(trees) => return json_out(&Value::Array(trees), meta, pretty),
+    };
     let mut resp = Response::new(Body::from(bytes));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -765,6 +782,7 @@ fn register(
     Ok(resp)
 }
 
+/// A blocking read answering `f`'s JSON tree.
 async fn blocking(
     app: &AppState,
     q: &Query,
@@ -772,9 +790,31 @@ async fn blocking(
     pretty: bool,
     f: impl FnMut(&State) -> Result<(u64, Value), ApiError>,
 ) -> Result<Response, ApiError> {
+    let (idx, v) = blocking_read(app, q, tables, f).await?;
+    Ok(json_out(&v, Meta::Read(idx), pretty))
+}
+
+/// A blocking read answering `f`'s list (joined outside the state lock).
+async fn blocking_list(
+    app: &AppState,
+    q: &Query,
+    tables: &[Table],
+    pretty: bool,
+    f: impl FnMut(&State) -> Result<(u64, List), ApiError>,
+) -> Result<Response, ApiError> {
+    let (idx, list) = blocking_read(app, q, tables, f).await?;
+    Ok(list_out(list, Meta::Read(idx), pretty))
+}
+
+async fn blocking_read<T>(
+    app: &AppState,
+    q: &Query,
+    tables: &[Table],
+    f: impl FnMut(&State) -> Result<(u64, T), ApiError>,
+) -> Result<(u64, T), ApiError> {
     let (min, wait) = parse_blocking(q.get("index"), q.get("wait"))?;
     match blocking_query(&app.sim.inner, &app.shutdown, tables, min, wait, f).await {
-        Ok((idx, v)) => Ok(json_out(&v, Meta::Read(idx), pretty)),
+        Ok(answer) => Ok(answer),
         // A read of something missing still answers with the read's meta, at the
         // index of the table it looked in.
         Err(ApiError::NotFound(m)) => {
@@ -793,25 +833,28 @@ fn ns_match(q_ns: &str, ns: &str) -> bool {
 async fn list_jobs(app: &AppState, q: &Query, pretty: bool) -> Result<Response, ApiError> {
     let ns = q.namespace();
     let prefix = q.prefix().to_string();
-    blocking(app, q, &[Table::Jobs, Table::Summary], pretty, move |st| {
+    blocking_list(app, q, &[Table::Jobs, Table::Summary], pretty, move |st| {
         let idx = st.table(Table::Jobs).max(st.table(Table::Summary));
-        let mut out = Vec::new();
-        if ns == "*" {
-            for (k, j) in &st.jobs {
-                if k.1.starts_with(&prefix) {
-                    out.push(st.job_stub_json(k, j));
-                }
-            }
+        // Every namespace: all jobs, the prefix filtering each; one namespace: the run
+        // of its jobs that start with the prefix.
+        let all = ns == "*";
+        let start: JobKey = if all {
+            (String::new(), String::new())
         } else {
-            let start: JobKey = (ns.clone(), prefix.clone());
-            for (k, j) in st.jobs.range(start..) {
-                if k.0 != ns || !k.1.starts_with(&prefix) {
-                    break;
-                }
-                out.push(st.job_stub_json(k, j));
-            }
-        }
-        Ok((idx, Value::Array(out)))
+            (ns.clone(), prefix.clone())
+        };
+        let jobs = st
+            .jobs
+            .range(start..)
+            .take_while(|(k, _)| all || (k.0 == ns && k.1.starts_with(&prefix)))
+            .filter(|(k, _)| k.1.starts_with(&prefix));
+        let list = List::of(
+            jobs,
+            pretty,
+            |(k, j)| j.stub_text(st, k),
+            |(k, j)| st.job_stub_json(k, j),
+        );
+        Ok((idx, list))
     })
     .await
 }
@@ -819,12 +862,15 @@ async fn list_jobs(app: &AppState, q: &Query, pretty: bool) -> Result<Response, 
 async fn list_allocations(app: &AppState, q: &Query, pretty: bool) -> Result<Response, ApiError> {
     let ns = q.namespace();
     let prefix = q.prefix().to_string();
-    blocking(app, q, &[Table::Allocs], pretty, move |st| {
-        let out: Vec<Value> = by_prefix(&st.allocs, &prefix)
-            .filter(|a| ns_match(&ns, &a.namespace))
-            .map(|a| a.stub_json(&st.node.id, &st.node.name))
-            .collect();
-        Ok((st.table(Table::Allocs), Value::Array(out)))
+    blocking_list(app, q, &[Table::Allocs], pretty, move |st| {
+        let allocs = by_prefix(&st.allocs, &prefix).filter(|a| ns_match(&ns, &a.namespace));
+        let list = List::of(
+            allocs,
+            pretty,
+            |a| a.stub_text(&st.node),
+            |a| a.stub_json(&st.node.id, &st.node.name),
+        );
+        Ok((st.table(Table::Allocs), list))
     })
     .await
 }
@@ -832,12 +878,11 @@ async fn list_allocations(app: &AppState, q: &Query, pretty: bool) -> Result<Res
 async fn list_deployments(app: &AppState, q: &Query, pretty: bool) -> Result<Response, ApiError> {
     let ns = q.namespace();
     let prefix = q.prefix().to_string();
-    blocking(app, q, &[Table::Deployments], pretty, move |st| {
-        let out: Vec<Value> = by_prefix(&st.deployments, &prefix)
-            .filter(|d| ns_match(&ns, &d.namespace))
-            .map(|d| d.to_json())
-            .collect();
-        Ok((st.table(Table::Deployments), Value::Array(out)))
+    blocking_list(app, q, &[Table::Deployments], pretty, move |st| {
+        let deployments =
+            by_prefix(&st.deployments, &prefix).filter(|d| ns_match(&ns, &d.namespace));
+        let list = List::of(deployments, pretty, |d| d.text(), |d| d.to_json());
+        Ok((st.table(Table::Deployments), list))
     })
     .await
 }
@@ -845,12 +890,10 @@ async fn list_deployments(app: &AppState, q: &Query, pretty: bool) -> Result<Res
 async fn list_evaluations(app: &AppState, q: &Query, pretty: bool) -> Result<Response, ApiError> {
     let ns = q.namespace();
     let prefix = q.prefix().to_string();
-    blocking(app, q, &[Table::Evals], pretty, move |st| {
-        let out: Vec<Value> = by_prefix(&st.evals, &prefix)
-            .filter(|e| ns_match(&ns, &e.namespace))
-            .map(|e| e.to_json())
-            .collect();
-        Ok((st.table(Table::Evals), Value::Array(out)))
+    blocking_list(app, q, &[Table::Evals], pretty, move |st| {
+        let evals = by_prefix(&st.evals, &prefix).filter(|e| ns_match(&ns, &e.namespace));
+        let list = List::of(evals, pretty, |e| e.text(), |e| e.to_json());
+        Ok((st.table(Table::Evals), list))
     })
     .await
 }
@@ -898,19 +941,20 @@ fn eval_allocations(app: &AppState, id: &str, pretty: bool) -> Result<Response, 
         .evals
         .get(id)
         .map(|e| (e.namespace.clone(), e.job_id.clone()));
-    let out: Vec<Value> = key
-        .map(|k| {
-            st.job_alloc_ids(&k)
-                .iter()
-                .filter_map(|a| st.allocs.get(a))
-                .filter(|a| a.eval_id == id)
-                .map(|a| a.stub_json(&st.node.id, &st.node.name))
-                .collect()
-        })
-        .unwrap_or_default();
+    let allocs = key
+        .iter()
+        .flat_map(|k| st.job_alloc_ids(k))
+        .filter_map(|a| st.allocs.get(a))
+        .filter(|a| a.eval_id == id);
+    let list = List::of(
+        allocs,
+        pretty,
+        |a| a.stub_text(&st.node),
+        |a| a.stub_json(&st.node.id, &st.node.name),
+    );
     let idx = st.table(Table::Allocs);
     drop(st);
-    Ok(json_resp(&Value::Array(out), Some(idx), pretty))
+    Ok(list_out(list, Meta::Read(idx), pretty))
 }
 
 async fn deployment_specific(
@@ -928,19 +972,20 @@ async fn deployment_specific(
         require(method == "GET")?;
         let st = app.sim.inner.lock_state();
         let key = st.deployments.get(&id).map(|d| d.key());
-        let out: Vec<Value> = key
-            .map(|k| {
-                st.job_alloc_ids(&k)
-                    .iter()
-                    .filter_map(|a| st.allocs.get(a))
-                    .filter(|a| a.deployment_id == id)
-                    .map(|a| a.stub_json(&st.node.id, &st.node.name))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let allocs = key
+            .iter()
+            .flat_map(|k| st.job_alloc_ids(k))
+            .filter_map(|a| st.allocs.get(a))
+            .filter(|a| a.deployment_id == id);
+        let list = List::of(
+            allocs,
+            pretty,
+            |a| a.stub_text(&st.node),
+            |a| a.stub_json(&st.node.id, &st.node.name),
+        );
         let idx = st.table(Table::Allocs);
         drop(st);
-        return Ok(json_resp(&Value::Array(out), Some(idx), pretty));
+        return Ok(list_out(list, Meta::Read(idx), pretty));
     }
     let dep_write = |res: Result<u64, String>| -> Result<Response, ApiError> {
         let idx = res.map_err(ApiError::Server)?;
@@ -1029,32 +1074,35 @@ async fn job_specific(
         require(get)?;
         let key = key_of(id);
         let all = q.flag("all");
-        return blocking(app, q, &[Table::Allocs], pretty, move |st| {
+        return blocking_list(app, q, &[Table::Allocs], pretty, move |st| {
             let ci = st.jobs.get(&key).map(|j| j.create_index);
-            let out: Vec<Value> = st
+            let allocs = st
                 .job_alloc_ids(&key)
                 .iter()
                 .filter_map(|a| st.allocs.get(a))
-                .filter(|a| all || Some(a.job_create_index) == ci)
-                .map(|a| a.stub_json(&st.node.id, &st.node.name))
-                .collect();
-            Ok((st.table(Table::Allocs), Value::Array(out)))
+                .filter(|a| all || Some(a.job_create_index) == ci);
+            let list = List::of(
+                allocs,
+                pretty,
+                |a| a.stub_text(&st.node),
+                |a| a.stub_json(&st.node.id, &st.node.name),
+            );
+            Ok((st.table(Table::Allocs), list))
         })
         .await;
     }
     if let Some(id) = rest.strip_suffix("/evaluations") {
         require(get)?;
         let key = key_of(id);
-        return blocking(app, q, &[Table::Evals], pretty, move |st| {
-            let out: Vec<Value> = st
+        return blocking_list(app, q, &[Table::Evals], pretty, move |st| {
+            let evals = st
                 .evals_by_job
                 .get(&key)
                 .into_iter()
                 .flatten()
-                .filter_map(|e| st.evals.get(e))
-                .map(|e| e.to_json())
-                .collect();
-            Ok((st.table(Table::Evals), Value::Array(out)))
+                .filter_map(|e| st.evals.get(e));
+            let list = List::of(evals, pretty, |e| e.text(), |e| e.to_json());
+            Ok((st.table(Table::Evals), list))
         })
         .await;
     }
@@ -1176,8 +1224,8 @@ async fn job_specific(
     if let Some(id) = rest.strip_suffix("/deployments") {
         require(get)?;
         let key = key_of(id);
-        return blocking(app, q, &[Table::Deployments], pretty, move |st| {
-            let mut ds: Vec<&crate::state::Deployment> = st
+        return blocking_list(app, q, &[Table::Deployments], pretty, move |st| {
+            let mut ds: Vec<&Cached<crate::state::Deployment>> = st
                 .deployments_by_job
                 .get(&key)
                 .into_iter()
@@ -1185,8 +1233,8 @@ async fn job_specific(
                 .filter_map(|d| st.deployments.get(d))
                 .collect();
             ds.sort_by_key(|d| std::cmp::Reverse(d.create_index));
-            let out: Vec<Value> = ds.iter().map(|d| d.to_json()).collect();
-            Ok((st.table(Table::Deployments), Value::Array(out)))
+            let list = List::of(ds.into_iter(), pretty, |d| d.text(), |d| d.to_json());
+            Ok((st.table(Table::Deployments), list))
         })
         .await;
     }

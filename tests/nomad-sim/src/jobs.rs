@@ -202,7 +202,8 @@ impl State {
                         aliased: true,
                         queued: BTreeMap::new(),
                         constraint_cached: false,
-                    },
+                    }
+                    .into(),
                 );
                 self.touch(Table::Summary, idx);
             }
@@ -214,7 +215,7 @@ impl State {
     pub(crate) fn deregister(&mut self, key: &JobKey, purge: bool) -> WriteResult {
         let idx = self.bump();
         // A periodic or parameterized job gets no evaluation.
-        let parent = self.jobs.get(key).is_some_and(JobEntry::is_parent);
+        let parent = self.jobs.get(key).is_some_and(|j| j.is_parent());
         if self.jobs.contains_key(key) {
             if purge {
                 self.jobs.remove(key);

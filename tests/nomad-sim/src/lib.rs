@@ -30,6 +30,7 @@ mod agent;
 mod allocations;
 mod apijob;
 mod blocking;
+mod cached;
 mod canonical;
 mod constraints;
 mod control;

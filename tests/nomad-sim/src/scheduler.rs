@@ -106,7 +106,7 @@ impl State {
             create_time: now,
             modify_time: now,
         };
-        self.evals.insert(id.to_string(), ev);
+        self.evals.insert(id.to_string(), ev.into());
         self.evals_by_job
             .entry(key.clone())
             .or_default()
@@ -234,7 +234,7 @@ impl State {
             if let Some(spec) = spec {
                 let b = self.blocked_eval(&key, &spec, &ctx, id, jmi, snapshot, bidx);
                 blocked = b.id.clone();
-                self.evals.insert(b.id.clone(), b);
+                self.evals.insert(b.id.clone(), b.into());
                 self.evals_by_job
                     .entry(key.clone())
                     .or_default()
@@ -591,7 +591,7 @@ impl State {
     fn live_group_allocs(&self, key: &JobKey, ci: u64, group: &str) -> Vec<&crate::state::Alloc> {
         self.job_alloc_ids(key)
             .iter()
-            .filter_map(|id| self.allocs.get(id))
+            .filter_map(|id| self.allocs.get(id).map(|a| &**a))
             .filter(|a| {
                 a.job_create_index == ci
                     && a.task_group == group
@@ -617,7 +617,7 @@ impl State {
         let all: Vec<&crate::state::Alloc> = self
             .job_alloc_ids(key)
             .iter()
-            .filter_map(|id| self.allocs.get(id))
+            .filter_map(|id| self.allocs.get(id).map(|a| &**a))
             .filter(|a| a.job_create_index == ci)
             .collect();
         let had_running = all.iter().any(|a| a.job_version == version);
@@ -696,7 +696,7 @@ impl State {
             modify_index: idx,
             eval_batch: false,
         };
-        self.deployments.insert(id.clone(), d);
+        self.deployments.insert(id.clone(), d.into());
         self.deployments_by_job
             .entry(key.clone())
             .or_default()
@@ -729,7 +729,9 @@ impl State {
         let count = u(g, "Count").unwrap_or(0);
         let batch = matches!(job_type, "batch" | "sysbatch");
         let now = now_ns();
-        let dep: Option<Deployment> = dep_id.and_then(|d| self.deployments.get(d)).cloned();
+        let dep: Option<Deployment> = dep_id
+            .and_then(|d| self.deployments.get(d))
+            .map(|d| Deployment::clone(d));
         let dep_active = dep.as_ref().is_some_and(|d| d.status == "running");
         let dgroup: Option<DeploymentGroup> =
             dep.as_ref().and_then(|d| d.groups.get(&name)).cloned();
@@ -1019,7 +1021,7 @@ impl State {
                         by_index.extend(
                             self.job_alloc_ids(key)
                                 .iter()
-                                .filter_map(|id| self.allocs.get(id))
+                                .filter_map(|id| self.allocs.get(id).map(|a| &**a))
                                 .filter(|a| {
                                     a.job_create_index == ci
                                         && a.task_group == name

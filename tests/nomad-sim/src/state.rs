@@ -7,9 +7,11 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, watch};
 
+use crate::cached::Cached;
 use crate::canonical::{Obj, s};
 pub(crate) use crate::placement::Node;
 use crate::placement::SchedCtx;
@@ -703,12 +705,12 @@ pub(crate) struct Namespace {
 pub(crate) struct State {
     pub index: u64,
     pub table_index: HashMap<&'static str, u64>,
-    pub jobs: BTreeMap<JobKey, JobEntry>,
-    pub allocs: BTreeMap<String, Alloc>,
+    pub jobs: BTreeMap<JobKey, Cached<JobEntry>>,
+    pub allocs: BTreeMap<String, Cached<Alloc>>,
     pub allocs_by_job: HashMap<JobKey, Vec<String>>,
-    pub deployments: BTreeMap<String, Deployment>,
+    pub deployments: BTreeMap<String, Cached<Deployment>>,
     pub deployments_by_job: HashMap<JobKey, Vec<String>>,
-    pub evals: BTreeMap<String, Eval>,
+    pub evals: BTreeMap<String, Cached<Eval>>,
     pub evals_by_job: HashMap<JobKey, Vec<String>>,
     pub timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     pub timer_seq: u64,
@@ -926,7 +928,37 @@ impl State {
         self.deployments_by_job
             .get(key)?
             .iter()
-            .filter_map(|id| self.deployments.get(id))
+            .filter_map(|id| self.deployments.get(id).map(|d| &**d))
             .max_by_key(|d| d.create_index)
+    }
+}
+
+impl Cached<JobEntry> {
+    /// The compact text of the job's list stub ([`State::job_stub_json`]); `key` is the
+    /// job's key in [`State::jobs`].
+    pub(crate) fn stub_text(&self, st: &State, key: &JobKey) -> Bytes {
+        self.json(|j| st.job_stub_json(key, j))
+    }
+}
+
+impl Cached<Alloc> {
+    /// The compact text of the allocation's list stub ([`Alloc::stub_json`]) on `node`
+    /// (the simulator's one node, which never changes).
+    pub(crate) fn stub_text(&self, node: &Node) -> Bytes {
+        self.json(|a| a.stub_json(&node.id, &node.name))
+    }
+}
+
+impl Cached<Deployment> {
+    /// The compact text of [`Deployment::to_json`].
+    pub(crate) fn text(&self) -> Bytes {
+        self.json(Deployment::to_json)
+    }
+}
+
+impl Cached<Eval> {
+    /// The compact text of [`Eval::to_json`].
+    pub(crate) fn text(&self) -> Bytes {
+        self.json(Eval::to_json)
     }
 }
