@@ -237,6 +237,8 @@ async fn handle(
             deployment: deployment.clone(),
         })
     };
+    // The latency model's delay of this request, as it arrived.
+    let latency = latency_of(&inner.latency(), &method, &path);
     let fault = inner.match_fault(&method, &path).unwrap_or_default();
     if let Some(ms) = fault.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -267,6 +269,11 @@ async fn handle(
             Err(e) => error_resp(ApiError::BadRequest(format!("failed to read body: {e}"))),
         }
     };
+    // Handled (a write is in the state), the locks released: the answer waits here,
+    // side by side with any other request's.
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let digest = resp
         .extensions_mut()
         .remove::<JobDigest>()
@@ -293,6 +300,25 @@ async fn handle(
         resp = pad_body(resp, n).await;
     }
     with_vary(resp)
+}
+
+/// The delay `latency` gives a `method` request to `path` (see [`crate::Latency`]): none
+/// outside `/v1`, [`crate::Latency::read`] for a read or a request that changes nothing,
+/// [`crate::Latency::write`] for any other `PUT`, `POST` or `DELETE`.
+fn latency_of(latency: &crate::Latency, method: &str, path: &str) -> Duration {
+    if !path.starts_with("/v1/") {
+        return Duration::ZERO;
+    }
+    let changes_nothing = matches!(path, "/v1/jobs/parse" | "/v1/validate/job" | "/v1/search")
+        || path.starts_with("/v1/search/")
+        || path.strip_prefix("/v1/job/").is_some_and(|rest| {
+            rest.ends_with("/plan") || rest.ends_with("/summary") || rest.ends_with("/versions")
+        });
+    if matches!(method, "PUT" | "POST" | "DELETE") && !changes_nothing {
+        latency.write
+    } else {
+        latency.read
+    }
 }
 
 /// Whether `path` answers `No cluster leader` when the cluster has none: every `/v1`

@@ -15,6 +15,10 @@
 //! offers the same under `/_sim/`: `requests`, `faults`, `leader`, `stats`. Fault and
 //! hold times are real milliseconds, not divided by [`SimConfig::time_scale`].
 //!
+//! [`Simulator::set_latency`] sets a latency model: every `/v1` read waits
+//! [`Latency::read`] and every write [`Latency::write`] before it is answered, in real
+//! time, standing for the network and the Raft commit of a real cluster.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use nomad_sim::{SimConfig, Simulator};
@@ -53,7 +57,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
@@ -99,6 +103,46 @@ impl Default for SimConfig {
             version: DEFAULT_NOMAD_VERSION.to_string(),
         }
     }
+}
+
+/// The latency model ([`Simulator::set_latency`]): how long each `/v1` answer waits,
+/// after the request was handled and before it is sent. Zero (the default) answers at
+/// once.
+///
+/// Real time, not divided by [`SimConfig::time_scale`]: the delays stand for what lies
+/// between a client and a real cluster, the network round trip and, for a write, the
+/// Raft commit on a quorum of servers. The time scale makes the simulated cluster's
+/// own clock (deadlines, task run times, health checks) faster; it does not make a
+/// network or a disk faster, and what the latency model is for, comparing clients
+/// by their cost per call (the operator's concurrent reconciles against a script's
+/// sequential calls), is measured in real time.
+///
+/// A request is handled first: a write's change is in the state (and visible to other
+/// clients) while its answer waits. The delay holds no lock, so requests in flight
+/// wait side by side, as on a real server. A blocking query waits for its change
+/// first and then `read` once, for its answer. Requests a [`Fault`] answers
+/// without handling (status, redirect, dropped connection) do not wait it; a
+/// [`Fault::latency_ms`] comes on top.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    /// Delay of every read: `GET` (and `HEAD`), and the requests that change nothing
+    /// whatever their method: `PUT|POST /v1/job/:id/plan`, `/v1/jobs/parse`,
+    /// `/v1/validate/job`, `/v1/search`, and `/v1/job/:id/summary` and `/versions`
+    /// (which Nomad 1.1 answers for any method).
+    pub read: Duration,
+    /// Delay of every other `PUT`, `POST` or `DELETE` under `/v1`: register, revert,
+    /// deregister, dispatch, evaluate, stable, scale, periodic force, the deployment
+    /// writes (promote, pause, fail, ...), namespace writes.
+    pub write: Duration,
+}
+
+/// Parses a duration flag or setting: a Go duration (`0`, `2ms`, `1.5s`, `250us`,
+/// `1m30s`), as the standalone `nomad-sim`'s and the benchmark's `--read-latency` and
+/// `--write-latency` take it.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    util::parse_go_duration(text, false)
+        .map(Duration::from_nanos)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 0, 2ms, 1.5s or 250us"))
 }
 
 /// One logged API request (control API excluded). `status` 0 means the
@@ -233,6 +277,10 @@ pub(crate) struct Inner {
     /// Whether the cluster has a leader (see [`Simulator::set_leader`]); blocking
     /// queries watch it.
     pub(crate) leader: watch::Sender<bool>,
+    /// [`Latency::read`] in nanoseconds.
+    read_latency_ns: AtomicU64,
+    /// [`Latency::write`] in nanoseconds.
+    write_latency_ns: AtomicU64,
 }
 
 impl Inner {
@@ -250,6 +298,14 @@ impl Inner {
     /// Whether the cluster has a leader.
     pub(crate) fn has_leader(&self) -> bool {
         *self.leader.borrow()
+    }
+
+    /// The latency model now.
+    pub(crate) fn latency(&self) -> Latency {
+        Latency {
+            read: Duration::from_nanos(self.read_latency_ns.load(Ordering::Relaxed)),
+            write: Duration::from_nanos(self.write_latency_ns.load(Ordering::Relaxed)),
+        }
     }
 
     pub(crate) fn record(&self, rec: RequestRecord) {
@@ -306,6 +362,8 @@ impl Simulator {
                 scheduler_started: AtomicBool::new(false),
                 created: Instant::now(),
                 leader: watch::Sender::new(true),
+                read_latency_ns: AtomicU64::new(0),
+                write_latency_ns: AtomicU64::new(0),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -408,6 +466,23 @@ impl Simulator {
             *v = has_leader;
             changed
         });
+    }
+
+    /// Sets the latency model (see [`Latency`]) for the requests that arrive from now
+    /// on, on every server of this simulator. A new simulator has none.
+    pub fn set_latency(&self, latency: Latency) {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.inner
+            .read_latency_ns
+            .store(ns(latency.read), Ordering::Relaxed);
+        self.inner
+            .write_latency_ns
+            .store(ns(latency.write), Ordering::Relaxed);
+    }
+
+    /// The latency model (see [`Simulator::set_latency`]).
+    pub fn latency(&self) -> Latency {
+        self.inner.latency()
     }
 
     /// Whether the cluster has a leader (see [`Simulator::set_leader`]).

@@ -1,9 +1,10 @@
 //! `nomad-sim`: serve the Nomad API simulator on a TCP address.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
-use nomad_sim::{NodeConfig, SimConfig, Simulator};
+use nomad_sim::{Latency, NodeConfig, SimConfig, Simulator};
 
 /// In-memory simulator of the HashiCorp Nomad HTTP API (Nomad 1.1 behaviour).
 ///
@@ -35,6 +36,16 @@ struct Args {
     /// Disk of the simulated node in MB: a larger ephemeral disk is not placed.
     #[arg(long, default_value_t = NodeConfig::default().disk_mb)]
     node_disk_mb: u64,
+    /// Latency model: every /v1 read (GET, and plan, parse and the other requests that
+    /// change nothing) waits this long before it is answered, e.g. 2ms. Real time, not
+    /// divided by --time-scale: it stands for the network.
+    #[arg(long, default_value = "0ms", value_parser = nomad_sim::parse_duration)]
+    read_latency: Duration,
+    /// Latency model: every /v1 write (register, revert, deregister, dispatch, promote,
+    /// ...) waits this long before it is answered, e.g. 10ms. Real time, not divided by
+    /// --time-scale: it stands for the network and the Raft commit.
+    #[arg(long, default_value = "0ms", value_parser = nomad_sim::parse_duration)]
+    write_latency: Duration,
 }
 
 #[tokio::main]
@@ -66,6 +77,10 @@ async fn main() -> std::io::Result<()> {
             disk_mb: args.node_disk_mb,
         },
     );
+    sim.set_latency(Latency {
+        read: args.read_latency,
+        write: args.write_latency,
+    });
     let server = sim.serve(args.listen).await?;
     tracing::info!(addr = %server.addr, "nomad-sim listening");
     println!("nomad-sim listening on {}", server.url());
