@@ -10,10 +10,11 @@
 //! The points of a `NomadJob`, in pipeline order: `finalizer.before`, `finalizer.after`;
 //! for each step of a reconcile (`register`, `revert`, `promote`, `retire`,
 //! `force-launch`, and the reads `observe`, `plan`, `versions`), `STEP.before` just
-//! before the Nomad call and `STEP.after` just after its answer, and for the two steps
-//! recorded in `status.pending` first (`register` and `revert`; the others record no
-//! intent, so `promote.intent` and the like are never reached) `STEP.intent` before
-//! that status write; `status.before` and `status.after` around a reconcile's last
+//! before the Nomad call and `STEP.after` just after its answer, and for the steps
+//! recorded in the status first (`register` and `revert` in `status.pending`,
+//! `force-launch` as an answered request; the others record nothing, so
+//! `promote.intent` and the like are never reached) `STEP.intent` before that status
+//! write; `status.before` and `status.after` around a reconcile's last
 //! status write; on delete, `deregister.before`, `deregister.after`,
 //! `finalizer-removal.before` and `finalizer-removal.after`.
 //!

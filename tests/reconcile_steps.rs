@@ -485,3 +485,120 @@ async fn a_kill_after_registering_a_spec_nomad_auto_reverts_does_not_register_it
     assert_eq!(status.applied_version, Some(1));
     assert_eq!(status.failed_digest, status.last_applied_digest);
 }
+
+/// A periodic batch job that launches only when forced (its cron is once a year).
+fn periodic_job() -> Value {
+    let mut job = service_job(Backend::Sim, 1, "/bin/true", &[], false);
+    job["Type"] = json!("batch");
+    if let Some(group) = job["TaskGroups"][0].as_object_mut() {
+        group.remove("Update");
+    }
+    job["Periodic"] = json!({"Enabled": true, "SpecType": "cron", "Spec": "0 0 1 1 *", "ProhibitOverlap": false, "TimeZone": "UTC"});
+    job
+}
+
+/// `object` with the force-launch annotation set to `value`.
+fn launch_requested(job: Value, status: NomadJobStatus, value: &str) -> NomadJob {
+    let mut obj = object(job, true, status);
+    obj.metadata.annotations = Some(
+        [(
+            nomad_operator::crd::FORCE_LAUNCH_ANNOTATION.to_string(),
+            value.to_string(),
+        )]
+        .into(),
+    );
+    obj
+}
+
+#[tokio::test]
+async fn a_forced_launch_is_made_at_most_once_whatever_dies_or_is_lost() {
+    // Killed after the record of the request (write 1) and before the launch, the
+    // request is not made again: a launch leaves nothing to match it to, so at most once.
+    // Killed after the launch and before the final status (write 2), or with the answer
+    // lost after Nomad launched, it is not made twice.
+    for (kill, lose_answer, launches) in [
+        (Kill::BeforeWrite(2), false, 1),
+        (Kill::Never, true, 1),
+        (Kill::AfterWrite(1), false, 0),
+    ] {
+        let world = World::new().await;
+        let spec = periodic_job();
+        let settled = settle(&world.process(), &spec, NomadJobStatus::default()).await;
+        world.take();
+        if lose_answer {
+            world.sim.add_fault(nomad_sim::Fault {
+                method: Some("POST".into()),
+                path: "/v1/job/web/periodic/force".into(),
+                commit_then_drop: true,
+                times: Some(1),
+                ..nomad_sim::Fault::default()
+            });
+        }
+        let dying = Recorded::new(settled.clone(), kill);
+        let _ = apply(
+            &launch_requested(spec.clone(), settled, "1"),
+            &world.process(),
+            &dying,
+        )
+        .await;
+        // A restarted operator, reconciling until nothing changes.
+        let restarted = world.process();
+        let mut status = dying.status();
+        for _ in 0..10 {
+            let kube = Recorded::new(status.clone(), Kill::Never);
+            apply(
+                &launch_requested(spec.clone(), status.clone(), "1"),
+                &restarted,
+                &kube,
+            )
+            .await
+            .expect("reconcile");
+            if kube.writes() == 0 {
+                break;
+            }
+            status = kube.status();
+        }
+        let log = world.take();
+        let label = format!("{kill:?}, answer lost: {lose_answer}");
+        assert_eq!(
+            World::successes(&log, "POST", "/v1/job/web/periodic/force"),
+            launches,
+            "{label}: launches; requests: {log:?}"
+        );
+        assert_eq!(
+            status.answered.force_launch.as_deref(),
+            Some("1"),
+            "{label}: the request is answered"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_forced_launch_nomad_surely_did_not_make_is_tried_again() {
+    let world = World::new().await;
+    let spec = periodic_job();
+    let ctx = world.process();
+    let settled = settle(&ctx, &spec, NomadJobStatus::default()).await;
+    world.take();
+    world.sim.set_leader(false);
+    let kube = Recorded::new(settled.clone(), Kill::Never);
+    let failed = apply(&launch_requested(spec.clone(), settled, "1"), &ctx, &kube).await;
+    assert!(failed.is_err(), "no leader: the reconcile fails");
+    let status = kube.status();
+    assert_eq!(
+        status.answered.force_launch.as_deref(),
+        None,
+        "a launch Nomad refused is not recorded as answered"
+    );
+    world.sim.set_leader(true);
+    let kube = Recorded::new(status.clone(), Kill::Never);
+    apply(&launch_requested(spec, status, "1"), &ctx, &kube)
+        .await
+        .expect("reconcile");
+    let log = world.take();
+    assert_eq!(
+        World::successes(&log, "POST", "/v1/job/web/periodic/force"),
+        1,
+        "launched once Nomad is back: {log:?}"
+    );
+}

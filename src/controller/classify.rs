@@ -819,6 +819,47 @@ pub fn intent(step: &Step, digest: &str, observed: Option<&Observed>) -> Option<
     }
 }
 
+/// What to record in the status before `step` is carried out, when anything: the
+/// pending register or revert ([`intent`]), or a forced periodic launch's request as
+/// answered. A launch is not idempotent and leaves nothing a restart could match to its
+/// request, so it is made at most once: a process that dies between this record and
+/// Nomad's answer does not launch again ([`launch_not_made`] undoes the record when the
+/// call surely did not happen).
+pub fn recorded_before(
+    step: &Step,
+    digest: &str,
+    observed: Option<&Observed>,
+    memory: &Memory,
+) -> Option<Memory> {
+    let mut before = memory.clone();
+    if let Some(pending) = intent(step, digest, observed) {
+        before.pending = Some(pending);
+        return Some(before);
+    }
+    match step {
+        Step::ForceLaunch { request } => {
+            before.answered.force_launch = Some(request.clone());
+            Some(before)
+        }
+        _ => None,
+    }
+}
+
+/// After `step` failed with `error`: forgets a launch request recorded as answered by
+/// [`recorded_before`] when Nomad surely did not launch (the call never went out, or
+/// Nomad refused it), so that it is tried again. `answered_before` is the value answered
+/// until then.
+pub fn launch_not_made(
+    step: &Step,
+    error: &crate::nomad::NomadError,
+    answered_before: Option<String>,
+    memory: &mut Memory,
+) {
+    if matches!(step, Step::ForceLaunch { .. }) && error.surely_not_applied() {
+        memory.answered.force_launch = answered_before;
+    }
+}
+
 /// Folds `fact` into what the next classification sees. `digest` is the desired spec's.
 pub fn absorb(
     fact: &Fact,

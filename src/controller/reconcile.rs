@@ -37,7 +37,8 @@ use crate::nomad::{NomadError, Scope};
 
 use super::act::act;
 use super::classify::{
-    Fact, JobState, Memory, Policy, Progress, Spec, Step, absorb, classify, intent, next_action,
+    Fact, JobState, Memory, Policy, Progress, Spec, Step, absorb, classify, launch_not_made,
+    next_action, recorded_before,
 };
 use super::connection::{Choice, Route};
 use super::context::Context;
@@ -345,11 +346,10 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             break;
         }
         debug!(object = %obj_ref, ?state, step = ?step_name(&step), "step");
-        if let Some(pending) = intent(&step, &desired.digest, observed.as_ref()) {
+        let answered_launch = memory.answered.force_launch.clone();
+        if let Some(before) = recorded_before(&step, &desired.digest, observed.as_ref(), &memory) {
             // Record the write before making it: a restart in between can then tell
-            // from Nomad whether it happened.
-            let mut before = memory.clone();
-            before.pending = Some(pending);
+            // from Nomad whether it happened (or, for a launch, not make it again).
             let interim = redactor
                 .value(&report_now(&state, observed.as_ref(), &before, &facts, None).status);
             hold_points::reached(&format!("{}.intent", point_name(&step))).await;
@@ -370,6 +370,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             owner,
         );
         let point = point_name(&step);
+        let tried = step.clone();
         hold_points::reached(&format!("{point}.before")).await;
         let acted = act(&route.nomad, &scope, desired, &sent, owner, step).await;
         hold_points::reached(&format!("{point}.after")).await;
@@ -388,6 +389,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             }
             Ok(None) => break,
             Err(e) => {
+                launch_not_made(&tried, &e, answered_launch, &mut memory);
                 outcome = Err(e.into());
                 break;
             }

@@ -115,6 +115,23 @@ impl NomadError {
         }
     }
 
+    /// True when the request surely changed nothing in Nomad: it never went out (the
+    /// calls were paused, this replica does not lead, the connection could not be made),
+    /// or Nomad answered that it did not do it (no leader, a refusal). A timeout or a
+    /// connection broken after the request was sent says nothing either way.
+    pub fn surely_not_applied(&self) -> bool {
+        match self {
+            Self::Paused { .. } | Self::NotLeader | Self::Config(_) => true,
+            Self::Transport(message) => message.starts_with("cannot connect to Nomad"),
+            Self::Server { message, .. } => message.contains("No cluster leader"),
+            Self::NotFound(_)
+            | Self::Conflict(_)
+            | Self::PermissionDenied(_)
+            | Self::BadRequest(_) => true,
+            Self::Timeout | Self::Decode(_) => false,
+        }
+    }
+
     /// True for [`NomadError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound(_))
