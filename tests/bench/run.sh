@@ -4,6 +4,9 @@
 #
 #   tests/bench/run.sh                                   # N = 100, 1,000, 10,000; 300 s at rest
 #   tests/bench/run.sh --sizes 100 --rest-seconds 30     # a quick look
+#   tests/bench/run.sh --read-latency 2ms --write-latency 10ms
+#                                                        # Nomad answers delayed like a real
+#                                                        # cluster's (network, Raft commit)
 #
 # Results: a table on stdout and bench-results/latest.json (see README "Benchmark").
 set -euo pipefail

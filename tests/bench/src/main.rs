@@ -15,6 +15,12 @@
 //!    connections to Nomad, operator CPU seconds;
 //! 5. the operator's peak RSS;
 //! 6. the script baseline against the same simulator, and the ratio.
+//!
+//! `--read-latency` and `--write-latency` give the simulator a latency model (see
+//! `nomad_sim::Latency`): each Nomad read or write waits that long before it is
+//! answered, standing for the network and the Raft commit of a real cluster. The
+//! operator and the script run against the same simulator, so both pay it: the script
+//! once per call in sequence, the operator in its concurrent reconciles.
 
 mod operator;
 mod plane;
@@ -34,7 +40,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use nomad_operator::crd::NomadJob;
-use nomad_sim::{SimConfig, Simulator};
+use nomad_sim::{Latency, SimConfig, Simulator};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -82,6 +88,17 @@ struct Args {
     /// Skip the script baseline.
     #[arg(long)]
     no_script: bool,
+    /// Latency model of the simulator: each Nomad read (GET, plan, parse) waits this
+    /// long before it is answered, e.g. 2ms. Real time, not divided by --time-scale.
+    /// The operator and the script baseline both run with it.
+    #[arg(long, default_value = "0ms", value_parser = nomad_sim::parse_duration)]
+    read_latency: Duration,
+    /// Latency model of the simulator: each Nomad write (register, revert, deregister,
+    /// ...) waits this long before it is answered, e.g. 10ms (network and Raft commit).
+    /// Real time, not divided by --time-scale. The operator and the script baseline both
+    /// run with it.
+    #[arg(long, default_value = "0ms", value_parser = nomad_sim::parse_duration)]
+    write_latency: Duration,
     /// The operator binary (default: `nomad-operator` beside this binary).
     #[arg(long)]
     operator_bin: Option<PathBuf>,
@@ -131,6 +148,10 @@ struct Settings {
     lag_at: usize,
     lag_samples: usize,
     create_concurrency: usize,
+    /// The simulator's latency model: delay of each Nomad read, milliseconds.
+    read_latency_ms: f64,
+    /// The simulator's latency model: delay of each Nomad write, milliseconds.
+    write_latency_ms: f64,
     job: Value,
     kube_writes_source: &'static str,
 }
@@ -175,6 +196,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         lag_at: args.lag_at,
         lag_samples: args.lag_samples,
         create_concurrency: args.create_concurrency,
+        read_latency_ms: args.read_latency.as_secs_f64() * 1000.0,
+        write_latency_ms: args.write_latency.as_secs_f64() * 1000.0,
         job: job_spec(),
         kube_writes_source: "watch on NomadJobs: resourceVersion changes after create (finalizer + status); cross-checked with the operator's nomad_operator_status_writes counter; Events counted separately",
     };
@@ -189,6 +212,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let report = write_report(&args, &machine, &settings, &results)?;
     println!("\n{}", report.table);
+    println!(
+        "Simulator latency model (operator and script alike): reads {:?}, writes {:?}",
+        args.read_latency, args.write_latency
+    );
     println!("Targets:");
     for t in &report.targets {
         println!(
@@ -434,6 +461,10 @@ async fn bench_size(
         acl_token: None,
         time_scale: args.time_scale,
         ..SimConfig::default()
+    });
+    sim.set_latency(Latency {
+        read: args.read_latency,
+        write: args.write_latency,
     });
     let server = sim.serve("127.0.0.1:0".parse().context("address")?).await?;
     let nomad_addr = server.url();
