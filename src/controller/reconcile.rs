@@ -369,6 +369,15 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             policy.preserve_counts,
             owner,
         );
+        if matches!(step, Step::Register { .. }) {
+            // Route the job's changes to this object before it exists: its deployment
+            // may finish before this reconcile ends, and a change of a job no object is
+            // known to own is dropped by the watches.
+            route.jobs.insert(
+                (desired.namespace.clone(), desired.id.clone()),
+                obj_ref.clone(),
+            );
+        }
         let point = point_name(&step);
         let tried = step.clone();
         hold_points::reached(&format!("{point}.before")).await;
