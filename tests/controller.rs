@@ -757,8 +757,37 @@ async fn an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones(backend: 
     let _ = std::fs::remove_file(&path);
 }
 
+/// With the default plan interval, a resync reads the job and writes nothing, and plans
+/// only when something moved: here, someone else's register of the job.
+async fn resyncs_read_and_do_not_plan(backend: Backend) {
+    let h = Harness::start_on(backend, "noplan", &["--plan-interval", "1h"]).await;
+    let spec = json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)});
+    h.apply_ready("web", spec).await;
+    let plans = h.count("POST", "/v1/job/web/plan");
+    let reads = h.count("GET", WEB);
+    // Three resyncs (2 s each) read the job...
+    h.wait_requests("GET", WEB, reads + 3).await;
+    // ...and none planned it.
+    assert_eq!(
+        h.count("POST", "/v1/job/web/plan"),
+        plans,
+        "resyncs with nothing moved make no plan"
+    );
+    assert_eq!(h.count("POST", WEB), 1, "and no register");
+    // Someone registers the job in Nomad: its JobModifyIndex moves, and the next
+    // reconcile plans (and corrects the drift).
+    let mut live = h.nomad_job("web").await.expect("job");
+    live["Meta"]["changed-by"] = json!("someone");
+    h.nomad
+        .register_job(&Scope::default(), &live, None)
+        .await
+        .expect("register out of band");
+    h.wait_requests("POST", "/v1/job/web/plan", plans + 1).await;
+}
+
 scenarios! {
     both: [
+        resyncs_read_and_do_not_plan,
         create_registers_once_and_becomes_ready_and_resyncs_write_nothing,
         spec_change_registers_a_new_version_and_re_plans_on_check_and_set_conflict,
         failed_deployment_is_reverted_once_and_the_spec_is_not_registered_again,

@@ -192,6 +192,11 @@ impl Harness {
         if !extra.contains(&"--resync-interval") {
             argv.extend_from_slice(&["--resync-interval", "2s"]);
         }
+        // Each resync plans, as the tests count plans to see resyncs pass (the default
+        // plans once an hour; `resyncs_read_and_do_not_plan` shows that one).
+        if !extra.contains(&"--plan-interval") {
+            argv.extend_from_slice(&["--plan-interval", "2s"]);
+        }
         argv.extend_from_slice(extra);
         let args = Cli::try_parse_from(argv).expect("run flags").args;
         let ctx = run::context(self.ns.client.clone(), &args, Metrics::default())

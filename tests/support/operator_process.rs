@@ -58,6 +58,8 @@ impl OperatorProcess {
             .args(["run", "--nomad-addr", &options.nomad_addr])
             .args(["--namespace", &options.namespace])
             .args(["--resync-interval", "2s", "--debounce", "10ms"])
+            // Each resync plans: the tests count plans to see resyncs pass.
+            .args(["--plan-interval", "2s"])
             .args(["--admin-addr", &admin]);
         if let Some(lease) = &options.lease {
             command
