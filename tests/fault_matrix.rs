@@ -32,6 +32,7 @@ use support::envtest::TestNamespace;
 use support::nomad_proxy::RecordingProxy;
 use support::operator::{
     Backend, Harness, TOKEN, condition, nomad_client, ready, wait_until, wait_until_ok,
+    wait_until_ok_within,
 };
 use support::operator_process::{OperatorProcess, ProcessOptions};
 use support::oracles::{self, Expect, FinalState, Job, Object, Request, Verdict};
@@ -932,32 +933,12 @@ const OUTAGE: Duration = Duration::from_secs(60);
 /// it (up to a quarter of the pause: 15 s) may pass first.
 const CONVERGE: Duration = Duration::from_secs(150);
 
-/// Polls `check` every second until it returns `Ok`, failing after `patience` with the
-/// last `Err`.
-async fn wait_long<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        let seen = match check().await {
-            Ok(value) => return value,
-            Err(seen) => seen,
-        };
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {seen}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
 /// Waits until every object is Ready for its generation, at generation `generation`.
 async fn wait_all_ready(api: &Api<NomadJob>, generation: i64) {
-    wait_long(
+    wait_until_ok_within(
         &format!("{OBJECTS} objects Ready at generation {generation}"),
         CONVERGE,
+        Duration::from_secs(1),
         || async {
             let list = api.list(&ListParams::default()).await.expect("list");
             let pending: Vec<String> = list

@@ -345,7 +345,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         if step == Step::Done || steps > MAX_STEPS {
             break;
         }
-        debug!(object = %obj_ref, ?state, step = ?step_name(&step), "step");
+        debug!(object = %obj_ref, ?state, step = point_name(&step), "step");
         let answered_launch = memory.answered.force_launch.clone();
         if let Some(before) = recorded_before(&step, &desired.digest, observed.as_ref(), &memory) {
             // Record the write before making it: a restart in between can then tell
@@ -529,23 +529,7 @@ fn log_notice(obj_ref: &ObjectRef<NomadJob>, notice: &Notice) {
     }
 }
 
-/// A short name of a step, for the logs (facts can be large).
-fn step_name(step: &Step) -> &'static str {
-    match step {
-        Step::Observe => "observe",
-        Step::Plan => "plan",
-        Step::Register { .. } => "register",
-        Step::ReadVersions => "read versions",
-        Step::Revert { .. } => "revert",
-        Step::Retire { .. } => "retire the job of before a rename",
-        Step::Promote { .. } => "promote",
-        Step::ForceLaunch { .. } => "force a periodic launch",
-        Step::Record(_) => "record",
-        Step::Done => "done",
-    }
-}
-
-/// A step's name in [`hold_points`].
+/// A step's short name, for the logs (facts can be large) and [`hold_points`].
 fn point_name(step: &Step) -> &'static str {
     match step {
         Step::Observe => "observe",

@@ -504,12 +504,27 @@ where
 /// Polls `check` every 100 ms until it returns `Ok`, and returns its value; after
 /// [`PATIENCE`] fails the test with `what` followed by the last `Err` (what was seen
 /// instead, e.g. `"; last status: …"`).
-pub async fn wait_until_ok<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_until_ok<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    wait_until_ok_within(what, PATIENCE, Duration::from_millis(100), check).await
+}
+
+/// [`wait_until_ok`] with its own patience and polling interval (for waits that are
+/// long by design, such as a recovery after an outage).
+pub async fn wait_until_ok_within<T, F, Fut>(
+    what: &str,
+    patience: Duration,
+    poll: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         let seen = match check().await {
             Ok(value) => return value,
@@ -519,6 +534,6 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}{seen}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(poll).await;
     }
 }
