@@ -217,8 +217,7 @@ async fn failed_deployment_is_reverted_once_and_the_spec_is_not_registered_again
     );
 
     // Several resync periods later: no register loop, no second revert.
-    let reads = h.count("GET", WEB);
-    h.wait_requests("GET", WEB, reads + 4).await;
+    h.wait_reconciles(4).await;
     assert_eq!(
         h.count("POST", WEB),
         2,
@@ -273,8 +272,7 @@ async fn nomad_auto_revert_is_recorded_and_not_repeated(backend: Backend) {
         "{}",
         revert.reason
     );
-    let reads = h.count("GET", WEB);
-    h.wait_requests("GET", WEB, reads + 3).await;
+    h.wait_reconciles(3).await;
     assert_eq!(
         h.count("POST", "/v1/job/web/revert"),
         0,
@@ -530,15 +528,15 @@ async fn allocation_changes_in_nomad_reach_the_status_without_polling(backend: B
     )
     .await;
     let obj = h.wait_for("web", "Ready", ready).await;
-    // The plan recorded in the status settles to None during the rollout, not at the
-    // first resync, so an object at rest gets no more status writes.
-    h.wait_for("web", "plan None without a resync", |o| {
-        o.status
-            .as_ref()
-            .and_then(|s| s.plan.as_ref())
-            .is_some_and(|p| p.diff_type == "None")
-    })
-    .await;
+    // The status keeps the plan that was registered: one plan per create, and nothing
+    // in it changes at the first resync.
+    let plan = obj.status.as_ref().and_then(|s| s.plan.clone());
+    assert!(
+        plan.as_ref()
+            .is_some_and(|p| p.diff_type == "Added" && p.registered),
+        "{plan:?}"
+    );
+    assert_eq!(h.count("POST", "/v1/job/web/plan"), 1, "one plan");
     let alloc = obj
         .status
         .as_ref()
@@ -759,23 +757,30 @@ async fn an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones(backend: 
 
 /// With the default plan interval, a resync reads the job and writes nothing, and plans
 /// only when something moved: here, someone else's register of the job.
-async fn resyncs_read_and_do_not_plan(backend: Backend) {
+async fn resyncs_take_the_job_from_the_watches_and_do_not_plan(backend: Backend) {
     let h = Harness::start_on(backend, "noplan", &["--plan-interval", "1h"]).await;
     let spec = json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)});
     h.apply_ready("web", spec).await;
-    let plans = h.count("POST", "/v1/job/web/plan");
-    let reads = h.count("GET", WEB);
-    // Three resyncs (2 s each) read the job...
-    h.wait_requests("GET", WEB, reads + 3).await;
-    // ...and none planned it.
-    assert_eq!(
-        h.count("POST", "/v1/job/web/plan"),
-        plans,
-        "resyncs with nothing moved make no plan"
+    let calls = h.requests().len();
+    let reconciles = h.reconciles();
+    // Three resyncs (2 s each) pass...
+    wait_until("three resyncs", || async {
+        h.reconciles() >= reconciles + 3.0
+    })
+    .await;
+    // ...taking the job from what the watches carry: no read of the job, no plan, no
+    // register. Nomad 1.1.2 lists no deployments of all namespaces at once, so those
+    // are read (from 1.2.4 on, not even that: `resyncs_on_newer_nomad_make_no_call`).
+    let made: Vec<(String, String)> = h.requests().split_off(calls);
+    assert!(
+        made.iter()
+            .all(|(_, path)| path == "/v1/job/web/deployments" || !path.starts_with(WEB)),
+        "resyncs with nothing moved read at most the job's deployments: {made:?}"
     );
     assert_eq!(h.count("POST", WEB), 1, "and no register");
-    // Someone registers the job in Nomad: its JobModifyIndex moves, and the next
-    // reconcile plans (and corrects the drift).
+    let plans = h.count("POST", "/v1/job/web/plan");
+    // Someone registers the job in Nomad: its JobModifyIndex moves, the watches see it,
+    // and the next reconcile reads the job and plans (and corrects the drift).
     let mut live = h.nomad_job("web").await.expect("job");
     live["Meta"]["changed-by"] = json!("someone");
     h.nomad
@@ -785,9 +790,47 @@ async fn resyncs_read_and_do_not_plan(backend: Backend) {
     h.wait_requests("POST", "/v1/job/web/plan", plans + 1).await;
 }
 
+/// On a Nomad that lists every namespace's deployments (1.2.4 and later, simulated), a
+/// converged object costs no Nomad call at all at rest.
+#[tokio::test]
+async fn resyncs_on_newer_nomad_make_no_call() {
+    let h = Harness::start_on_release("1.2.4", "restnew", &["--plan-interval", "1h"]).await;
+    // The watches answer once before the object exists (their second query blocks).
+    wait_until("every list watched", || async {
+        ["/v1/jobs", "/v1/deployments", "/v1/allocations"]
+            .iter()
+            .all(|list| h.count("GET", list) >= 2)
+    })
+    .await;
+    let spec = json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)});
+    h.apply_ready("web", spec).await;
+    let calls = h.requests().len();
+    h.wait_reconciles(3).await;
+    let made: Vec<(String, String)> = h.requests().split_off(calls);
+    assert!(
+        made.iter().all(|(_, path)| !path.starts_with(WEB)),
+        "resyncs with nothing moved make no Nomad call for the job: {made:?}"
+    );
+    let create: Vec<(String, String)> = h
+        .requests()
+        .into_iter()
+        .take(calls)
+        .filter(|(_, path)| path.starts_with(WEB))
+        .collect();
+    assert_eq!(
+        create,
+        [
+            ("POST".to_string(), "/v1/job/web/plan".to_string()),
+            ("POST".to_string(), WEB.to_string()),
+            ("GET".to_string(), WEB.to_string()),
+        ],
+        "a create is one plan, one register and one read of the registered job"
+    );
+}
+
 scenarios! {
     both: [
-        resyncs_read_and_do_not_plan,
+        resyncs_take_the_job_from_the_watches_and_do_not_plan,
         create_registers_once_and_becomes_ready_and_resyncs_write_nothing,
         spec_change_registers_a_new_version_and_re_plans_on_check_and_set_conflict,
         failed_deployment_is_reverted_once_and_the_spec_is_not_registered_again,

@@ -807,8 +807,7 @@ async fn registers_whose_answers_are_lost_are_not_made_twice() {
     let changed = h.service_job(1, "/bin/sleep", &["3601"], false);
     h.apply_ready("web", json!({"job": changed.clone()})).await;
     assert_eq!(dropped(sim, "/v1/job/web"), 2, "the fault fired");
-    let reads = h.count("GET", "/v1/job/web");
-    h.wait_requests("GET", "/v1/job/web", reads + 3).await;
+    h.wait_reconciles(3).await;
 
     let verdict = harness_verdict(
         &h,
@@ -842,8 +841,7 @@ async fn a_revert_whose_answer_is_lost_is_not_made_twice() {
     .await;
     h.wait_for("web", "Stalled/Reverted", reverted).await;
     assert_eq!(dropped(sim, "/v1/job/web/revert"), 1, "the fault fired");
-    let reads = h.count("GET", "/v1/job/web");
-    h.wait_requests("GET", "/v1/job/web", reads + 3).await;
+    h.wait_reconciles(3).await;
 
     let verdict = harness_verdict(
         &h,

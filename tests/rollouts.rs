@@ -323,14 +323,16 @@ fn batch_job(script: &str) -> Value {
 async fn a_failing_batch_job_is_not_ready_and_names_the_task(backend: Backend) {
     let h = Harness::start_on(backend, "batch", &[]).await;
     h.apply("fails", json!({"job": batch_job("exit 3")})).await;
-    let obj = h
-        .wait_condition("fails", "Stalled", "True", Some("JobFailed"))
+    h.wait_condition("fails", "Stalled", "True", Some("JobFailed"))
         .await;
-    let message = ready_message(&obj);
-    assert!(
-        message.contains("task \"main\"") && message.contains("Exit Code: 3"),
-        "{message}"
-    );
+    // The summary (jobs list) may say "failed" before the allocations list carries the
+    // task's event; the next allocation change brings it.
+    let obj = h
+        .wait_for("fails", "the failed task named", |o| {
+            let message = ready_message(o);
+            message.contains("task \"main\"") && message.contains("Exit Code: 3")
+        })
+        .await;
     assert!(!ready(&obj));
     assert_eq!(
         obj.status.unwrap_or_default().healthy.as_deref(),

@@ -789,9 +789,14 @@ pub fn next_action(state: &JobState) -> Step {
 }
 
 /// The write a step records in `status.pending` before making it, if it writes.
+///
+/// The register of a new job (check-and-set index 0) records nothing: a restart after
+/// it finds the job, whose `Meta` names this object, and a plan without a difference
+/// counts the spec as applied; the status write it would cost is saved on every create.
 pub fn intent(step: &Step, digest: &str, observed: Option<&Observed>) -> Option<PendingWrite> {
     let index = observed.map_or(0, Observed::job_modify_index);
     match step {
+        Step::Register { cas_index: 0, .. } => None,
         Step::Register {
             cas_index,
             corrects_drift,

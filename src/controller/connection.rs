@@ -27,6 +27,7 @@ use crate::leader::Leadership;
 use crate::nomad::{InlineTls, NomadClient, NomadConfig, Pem, Token};
 
 use super::context::JobIndex;
+use super::mirror::Mirror;
 use super::nomad_watch::{self, Routes, WatchConfig};
 use super::render::Defaults;
 
@@ -43,6 +44,8 @@ pub struct Route {
     pub label: Option<ConnectionStatus>,
     /// Where the jobs of this cluster are registered for its watches.
     pub jobs: Arc<JobIndex>,
+    /// What the cluster's watches saw of it.
+    pub mirror: Arc<Mirror>,
     /// What the cluster's parse endpoint takes.
     pub parse_support: Arc<ParseSupport>,
 }
@@ -88,6 +91,7 @@ type Built = (String, NomadClient, Arc<ParseSupport>);
 /// that use it.
 struct Watched {
     jobs: Arc<JobIndex>,
+    mirror: Arc<Mirror>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     users: std::collections::BTreeSet<String>,
 }
@@ -216,7 +220,7 @@ impl Connections {
             }
         };
         let cluster = fingerprint(&[&settings.address, material.token.as_deref().unwrap_or("")]);
-        let jobs = self.watches.index_for(&cluster, &client, &key);
+        let (jobs, mirror) = self.watches.index_for(&cluster, &client, &key);
         Ok(Choice::Use(Route {
             nomad: client,
             defaults: Defaults {
@@ -230,6 +234,7 @@ impl Connections {
             allowed: Some(settings.namespaces.clone()),
             label: Some(label),
             jobs,
+            mirror,
             parse_support,
         }))
     }
@@ -436,7 +441,12 @@ impl WatchRegistry {
     /// (through `client`) the first time. A connection that moved to another cluster
     /// (a new address or a rotated token) leaves its old one, whose watches stop when no
     /// connection uses it any more.
-    pub fn index_for(&self, key: &str, client: &NomadClient, user: &str) -> Arc<JobIndex> {
+    pub fn index_for(
+        &self,
+        key: &str,
+        client: &NomadClient,
+        user: &str,
+    ) -> (Arc<JobIndex>, Arc<Mirror>) {
         let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
         let left: Vec<String> = clusters
             .iter_mut()
@@ -450,14 +460,16 @@ impl WatchRegistry {
         }
         if let Some(watched) = clusters.get_mut(key) {
             watched.users.insert(user.to_string());
-            return watched.jobs.clone();
+            return (watched.jobs.clone(), watched.mirror.clone());
         }
         let jobs = Arc::new(JobIndex::default());
+        let mirror = Arc::new(Mirror::default());
         let spawner = self.spawner.lock().unwrap_or_else(|p| p.into_inner());
         let tasks = match (spawner.as_ref(), client.with_own_pool()) {
             (Some(spawner), Ok(own)) => {
                 let routes = Routes {
                     jobs: jobs.clone(),
+                    mirror: mirror.clone(),
                     ..spawner.routes.clone()
                 };
                 nomad_watch::spawn(own, routes, spawner.config.clone())
@@ -472,11 +484,12 @@ impl WatchRegistry {
             key.to_string(),
             Watched {
                 jobs: jobs.clone(),
+                mirror: mirror.clone(),
                 tasks,
                 users: [user.to_string()].into(),
             },
         );
-        jobs
+        (jobs, mirror)
     }
 
     /// How many clusters are watched.
@@ -528,8 +541,8 @@ mod tests {
         let a = registry.index_for("cluster-1", &client, "NomadConnection/a/nomad");
         let b = registry.index_for("cluster-1", &client, "NomadConnection/b/nomad");
         assert!(
-            Arc::ptr_eq(&a, &b),
-            "two connections to one cluster share its watches"
+            Arc::ptr_eq(&a.0, &b.0) && Arc::ptr_eq(&a.1, &b.1),
+            "two connections to one cluster share its watches and their mirror"
         );
         assert_eq!(registry.len(), 1);
         // Team a's token rotated: its connection moves; team b still uses cluster-1.

@@ -37,6 +37,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Which object owns which Nomad job, for turning Nomad changes into reconciles.
     pub jobs: Arc<JobIndex>,
+    /// What the default connection's watches saw of its cluster.
+    pub mirror: Arc<super::mirror::Mirror>,
     /// Which `NomadDispatch` follows which dispatched job.
     pub dispatches: Arc<JobIndex<NomadDispatch>>,
     /// Prometheus metrics.

@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod job_schema;
 pub mod kube_side;
+pub mod mirror;
 pub mod nomad_watch;
 pub mod observe;
 pub mod outcome;

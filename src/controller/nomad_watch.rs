@@ -3,10 +3,12 @@
 //! Three blocking queries on Nomad's list endpoints (`/v1/jobs`, `/v1/deployments`,
 //! `/v1/allocations`, all namespaces) run for the whole process: three connections to
 //! Nomad, however many jobs there are. Each answer is compared with the previous one by
-//! `ModifyIndex`; every item that changed, appeared or went away triggers a reconcile of
-//! the `NomadJob` owning its job (or the job that launched it), and of the
-//! `NomadDispatch` that dispatched it. Nothing is triggered by the first answer: every object
-//! is reconciled when the controller starts anyway.
+//! `ModifyIndex` (for jobs, also their summary's); every item that changed or appeared is
+//! decoded in full into the cluster's [`Mirror`], which the reconciles and the status
+//! are made from, and then triggers a reconcile of the `NomadJob` owning its job (or the
+//! job that launched it), and of the `NomadDispatch` that dispatched it; so does an item
+//! that went away. Nothing is triggered by the first answer: every object is reconciled
+//! when the controller starts anyway.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +19,10 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, warn};
 
 use crate::crd::{NomadDispatch, NomadJob};
-use crate::nomad::{Blocking, ChangeFeed, NomadClient, Scope};
+use crate::nomad::{Blocking, ChangeEntry, ChangeFeed, FeedItem, NomadClient, Scope};
 
 use super::context::{JobIndex, NomadJobKey};
+use super::mirror::{Item, ItemKey, Mirror, item_key};
 
 /// The pause after an answer without an index, which cannot be waited on.
 pub const NO_INDEX_PAUSE: Duration = Duration::from_secs(1);
@@ -86,6 +89,8 @@ impl WatchConfig {
 pub struct Routes {
     /// Which `NomadJob` owns which Nomad job.
     pub jobs: Arc<JobIndex>,
+    /// What the watches saw of the cluster, for the reconciles.
+    pub mirror: Arc<Mirror>,
     /// Reconciles of `NomadJob`s.
     pub trigger: UnboundedSender<ObjectRef<NomadJob>>,
     /// Which `NomadDispatch` follows which dispatched job.
@@ -135,20 +140,37 @@ pub fn spawn(
     .collect()
 }
 
-/// Runs blocking queries on one list forever, triggering the owners of changed items.
+/// Consecutive failures of a watch after which its mirror is no longer trusted.
+const FAILURES_BEFORE_STALE: u32 = 2;
+
+/// Runs blocking queries on one list forever: mirrors the items that changed, then
+/// triggers the owners of their jobs.
 async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config: WatchConfig) {
+    if feed == ChangeFeed::Deployments {
+        let listed = lists_all_deployments(&nomad).await;
+        routes.mirror.set_deployments_listed(listed);
+        if !listed {
+            debug!("this Nomad lists deployments one namespace at a time: they are read per job");
+            return;
+        }
+    }
     let all = Scope {
         namespace: Some("*".into()),
         region: None,
     };
     let mut index = 0u64;
-    let mut seen: Option<HashMap<String, (NomadJobKey, u64)>> = None;
+    let mut seen: Option<Arc<HashMap<ItemKey, u64>>> = None;
     let mut failures = 0u32;
     loop {
-        match nomad
-            .changes(feed, &all, Some(Blocking::new(index, config.wait)))
-            .await
-        {
+        let known = seen.clone();
+        let keep = move |e: &ChangeEntry| {
+            known
+                .as_ref()
+                .is_none_or(|k| k.get(&item_key(e)) != Some(&e.change_index()))
+        };
+        let decode = move |text: &str| Item::decode(feed, text);
+        let blocking = Some(Blocking::new(index, config.wait));
+        match nomad.changes(feed, &all, blocking, keep, decode).await {
             Ok(answer) => {
                 failures = 0;
                 // An index that went backwards means Nomad lost its state (or another
@@ -158,28 +180,27 @@ async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config
                 } else {
                     answer.index
                 };
-                let items = answer.entries.len();
-                let pause = config.pause_after(items, answer.read_time, answer.index);
-                let current: HashMap<String, (NomadJobKey, u64)> = answer
-                    .entries
-                    .into_iter()
-                    .map(|e| {
-                        let key = (e.namespace.clone(), e.job().to_string());
-                        (e.id, (key, e.modify_index))
-                    })
-                    .collect();
-                if let Some(previous) = &seen {
-                    for key in changed_jobs(previous, &current) {
-                        if !routes.send(feed, &key) {
+                let pause =
+                    config.pause_after(answer.entries.len(), answer.read_time, answer.index);
+                let taken = take_in(feed, answer.entries, seen.as_deref());
+                routes
+                    .mirror
+                    .apply(feed, answer.index, taken.changed, &taken.removed);
+                if seen.is_some() {
+                    for key in &taken.jobs {
+                        if !routes.send(feed, key) {
                             return; // the controller is gone
                         }
                     }
                 }
-                seen = Some(current);
+                seen = Some(Arc::new(taken.current));
                 tokio::time::sleep(pause).await;
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
+                if failures >= FAILURES_BEFORE_STALE {
+                    routes.mirror.mark_stale(feed);
+                }
                 let delay = Duration::from_millis(500)
                     .saturating_mul(2u32.saturating_pow(failures.min(6)))
                     .min(Duration::from_secs(30));
@@ -190,41 +211,108 @@ async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config
     }
 }
 
-/// The jobs whose items changed, appeared or disappeared between two answers.
-pub fn changed_jobs(
-    previous: &HashMap<String, (NomadJobKey, u64)>,
-    current: &HashMap<String, (NomadJobKey, u64)>,
-) -> Vec<NomadJobKey> {
-    let mut keys: Vec<NomadJobKey> = current
-        .iter()
-        .filter(|(id, (_, modify))| previous.get(*id).is_none_or(|(_, before)| before != modify))
-        .map(|(_, (key, _))| key.clone())
-        .chain(
-            previous
-                .iter()
-                .filter(|(id, _)| !current.contains_key(*id))
-                .map(|(_, (key, _))| key.clone()),
-        )
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
+/// The release from which `GET /v1/deployments` takes `namespace=*` (before, it reads
+/// `*` as a namespace of that name and lists nothing).
+pub const DEPLOYMENTS_OF_ALL_NAMESPACES_SINCE: (u64, u64, u64) = (1, 2, 4);
+
+/// Whether the cluster lists the deployments of every namespace at once; asked until
+/// Nomad answers (an agent that does not say, for a token without `agent:read`, counts
+/// as one that does not).
+async fn lists_all_deployments(nomad: &NomadClient) -> bool {
+    let mut failures = 0u32;
+    loop {
+        match nomad
+            .release_at_least(DEPLOYMENTS_OF_ALL_NAMESPACES_SINCE)
+            .await
+        {
+            Ok(listed) => return listed,
+            Err(e) if e.is_transient() => {
+                failures = failures.saturating_add(1);
+                let delay = Duration::from_millis(500)
+                    .saturating_mul(2u32.saturating_pow(failures.min(6)))
+                    .min(Duration::from_secs(30));
+                warn!(retry_in = ?delay, "asking Nomad its release failed: {e}");
+                tokio::time::sleep(delay).await;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// One answer of a feed, sorted out against the previous one.
+#[derive(Debug, Default)]
+struct TakenIn {
+    /// Every item listed, with its change index (0 for one that could not be decoded,
+    /// so that the next answer decodes it again).
+    current: HashMap<ItemKey, u64>,
+    /// The items that are new or changed, decoded.
+    changed: Vec<(ItemKey, Item)>,
+    /// The items gone since the previous answer, and those that could not be decoded.
+    removed: Vec<ItemKey>,
+    /// The jobs whose items changed, appeared or went away, each once.
+    jobs: Vec<NomadJobKey>,
+}
+
+/// Sorts out `entries` of `feed` against `previous` (the items of the previous answer
+/// and their change indexes; `None` for the first answer, when every item is new).
+fn take_in(
+    feed: ChangeFeed,
+    entries: Vec<FeedItem<Item>>,
+    previous: Option<&HashMap<ItemKey, u64>>,
+) -> TakenIn {
+    let mut taken = TakenIn {
+        current: HashMap::with_capacity(entries.len()),
+        ..TakenIn::default()
+    };
+    for item in entries {
+        let key = item_key(&item.entry);
+        let at = item.entry.change_index();
+        match item.full {
+            Some(Ok(full)) => {
+                taken.jobs.push(key.0.clone());
+                taken.changed.push((key.clone(), full));
+                taken.current.insert(key, at);
+            }
+            Some(Err(e)) => {
+                warn!(list = feed.name(), item = %key.1, "cannot decode a listed item: {e}");
+                taken.jobs.push(key.0.clone());
+                taken.removed.push(key.clone());
+                taken.current.insert(key, 0);
+            }
+            None => {
+                taken.current.insert(key, at);
+            }
+        }
+    }
+    if let Some(previous) = previous {
+        for key in previous.keys().filter(|k| !taken.current.contains_key(*k)) {
+            taken.jobs.push(key.0.clone());
+            taken.removed.push(key.clone());
+        }
+    }
+    taken.jobs.sort();
+    taken.jobs.dedup();
+    taken
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn items(entries: &[(&str, &str, u64)]) -> HashMap<String, (NomadJobKey, u64)> {
-        entries
-            .iter()
-            .map(|(id, job, modify)| {
-                (
-                    id.to_string(),
-                    (("default".to_string(), job.to_string()), *modify),
-                )
-            })
-            .collect()
+    /// An allocation of `job` as a feed lists it; decoded in full when `full`.
+    fn listed(id: &str, job: &str, modify: u64, full: bool) -> FeedItem<Item> {
+        let text = format!(
+            r#"{{"ID":"{id}","Namespace":"default","JobID":"{job}","ModifyIndex":{modify}}}"#
+        );
+        FeedItem {
+            entry: serde_json::from_str(&text).expect("entry"),
+            full: full
+                .then(|| Item::decode(ChangeFeed::Allocations, &text).map_err(|e| e.to_string())),
+        }
+    }
+
+    fn key(id: &str, job: &str) -> ItemKey {
+        (("default".to_string(), job.to_string()), id.to_string())
     }
 
     #[test]
@@ -250,24 +338,41 @@ mod tests {
     }
 
     #[test]
-    fn changed_jobs_are_those_with_new_modified_or_removed_items() {
-        let before = items(&[
-            ("a1", "web", 5),
-            ("a2", "web", 6),
-            ("b1", "api", 7),
-            ("c1", "gone", 3),
-        ]);
-        let after = items(&[
-            ("a1", "web", 5),
-            ("a2", "web", 6),
-            ("b1", "api", 9),
-            ("d1", "new", 10),
-        ]);
-        let changed: Vec<String> = changed_jobs(&before, &after)
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect();
-        assert_eq!(changed, ["api", "gone", "new"]);
-        assert!(changed_jobs(&after, &after).is_empty());
+    fn an_answer_is_sorted_into_changed_removed_and_the_jobs_to_reconcile() {
+        let first = take_in(
+            ChangeFeed::Allocations,
+            vec![listed("a1", "web", 5, true), listed("c1", "gone", 3, true)],
+            None,
+        );
+        assert_eq!(first.changed.len(), 2);
+        assert!(first.removed.is_empty());
+        let next = take_in(
+            ChangeFeed::Allocations,
+            vec![
+                listed("a1", "web", 5, false),
+                listed("b1", "api", 9, true),
+                FeedItem {
+                    entry: serde_json::from_str(r#"{"ID":"x1","JobID":"odd","ModifyIndex":4}"#)
+                        .expect("entry"),
+                    full: Some(Err("not an allocation".into())),
+                },
+            ],
+            Some(&first.current),
+        );
+        let jobs: Vec<&str> = next.jobs.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(jobs, ["odd", "api", "gone"], "by namespace, then job");
+        assert_eq!(next.changed.len(), 1);
+        assert_eq!(next.changed[0].0, key("b1", "api"));
+        let mut removed = next.removed.clone();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [(("".into(), "odd".into()), "x1".into()), key("c1", "gone")]
+        );
+        assert_eq!(
+            next.current.get(&(("".into(), "odd".into()), "x1".into())),
+            Some(&0),
+            "an item that could not be decoded is decoded again next time"
+        );
     }
 }

@@ -380,8 +380,17 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         }
         let point = point_name(&step);
         let tried = step.clone();
+        let key = (desired.namespace.clone(), desired.id.clone());
+        // The first look at the job comes from what the watches saw when they can
+        // vouch for it; a second one (the job moved meanwhile) reads Nomad.
+        let mirrored = (step == Step::Observe && observed.is_none())
+            .then(|| route.mirror.observe(&key))
+            .flatten();
         hold_points::reached(&format!("{point}.before")).await;
-        let acted = act(&route.nomad, &scope, desired, &sent, owner, step).await;
+        let acted = match mirrored {
+            Some(seen) => mirrored_observation(&route, &scope, desired, seen).await,
+            None => act(&route.nomad, &scope, desired, &sent, owner, step).await,
+        };
         hold_points::reached(&format!("{point}.after")).await;
         match acted {
             Ok(Some(fact)) => {
@@ -407,12 +416,15 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     if matches!(state, JobState::KeptChanging) {
         outcome = Err(Error::CasExhausted(super::classify::CAS_ATTEMPTS));
     }
-    // The summary and allocations, for the status only, read once at the end.
+    if let (Spec::Desired(desired), Some(o)) = (&spec, observed.as_ref()) {
+        remember_job(&route, desired, o, &facts);
+    }
+    // The summary and allocations, for the status only, taken once at the end.
     if let (Ok(()), Spec::Desired(desired), Some(o)) = (&outcome, &spec, observed.as_mut())
         && let Some(job) = o.job.clone()
         && !matches!(state, JobState::Conflict { .. })
     {
-        match observe::details(&route.nomad, &scope_of(desired), &desired.id, &job).await {
+        match details(&route, desired, &job).await {
             Ok(details) => o.details = Some(details),
             Err(e) => outcome = Err(e.into()),
         }
@@ -465,6 +477,48 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     }
 }
 
+/// A look at the job from the mirror, with its deployments read when the cluster does
+/// not list them (Nomad before 1.2.4).
+async fn mirrored_observation(
+    route: &Route,
+    scope: &Scope,
+    desired: &DesiredJob,
+    mut seen: Observed,
+) -> Result<Option<Fact>, NomadError> {
+    if seen.job.is_some() && !route.mirror.deployments_listed() {
+        seen.deployments = route.nomad.job_deployments(scope, &desired.id).await?;
+    }
+    Ok(Some(Fact::Observed(Box::new(seen))))
+}
+
+/// Remembers in the mirror the job as this reconcile last knew it: the next reconcile
+/// can then take it from there while the watches list it unchanged. After a revert the
+/// job is read again (the view would be of the failed version).
+fn remember_job(route: &Route, desired: &DesiredJob, observed: &Observed, facts: &[Fact]) {
+    let key = (desired.namespace.clone(), desired.id.clone());
+    let reverted = facts.iter().any(|f| matches!(f, Fact::Reverted { .. }));
+    let view = observed.job.clone().filter(|_| !reverted);
+    route.mirror.remember(&key, view);
+}
+
+/// The summary and allocations of `job` (`desired`'s), and the evaluations that explain
+/// allocations waiting to be placed: from the mirror when the watches run, else read.
+async fn details(
+    route: &Route,
+    desired: &DesiredJob,
+    job: &JobView,
+) -> Result<observe::Details, NomadError> {
+    let scope = scope_of(desired);
+    let key = (desired.namespace.clone(), desired.id.clone());
+    let Some(mut details) = route.mirror.details(&key, job) else {
+        return observe::details(&route.nomad, &scope, &desired.id, job).await;
+    };
+    if details.queued() && !job.stop && !job.launches_children() {
+        details.evaluations = route.nomad.job_evaluations(&scope, &desired.id).await?;
+    }
+    Ok(details)
+}
+
 /// Stalls `target` with `reason` (no Nomad call was made) and looks at it again after
 /// [`REFUSED_RECHECK`]: the connection, its Secrets or its policy may be fixed meanwhile.
 async fn refuse(
@@ -498,12 +552,9 @@ fn remember(
             obj_ref.clone(),
         );
     }
-    if facts.iter().any(|f| matches!(f, Fact::Registered { .. })) {
-        // Plan again on the next reconcile, while the rollout is being mirrored anyway:
-        // `status.plan` then settles to `None` before the object is at rest instead of
-        // changing at the first resync.
-        ctx.plans.forget(obj_ref);
-    } else if facts.iter().any(|f| matches!(f, Fact::Planned(_))) {
+    // A register follows its plan: that plan counts (`status.plan` keeps it, marked
+    // registered), and the next one is due after the plan interval like any other.
+    if facts.iter().any(|f| matches!(f, Fact::Planned(_))) {
         ctx.plans.planned(obj_ref);
     }
 }

@@ -910,7 +910,10 @@ fn fact_notices(fact: &Fact) -> Vec<Notice> {
 }
 
 /// An Event when the `Ready` condition's reason changed to one a person should hear
-/// about: a Warning reason, or Ready.
+/// about: a Warning reason, or Ready. A rollout that goes as planned has one Event, its
+/// `Registered`: Ready is not announced at the end of its deployment, nor beside the
+/// `Registered` Event itself (the condition says it); it is announced when it follows
+/// anything else, a problem above all.
 fn announce_transition(
     previous: &NomadJobStatus,
     status: &NomadJobStatus,
@@ -919,9 +922,14 @@ fn announce_transition(
     let Some(ready) = ready_transition(&previous.conditions, &status.conditions) else {
         return;
     };
+    let rolled_out = find_condition(&previous.conditions, condition::READY)
+        .is_some_and(|before| before.reason == reason::DEPLOYING)
+        || notices.iter().any(|n| n.reason == reason::REGISTERED);
     if WARNING_REASONS.contains(&ready.reason.as_str()) {
         notices.push(Notice::warning(&ready.reason, ready.message.clone()));
-    } else if ready.status == "True" || NOTABLE_REASONS.contains(&ready.reason.as_str()) {
+    } else if (ready.status == "True" && !rolled_out)
+        || NOTABLE_REASONS.contains(&ready.reason.as_str())
+    {
         notices.push(Notice::normal(&ready.reason, ready.message.clone()));
     }
 }

@@ -28,6 +28,7 @@ use super::connection::{Connections, Route};
 use super::context::{Backoff, Context, JobIndex, PlanClock};
 use super::dispatch::{dispatch_error_policy, reconcile_dispatch};
 use super::events::EventPublisher;
+use super::mirror::Mirror;
 use super::nomad_watch::{self, Routes, WatchConfig};
 use super::reconcile::{error_policy, reconcile};
 use super::render::Defaults;
@@ -127,6 +128,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
     let leadership = Leadership::always();
     nomad.set_write_gate(leadership.write_gate());
     let jobs = Arc::new(JobIndex::default());
+    let mirror = Arc::new(Mirror::default());
     let defaults = Defaults {
         namespace: args.nomad.namespace.clone(),
         region: args.nomad.region.clone(),
@@ -137,6 +139,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         allowed: None,
         label: None,
         jobs: jobs.clone(),
+        mirror: mirror.clone(),
         parse_support: Arc::new(ParseSupport::default()),
     });
     let instance = std::env::var("POD_NAME")
@@ -164,6 +167,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         plan_interval: args.plan_interval.max(args.resync_interval),
         backoff: Backoff::new(args.error_backoff, args.max_backoff),
         jobs,
+        mirror,
         dispatches: Arc::new(JobIndex::default()),
         metrics,
         plans: PlanClock::default(),
@@ -199,6 +203,7 @@ pub async fn run_controller(
             Ok(nomad) => {
                 let routes = Routes {
                     jobs: ctx.jobs.clone(),
+                    mirror: ctx.mirror.clone(),
                     trigger: trigger_tx,
                     dispatches: ctx.dispatches.clone(),
                     dispatch_trigger: dispatch_tx,

@@ -15,7 +15,7 @@ pub use redact::Redactor;
 pub use variables::{Values, VarValue, flag_values, spec_values};
 
 /// The first Nomad release whose parse request takes variable values.
-const VARIABLES_SINCE: (u64, u64) = (1, 6);
+const VARIABLES_SINCE: (u64, u64, u64) = (1, 6, 0);
 
 /// Why a jobspec did not become a job.
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +55,7 @@ impl ParseSupport {
 
 /// True for Nomad releases (`1.6.0`, `1.10.2-ent`) whose parse request takes `Variables`.
 pub fn release_takes_variables(version: &str) -> bool {
-    let mut parts = version
-        .trim_start_matches('v')
-        .split(['.', '-', '+'])
-        .map(|p| p.parse::<u64>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= VARIABLES_SINCE,
-        _ => false,
-    }
+    crate::nomad::release_at_least(version, VARIABLES_SINCE)
 }
 
 /// A jobspec and how to read it.

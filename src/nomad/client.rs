@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use tokio::sync::mpsc;
 
 use super::breaker::{Admission, Breaker};
@@ -133,6 +133,8 @@ struct Inner {
     write_gate: Arc<std::sync::OnceLock<WriteGate>>,
     /// Pauses calls while Nomad keeps failing; shared likewise.
     breaker: Arc<Breaker>,
+    /// The agent's release once it was asked (shared by the clones and the watches' pool).
+    release: Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// Decides whether a write (register, revert, deregister, dispatch, promote...) may go
@@ -180,6 +182,7 @@ impl NomadClient {
             hook: Arc::default(),
             write_gate: Arc::default(),
             breaker: Arc::default(),
+            release: Arc::default(),
         };
         Ok(Self {
             inner: Arc::new(inner),
@@ -204,10 +207,16 @@ impl NomadClient {
             hook: inner.hook.clone(),
             write_gate: inner.write_gate.clone(),
             breaker: inner.breaker.clone(),
+            release: inner.release.clone(),
         };
         Ok(Self {
             inner: Arc::new(own),
         })
+    }
+
+    /// Where the agent's release is kept once asked (see `NomadClient::agent_version`).
+    pub(crate) fn release_cell(&self) -> &tokio::sync::OnceCell<String> {
+        &self.inner.release
     }
 
     /// The Nomad address this client talks to (without user info).
@@ -266,13 +275,19 @@ impl NomadClient {
     }
 
     /// Like [`execute`](Self::execute), but decodes the body while it arrives instead
-    /// of holding all of it: for the large list answers the watches read. Also returns
-    /// the time spent reading and decoding the body (not the time Nomad held a
-    /// blocking query before answering).
-    pub(crate) async fn execute_streamed<T: DeserializeOwned + Send + 'static>(
+    /// of holding all of it, with `seed` (a decoder that may keep only part of what it
+    /// reads): for the large list answers the watches read. Also returns the time spent
+    /// reading and decoding the body (not the time Nomad held a blocking query before
+    /// answering).
+    pub(crate) async fn execute_streamed<S, V>(
         &self,
         call: Call<'_>,
-    ) -> Result<(Indexed<T>, Duration), NomadError> {
+        seed: S,
+    ) -> Result<(Indexed<V>, Duration), NomadError>
+    where
+        S: for<'de> DeserializeSeed<'de, Value = V> + Send + 'static,
+        V: Send + 'static,
+    {
         let Sent {
             mut response,
             index,
@@ -282,7 +297,10 @@ impl NomadClient {
         let started = std::time::Instant::now();
         let (chunks, reader) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let decoder = tokio::task::spawn_blocking(move || {
-            serde_json::from_reader::<_, T>(BufReader::new(ChunkReader::new(reader)))
+            let mut body =
+                serde_json::Deserializer::from_reader(BufReader::new(ChunkReader::new(reader)));
+            let value = seed.deserialize(&mut body)?;
+            body.end().map(|()| value)
         });
         let mut transport = None;
         let mut read = 0usize;
@@ -887,7 +905,13 @@ mod tests {
         let body = format!("[{{\"ID\": \"a\", \"ModifyIndex\": \"{TOKEN}\"}}]");
         let nomad = token_client(serve_raw("200 OK", body)?)?;
         let scope = Scope::default();
-        let feed = nomad.changes(crate::nomad::ChangeFeed::Allocations, &scope, None);
+        let feed = nomad.changes(
+            crate::nomad::ChangeFeed::Allocations,
+            &scope,
+            None,
+            |_| true,
+            |_| Ok(()),
+        );
         let error = run(feed)?.expect_err("not an index");
         assert!(matches!(error, NomadError::Decode(_)), "{error:?}");
         assert_token_redacted(&error);
@@ -911,7 +935,13 @@ mod tests {
         assert_eq!(own.addr(), nomad.addr());
         assert_eq!(format!("{own:?}"), format!("{nomad:?}"));
         let scope = Scope::default();
-        let answer = run(own.changes(crate::nomad::ChangeFeed::Jobs, &scope, None))??;
+        let answer = run(own.changes(
+            crate::nomad::ChangeFeed::Jobs,
+            &scope,
+            None,
+            |_| true,
+            |_| Ok(()),
+        ))??;
         assert!(answer.entries.is_empty());
         let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
         assert_eq!(seen, ["GET /v1/jobs 200"]);

@@ -165,12 +165,25 @@ impl NomadClient {
         Ok(self.execute::<Value>(call).await?.value)
     }
 
-    /// `GET /v1/agent/self`: the release of the Nomad agent answering, such as `1.1.2`.
+    /// `GET /v1/agent/self`: the release of the Nomad agent answering, such as `1.1.2`;
+    /// asked once per client (its clones included) until it answers.
     pub async fn agent_version(&self) -> Result<String, NomadError> {
-        let scope = Scope::default();
-        let call = Call::get(&scope, &["agent", "self"]);
-        let answer = self.execute::<AgentSelf>(call).await?.value;
-        Ok(answer.config.version.version)
+        let version = self
+            .release_cell()
+            .get_or_try_init(|| async {
+                let scope = Scope::default();
+                let call = Call::get(&scope, &["agent", "self"]);
+                let answer = self.execute::<AgentSelf>(call).await?.value;
+                Ok::<_, NomadError>(answer.config.version.version)
+            })
+            .await?;
+        Ok(version.clone())
+    }
+
+    /// Whether the agent answering is release `at` (major, minor, patch) or later; an
+    /// answer that is no release reads as older.
+    pub async fn release_at_least(&self, at: (u64, u64, u64)) -> Result<bool, NomadError> {
+        Ok(release_at_least(&self.agent_version().await?, at))
     }
 
     /// `POST /v1/job/:id/dispatch`: starts an instance of a parameterized job.
@@ -241,8 +254,33 @@ impl VersionsAnswer {
     }
 }
 
+/// Whether `version` (`1.1.2`, `v1.6.0`, `1.10.2-ent`) is release `at` or later; what is
+/// no release reads as older than any.
+pub fn release_at_least(version: &str, at: (u64, u64, u64)) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-', '+'])
+        .map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => {
+            let patch = parts.next().flatten().unwrap_or(0);
+            (major, minor, patch) >= at
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn releases_compare_by_major_minor_and_patch() {
+        assert!(super::release_at_least("1.2.4", (1, 2, 4)));
+        assert!(super::release_at_least("v1.10.0-ent", (1, 2, 4)));
+        assert!(!super::release_at_least("1.1.2", (1, 2, 4)));
+        assert!(!super::release_at_least("1.2.3+ent", (1, 2, 4)));
+        assert!(!super::release_at_least("unknown", (0, 0, 0)));
+    }
+
     use super::*;
 
     #[test]

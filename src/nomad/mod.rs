@@ -31,12 +31,12 @@ mod jobs;
 mod tls;
 pub mod types;
 
-pub use changes::{ChangeEntry, ChangeFeed, Changes};
+pub use changes::{ChangeEntry, ChangeFeed, Changes, FeedItem};
 pub use client::{
     Blocking, CallHook, Indexed, MAX_ANSWER_BYTES, MAX_STREAMED_BYTES, NomadClient, Scope,
     WriteGate,
 };
 pub use config::{InlineTls, NomadConfig, Pem, Token, parse_duration};
 pub use error::{NomadError, truncate_bytes};
-pub use jobs::ParseRequest;
+pub use jobs::{ParseRequest, release_at_least};
 pub use types::*;

@@ -63,6 +63,7 @@ pub struct Harness {
     backing: Nomad,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     operator: Option<tokio::task::JoinHandle<()>>,
+    metrics: Option<std::sync::Arc<nomad_operator::controller::context::Context>>,
 }
 
 impl Harness {
@@ -105,6 +106,7 @@ impl Harness {
             backing,
             shutdown: None,
             operator: None,
+            metrics: None,
         };
         harness.start_operator(extra);
         harness
@@ -147,6 +149,7 @@ impl Harness {
             backing,
             shutdown: None,
             operator: None,
+            metrics: None,
         };
         harness.start_operator(extra);
         harness
@@ -201,6 +204,7 @@ impl Harness {
         let args = Cli::try_parse_from(argv).expect("run flags").args;
         let ctx = run::context(self.ns.client.clone(), &args, Metrics::default())
             .expect("operator context");
+        self.metrics = Some(ctx.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.shutdown = Some(tx);
         self.operator = Some(tokio::spawn(async move {
@@ -209,6 +213,29 @@ impl Harness {
             })
             .await;
         }));
+    }
+
+    /// The reconciles the operator finished so far (all outcomes).
+    pub fn reconciles(&self) -> f64 {
+        let text = self
+            .metrics
+            .as_ref()
+            .map(|c| c.metrics.render())
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("nomad_operator_reconciles_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until `n` more reconciles finished (at rest, resyncs: they make no Nomad
+    /// call, so they are counted here).
+    pub async fn wait_reconciles(&self, n: usize) {
+        let target = self.reconciles() + n as f64;
+        wait_until(&format!("{n} more reconciles"), || async {
+            self.reconciles() >= target
+        })
+        .await;
     }
 
     /// The address the operator reaches Nomad at (the simulator, or the recording proxy

@@ -901,12 +901,26 @@ async fn list_allocations(app: &AppState, q: &Query, pretty: bool) -> Result<Res
     .await
 }
 
+/// The release from which `GET /v1/deployments` takes `namespace=*`; before it, `*` is
+/// read as a namespace of that name, which holds nothing (as 1.1.2 answers).
+const DEPLOYMENTS_OF_ALL_NAMESPACES_SINCE: (u64, u64, u64) = (1, 2, 4);
+
 async fn list_deployments(app: &AppState, q: &Query, pretty: bool) -> Result<Response, ApiError> {
     let ns = q.namespace();
     let prefix = q.prefix().to_string();
+    let all_namespaces = app
+        .sim
+        .inner
+        .release
+        .at_least(DEPLOYMENTS_OF_ALL_NAMESPACES_SINCE);
     blocking_list(app, q, &[Table::Deployments], pretty, move |st| {
-        let deployments =
-            by_prefix(&st.deployments, &prefix).filter(|d| ns_match(&ns, &d.namespace));
+        let deployments = by_prefix(&st.deployments, &prefix).filter(|d| {
+            if ns == "*" && !all_namespaces {
+                d.namespace == "*"
+            } else {
+                ns_match(&ns, &d.namespace)
+            }
+        });
         let list = List::of(deployments, pretty, |d| d.text(), |d| d.to_json());
         Ok((st.table(Table::Deployments), list))
     })
