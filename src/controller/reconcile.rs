@@ -516,7 +516,31 @@ async fn details(
     if details.queued() && !job.stop && !job.launches_children() {
         details.evaluations = route.nomad.job_evaluations(&scope, &desired.id).await?;
     }
+    if failures_not_listed_yet(&details) {
+        // The jobs list counts a failure the allocations list does not carry yet: the
+        // status (and the Event) must name the failed task, so the allocations are read.
+        details.allocations = route
+            .nomad
+            .job_allocations(&scope, &desired.id, false, None)
+            .await?
+            .value;
+    }
     Ok(details)
+}
+
+/// Whether the summary counts more failed allocations than the mirrored allocations
+/// show (the two lists answer apart).
+fn failures_not_listed_yet(details: &observe::Details) -> bool {
+    let counted: u64 = details
+        .summary
+        .as_ref()
+        .map_or(0, |s| s.summary.values().map(|g| g.failed).sum());
+    let listed = details
+        .allocations
+        .iter()
+        .filter(|a| a.client_status == "failed")
+        .count();
+    counted > u64::try_from(listed).unwrap_or(u64::MAX)
 }
 
 /// Stalls `target` with `reason` (no Nomad call was made) and looks at it again after

@@ -222,10 +222,7 @@ impl Harness {
             .as_ref()
             .map(|c| c.metrics.render())
             .unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with("nomad_operator_reconciles_total{"))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
+        super::operator_process::reconciles_in(&text)
     }
 
     /// Waits until `n` more reconciles finished (at rest, resyncs: they make no Nomad

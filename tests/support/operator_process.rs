@@ -161,10 +161,24 @@ impl OperatorProcess {
         })
     }
 
+    /// The reconciles it finished so far, of every outcome (0 while it does not answer).
+    pub async fn reconciles(&self) -> f64 {
+        reconciles_in(&self.get("/metrics").await.unwrap_or_default())
+    }
+
     /// What it logged so far (stderr).
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// The reconciles counted in a rendering of the operator's metrics, all outcomes summed.
+pub fn reconciles_in(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("nomad_operator_reconciles_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 /// A free loopback port.

@@ -99,6 +99,11 @@ struct Args {
     /// run with it.
     #[arg(long, default_value = "0ms", value_parser = nomad_sim::parse_duration)]
     write_latency: Duration,
+    /// The Nomad release the simulator emulates. From 1.2.4 on, Nomad lists the
+    /// deployments of every namespace at once and the operator mirrors them; before
+    /// (the real agent here is 1.1.2), it reads a job's deployments per reconcile.
+    #[arg(long, default_value = "1.2.4")]
+    nomad_version: String,
     /// The operator binary (default: `nomad-operator` beside this binary).
     #[arg(long)]
     operator_bin: Option<PathBuf>,
@@ -152,6 +157,8 @@ struct Settings {
     read_latency_ms: f64,
     /// The simulator's latency model: delay of each Nomad write, milliseconds.
     write_latency_ms: f64,
+    /// The Nomad release the simulator emulates.
+    nomad_version: String,
     job: Value,
     kube_writes_source: &'static str,
 }
@@ -198,6 +205,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         create_concurrency: args.create_concurrency,
         read_latency_ms: args.read_latency.as_secs_f64() * 1000.0,
         write_latency_ms: args.write_latency.as_secs_f64() * 1000.0,
+        nomad_version: args.nomad_version.clone(),
         job: job_spec(),
         kube_writes_source: "watch on NomadJobs: resourceVersion changes after create (finalizer + status); cross-checked with the operator's nomad_operator_status_writes counter; Events counted separately",
     };
@@ -460,7 +468,7 @@ async fn bench_size(
     let sim = Simulator::new(SimConfig {
         acl_token: None,
         time_scale: args.time_scale,
-        ..SimConfig::default()
+        version: args.nomad_version.clone(),
     });
     sim.set_latency(Latency {
         read: args.read_latency,
