@@ -201,9 +201,7 @@ async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config
                 if failures >= FAILURES_BEFORE_STALE {
                     routes.mirror.mark_stale(feed);
                 }
-                let delay = Duration::from_millis(500)
-                    .saturating_mul(2u32.saturating_pow(failures.min(6)))
-                    .min(Duration::from_secs(30));
+                let delay = retry_delay(failures);
                 warn!(list = feed.name(), retry_in = ?delay, "watching Nomad failed: {e}");
                 tokio::time::sleep(delay).await;
             }
@@ -228,15 +226,21 @@ async fn lists_all_deployments(nomad: &NomadClient) -> bool {
             Ok(listed) => return listed,
             Err(e) if e.is_transient() => {
                 failures = failures.saturating_add(1);
-                let delay = Duration::from_millis(500)
-                    .saturating_mul(2u32.saturating_pow(failures.min(6)))
-                    .min(Duration::from_secs(30));
+                let delay = retry_delay(failures);
                 warn!(retry_in = ?delay, "asking Nomad its release failed: {e}");
                 tokio::time::sleep(delay).await;
             }
             Err(_) => return false,
         }
     }
+}
+
+/// The wait before asking Nomad again after `failures` failures in a row: 1 s,
+/// doubling, at most 30 s.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_millis(500)
+        .saturating_mul(2u32.saturating_pow(failures.min(6)))
+        .min(Duration::from_secs(30))
 }
 
 /// One answer of a feed, sorted out against the previous one.
