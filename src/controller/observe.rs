@@ -199,6 +199,13 @@ impl Details {
             .as_ref()
             .is_some_and(|s| s.summary.values().any(|g| g.queued > 0))
     }
+
+    /// Whether `job`'s evaluations are to be read: allocations wait to be placed, and
+    /// the scheduler's reasons why are in its evaluations (not for a stopped job, nor
+    /// for one that only launches others).
+    pub fn needs_evaluations(&self, job: &JobView) -> bool {
+        self.queued() && !job.stop && !job.launches_children()
+    }
 }
 
 impl Observed {
@@ -252,7 +259,7 @@ pub async fn details(
         return Ok(details);
     }
     details.allocations = nomad.job_allocations(scope, id, false, None).await?.value;
-    if details.queued() && !job.stop {
+    if details.needs_evaluations(job) {
         details.evaluations = nomad.job_evaluations(scope, id).await?;
     }
     Ok(details)

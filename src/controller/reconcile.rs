@@ -513,7 +513,7 @@ async fn details(
     let Some(mut details) = route.mirror.details(&key, job) else {
         return observe::details(&route.nomad, &scope, &desired.id, job).await;
     };
-    if details.queued() && !job.stop && !job.launches_children() {
+    if details.needs_evaluations(job) {
         details.evaluations = route.nomad.job_evaluations(&scope, &desired.id).await?;
     }
     if failures_not_listed_yet(&details) {
@@ -745,7 +745,7 @@ pub async fn cleanup(
         Choice::Use(route) => route,
         // Orphaning needs no Nomad call; anything else waits for the connection.
         Choice::Refused { .. } if policy == DeletionPolicy::Orphan => {
-            finish_cleanup(ctx, &obj_ref, &jobs, &ctx.jobs);
+            finish_cleanup(ctx, &obj_ref, &jobs, &ctx.jobs, &ctx.mirror);
             return Ok(Cleanup::Done);
         }
         Choice::Refused { reason, message } => {
@@ -828,7 +828,7 @@ pub async fn cleanup(
             }
         }
     }
-    finish_cleanup(ctx, &obj_ref, &jobs, &route.jobs);
+    finish_cleanup(ctx, &obj_ref, &jobs, &route.jobs, &route.mirror);
     for note in notes {
         kube.publish(
             &target,
@@ -874,13 +874,17 @@ fn finish_cleanup(
     obj_ref: &ObjectRef<NomadJob>,
     jobs: &[JobRef],
     index: &super::context::JobIndex,
+    mirror: &super::mirror::Mirror,
 ) {
     ctx.plans.forget(obj_ref);
     ctx.parsed.forget(obj_ref);
     ctx.sources.forget(obj_ref);
     ctx.metrics.record_ready(&obj_ref.to_string(), None);
     for old in jobs {
-        index.remove(&(old.namespace.clone(), old.job_id.clone()), obj_ref);
+        let key = (old.namespace.clone(), old.job_id.clone());
+        index.remove(&key, obj_ref);
+        // The job is gone or no longer this operator's: its view is not kept.
+        mirror.remember(&key, None);
     }
 }
 
