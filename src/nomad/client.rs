@@ -237,9 +237,9 @@ impl NomadClient {
     }
 
     /// Reports a finished request to the hook, if any.
-    fn observe(&self, method: &Method, segments: &[&str], status: u16) {
+    fn observe(&self, label: &str, status: u16) {
         if let Some(hook) = self.inner.hook.get() {
-            hook(&endpoint_label(method, segments), status);
+            hook(label, status);
         }
     }
 
@@ -358,19 +358,23 @@ impl NomadClient {
         let path = url.path().to_owned();
         let method = call.method.clone();
         let operation = call.operation;
-        let segments = call.segments.clone();
+        let label = endpoint_label(
+            &method,
+            &call.segments,
+            call.blocking.as_ref().is_some_and(|b| b.index > 0),
+        );
         let request = self.request(url, call);
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
-                self.observe(&method, &segments, 0);
+                self.observe(&label, 0);
                 let error = self.transport_error(e, &method, &path);
                 self.trip(&error);
                 return Err(error);
             }
         };
         let status = response.status();
-        self.observe(&method, &segments, status.as_u16());
+        self.observe(&label, status.as_u16());
         let index = header_index(response.headers());
         if !status.is_success() {
             let bytes = self
@@ -607,8 +611,9 @@ impl<'a> Call<'a> {
 }
 
 /// `METHOD /v1/area/:id/...`: the path with the ID after a singular area (`job`,
-/// `allocation`, `deployment`, ...) replaced by `:id`.
-fn endpoint_label(method: &Method, segments: &[&str]) -> String {
+/// `allocation`, `deployment`, ...) replaced by `:id`; ` (blocking)` after it for a
+/// blocking query past index 0 (a watch waiting for a change, not a read).
+fn endpoint_label(method: &Method, segments: &[&str], blocking: bool) -> String {
     let mut label = format!("{method} /v1");
     for (i, segment) in segments.iter().enumerate() {
         let singular_area = segments.first().is_some_and(|area| !area.ends_with('s'));
@@ -618,6 +623,9 @@ fn endpoint_label(method: &Method, segments: &[&str]) -> String {
         } else {
             segment
         });
+    }
+    if blocking {
+        label.push_str(" (blocking)");
     }
     label
 }
@@ -695,16 +703,23 @@ mod tests {
     #[test]
     fn endpoint_labels_hide_ids() {
         assert_eq!(
-            endpoint_label(&Method::POST, &["job", "web", "plan"]),
+            endpoint_label(&Method::POST, &["job", "web", "plan"], false),
             "POST /v1/job/:id/plan"
         );
-        assert_eq!(endpoint_label(&Method::GET, &["jobs"]), "GET /v1/jobs");
         assert_eq!(
-            endpoint_label(&Method::POST, &["jobs", "parse"]),
+            endpoint_label(&Method::GET, &["jobs"], false),
+            "GET /v1/jobs"
+        );
+        assert_eq!(
+            endpoint_label(&Method::GET, &["jobs"], true),
+            "GET /v1/jobs (blocking)"
+        );
+        assert_eq!(
+            endpoint_label(&Method::POST, &["jobs", "parse"], false),
             "POST /v1/jobs/parse"
         );
         assert_eq!(
-            endpoint_label(&Method::GET, &["allocation", "a1"]),
+            endpoint_label(&Method::GET, &["allocation", "a1"], false),
             "GET /v1/allocation/:id"
         );
     }

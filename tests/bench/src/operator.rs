@@ -249,16 +249,48 @@ pub fn metric_sum(metrics: &BTreeMap<String, f64>, name: &str) -> f64 {
         .sum()
 }
 
+/// The series of metric `name` summed by the value of its label `label` (series
+/// without that label are left out).
+pub fn metric_by_label(
+    metrics: &BTreeMap<String, f64>,
+    name: &str,
+    label: &str,
+) -> BTreeMap<String, f64> {
+    let prefix = format!("{name}{{");
+    let key = format!("{label}=\"");
+    let mut out = BTreeMap::new();
+    for (series, value) in metrics {
+        let Some(labels) = series.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(value_text) = labels
+            .split_once(&key)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(v, _)| v)
+        else {
+            continue;
+        };
+        *out.entry(value_text.to_string()).or_insert(0.0) += value;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn metrics_text_is_parsed_and_summed() {
-        let text = "# HELP x y\nnomad_operator_status_writes_total 12\nnomad_operator_nomad_api_calls_total{endpoint=\"plan\",code=\"200\"} 3\nnomad_operator_nomad_api_calls_total{endpoint=\"read\",code=\"200\"} 4\n# EOF\n";
+        let text = "# HELP x y\nnomad_operator_status_writes_total 12\nnomad_operator_nomad_api_calls_total{endpoint=\"plan\",code=\"200\"} 3\nnomad_operator_nomad_api_calls_total{endpoint=\"read\",code=\"200\"} 4\nnomad_operator_nomad_api_calls_total{endpoint=\"plan\",code=\"500\"} 2\n# EOF\n";
         let m = parse_metrics(text);
         assert_eq!(metric_sum(&m, "nomad_operator_status_writes_total"), 12.0);
-        assert_eq!(metric_sum(&m, "nomad_operator_nomad_api_calls_total"), 7.0);
+        assert_eq!(metric_sum(&m, "nomad_operator_nomad_api_calls_total"), 9.0);
+        let by_endpoint = metric_by_label(&m, "nomad_operator_nomad_api_calls_total", "endpoint");
+        assert_eq!(
+            by_endpoint,
+            BTreeMap::from([("plan".to_string(), 5.0), ("read".to_string(), 4.0)])
+        );
+        assert!(metric_by_label(&m, "nomad_operator_nomad_api_calls_total", "other").is_empty());
         assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "abcde");
     }
 }
