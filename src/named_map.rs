@@ -3,7 +3,9 @@
 //!
 //! Those maps hold one to a few entries, and the operator caches a status per object.
 //! A `BTreeMap` allocates a node for eleven entries however few it holds (about a
-//! kilobyte for these values); a sorted `Vec` holds just what is there. It reads,
+//! kilobyte for these values); a sorted `Vec` holds just what is there. The small maps
+//! of the Nomad items the watches mirror (task states, deployment groups, summaries)
+//! use it too: thousands of jobs each hold one or two entries. It reads,
 //! writes and documents itself exactly like a `BTreeMap<String, T>`.
 
 use std::borrow::Cow;
@@ -43,6 +45,11 @@ impl<T> NamedMap<T> {
     /// The entries, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
         self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The values, by name.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.iter().map(|(_, v)| v)
     }
 
     /// True when there are none.

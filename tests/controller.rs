@@ -755,8 +755,9 @@ async fn an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones(backend: 
     let _ = std::fs::remove_file(&path);
 }
 
-/// With the default plan interval, a resync reads the job and writes nothing, and plans
-/// only when something moved: here, someone else's register of the job.
+/// With the default plan interval, a resync takes the job from the watches and writes
+/// nothing, and plans only when something moved: here, someone else's register of the
+/// job.
 async fn resyncs_take_the_job_from_the_watches_and_do_not_plan(backend: Backend) {
     let h = Harness::start_on(backend, "noplan", &["--plan-interval", "1h"]).await;
     let spec = json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)});
@@ -769,13 +770,26 @@ async fn resyncs_take_the_job_from_the_watches_and_do_not_plan(backend: Backend)
     })
     .await;
     // ...taking the job from what the watches carry: no read of the job, no plan, no
-    // register. Nomad 1.1.2 lists no deployments of all namespaces at once, so those
-    // are read (from 1.2.4 on, not even that: `resyncs_on_newer_nomad_make_no_call`).
+    // register. Nomad 1.1.2 lists no deployments of all namespaces at once, so the
+    // job's are read while one may still change...
     let made: Vec<(String, String)> = h.requests().split_off(calls);
     assert!(
         made.iter()
             .all(|(_, path)| path == "/v1/job/web/deployments" || !path.starts_with(WEB)),
         "resyncs with nothing moved read at most the job's deployments: {made:?}"
+    );
+    // ...and not once the last read found them all over, with the job's allocations
+    // unchanged since: two more resyncs make no call for the job at all.
+    let calls = h.requests().len();
+    let reconciles = h.reconciles();
+    wait_until("two more resyncs", || async {
+        h.reconciles() >= reconciles + 2.0
+    })
+    .await;
+    let made: Vec<(String, String)> = h.requests().split_off(calls);
+    assert!(
+        made.iter().all(|(_, path)| !path.starts_with(WEB)),
+        "resyncs with nothing moved and the deployment over make no call for the job: {made:?}"
     );
     assert_eq!(h.count("POST", WEB), 1, "and no register");
     let plans = h.count("POST", "/v1/job/web/plan");

@@ -13,6 +13,12 @@
 //! the stub's `JobModifyIndex` and `CreateIndex` are the view's (someone else's register
 //! moves them; then the job is read). A view newer than the stub is a write of this
 //! operator the jobs feed has not listed yet, and it stands.
+//!
+//! **Deployments a cluster does not list** (Nomad before 1.2.4) are read per reconcile,
+//! and kept with what they were read against ([`Mirror::remember_deployments`]): once
+//! every one is over, they stand while the job's spec and its allocations in the feed
+//! stay as they were ([`Mirror::settled_deployments`]). A new deployment only comes
+//! with a new spec or with allocations placed alongside it, which the feeds show.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
@@ -42,9 +48,12 @@ struct State {
 #[derive(Debug, Default)]
 struct Entry {
     stub: Option<JobListStub>,
-    deployments: BTreeMap<String, Deployment>,
-    allocations: BTreeMap<String, AllocationListStub>,
+    // Boxed: a map node has room for eleven values, and a job has one or two.
+    deployments: BTreeMap<String, Box<Deployment>>,
+    allocations: BTreeMap<String, Box<AllocationListStub>>,
     view: Option<JobView>,
+    /// The deployments last read, where the cluster does not list them.
+    read_deployments: Option<ReadDeployments>,
 }
 
 impl Entry {
@@ -53,7 +62,33 @@ impl Entry {
             && self.deployments.is_empty()
             && self.allocations.is_empty()
             && self.view.is_none()
+            && self.read_deployments.is_none()
     }
+
+    /// The job's allocations in the feed, each with the index of its last change.
+    fn allocation_marks(&self) -> AllocationMarks {
+        AllocationMarks(
+            self.allocations
+                .iter()
+                .map(|(id, a)| (id.clone(), a.modify_index))
+                .collect(),
+        )
+    }
+}
+
+/// A job's allocations as the feed listed them: each ID with its `ModifyIndex`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllocationMarks(Vec<(String, u64)>);
+
+/// Deployments read from Nomad, and what they were read against.
+#[derive(Debug)]
+struct ReadDeployments {
+    /// The job's `JobModifyIndex` and `CreateIndex` then.
+    job_modify_index: u64,
+    create_index: u64,
+    /// The job's allocations in the feed just before the read.
+    marks: AllocationMarks,
+    deployments: Vec<Deployment>,
 }
 
 /// One item of a feed, decoded in full.
@@ -114,10 +149,10 @@ impl Mirror {
             match item {
                 Item::Job(stub) => entry.stub = Some(*stub),
                 Item::Deployment(d) => {
-                    entry.deployments.insert(id, *d);
+                    entry.deployments.insert(id, d);
                 }
                 Item::Allocation(a) => {
-                    entry.allocations.insert(id, *a);
+                    entry.allocations.insert(id, a);
                 }
             }
         }
@@ -159,12 +194,70 @@ impl Mirror {
             None => {
                 if let Some(entry) = state.jobs.get_mut(key) {
                     entry.view = None;
+                    entry.read_deployments = None;
                     if entry.is_empty() {
                         state.jobs.remove(key);
                     }
                 }
             }
         }
+    }
+
+    /// The allocations of job `key` the feed lists now, to be passed to
+    /// [`Mirror::remember_deployments`] with deployments read after this call; `None`
+    /// while the allocations feed cannot vouch for them.
+    pub fn allocation_marks(&self, key: &NomadJobKey) -> Option<AllocationMarks> {
+        let state = self.read();
+        state.indexes.get(&ChangeFeed::Allocations)?;
+        Some(
+            state
+                .jobs
+                .get(key)
+                .map(Entry::allocation_marks)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Keeps `deployments` of `job` (`key`), read after the feed listed its allocations
+    /// as `marks`.
+    pub fn remember_deployments(
+        &self,
+        key: &NomadJobKey,
+        job: &JobView,
+        marks: AllocationMarks,
+        deployments: &[Deployment],
+    ) {
+        self.write()
+            .jobs
+            .entry(key.clone())
+            .or_default()
+            .read_deployments = Some(ReadDeployments {
+            job_modify_index: job.job_modify_index,
+            create_index: job.create_index,
+            marks,
+            deployments: deployments.to_vec(),
+        });
+    }
+
+    /// The deployments of `job` (`key`) last read, when they cannot have changed since:
+    /// every one is over (none is active), the newest rolls out the job's version (or
+    /// the job expects none), and the job's spec and its allocations in the feed are
+    /// those they were read against. `None`: read them.
+    pub fn settled_deployments(&self, key: &NomadJobKey, job: &JobView) -> Option<Vec<Deployment>> {
+        let state = self.read();
+        state.indexes.get(&ChangeFeed::Allocations)?;
+        let entry = state.jobs.get(key)?;
+        let read = entry.read_deployments.as_ref()?;
+        let rolled_out = read
+            .deployments
+            .iter()
+            .any(|d| d.job_version == job.version && d.job_create_index == job.create_index);
+        let settled = read.job_modify_index == job.job_modify_index
+            && read.create_index == job.create_index
+            && read.deployments.iter().all(|d| !d.is_active())
+            && (rolled_out || !job.expects_deployment)
+            && read.marks == entry.allocation_marks();
+        settled.then(|| read.deployments.clone())
     }
 
     /// The job `key` and its deployments as the watches last saw them, `None` when the
@@ -191,7 +284,7 @@ impl Mirror {
                 .deployments
                 .values()
                 .filter(|d| d.job_create_index == job.create_index)
-                .cloned()
+                .map(|d| Deployment::clone(d))
                 .collect(),
             _ => Vec::new(),
         };
@@ -234,7 +327,7 @@ impl Mirror {
                 e.allocations
                     .values()
                     .filter(|a| a.create_index >= job.create_index)
-                    .cloned()
+                    .map(|a| AllocationListStub::clone(a))
                     .collect()
             })
             .unwrap_or_default();
@@ -496,5 +589,107 @@ mod tests {
             .expect("job and allocations mirrored");
         assert!(seen.job.is_some() && seen.deployments.is_empty());
         assert!(!mirror.deployments_listed());
+    }
+
+    fn allocation_at(id: &str, create: u64, modify: u64) -> (ItemKey, Item) {
+        let a = json!({"ID": id, "Namespace": "default", "JobID": "web", "TaskGroup": "web",
+            "CreateIndex": create, "ModifyIndex": modify, "ClientStatus": "running"});
+        let item = Item::decode(ChangeFeed::Allocations, &a.to_string()).expect("allocation");
+        ((key("web"), id.to_string()), item)
+    }
+
+    fn read_deployment(status: &str, version: u64) -> Deployment {
+        Deployment {
+            id: format!("d{version}"),
+            job_id: "web".into(),
+            job_version: version,
+            job_create_index: 11,
+            status: status.into(),
+            ..Deployment::default()
+        }
+    }
+
+    #[test]
+    fn deployments_read_stand_while_they_are_over_and_nothing_they_depend_on_moved() {
+        let mirror = Mirror::default();
+        mirror.set_deployments_listed(false);
+        let mut job = view(11, 11, 2);
+        job.expects_deployment = true;
+        assert_eq!(
+            mirror.allocation_marks(&key("web")),
+            None,
+            "no allocations yet"
+        );
+        mirror.apply(ChangeFeed::Jobs, 20, vec![stub("web", 11, 11, 20)], &[]);
+        mirror.apply(
+            ChangeFeed::Allocations,
+            20,
+            vec![allocation_at("a1", 15, 18)],
+            &[],
+        );
+        let marks = mirror.allocation_marks(&key("web")).expect("listed");
+        assert_eq!(
+            mirror.settled_deployments(&key("web"), &job),
+            None,
+            "never read"
+        );
+
+        // Still running: read again next time.
+        let running = [
+            read_deployment("successful", 1),
+            read_deployment("running", 2),
+        ];
+        mirror.remember_deployments(&key("web"), &job, marks.clone(), &running);
+        assert_eq!(mirror.settled_deployments(&key("web"), &job), None);
+
+        // None rolls out version 2 yet (its deployment is not created): read again.
+        let before = [read_deployment("successful", 1)];
+        mirror.remember_deployments(&key("web"), &job, marks.clone(), &before);
+        assert_eq!(mirror.settled_deployments(&key("web"), &job), None);
+
+        // Over: they stand.
+        let over = [
+            read_deployment("successful", 1),
+            read_deployment("successful", 2),
+        ];
+        mirror.remember_deployments(&key("web"), &job, marks.clone(), &over);
+        assert_eq!(
+            mirror.settled_deployments(&key("web"), &job),
+            Some(over.to_vec())
+        );
+
+        // Another spec of the job: read again.
+        assert_eq!(
+            mirror.settled_deployments(&key("web"), &view(11, 30, 3)),
+            None
+        );
+
+        // An allocation changes (a replacement may come with a deployment of its own).
+        mirror.apply(
+            ChangeFeed::Allocations,
+            25,
+            vec![allocation_at("a1", 15, 25)],
+            &[],
+        );
+        assert_eq!(mirror.settled_deployments(&key("web"), &job), None);
+
+        // A job expecting no deployment stands with none.
+        let mut batch = view(11, 11, 0);
+        batch.expects_deployment = false;
+        let marks = mirror.allocation_marks(&key("web")).expect("listed");
+        mirror.remember_deployments(&key("web"), &batch, marks, &[]);
+        assert_eq!(
+            mirror.settled_deployments(&key("web"), &batch),
+            Some(Vec::new())
+        );
+
+        // The allocations feed fails: nothing stands until it answers again.
+        mirror.mark_stale(ChangeFeed::Allocations);
+        assert_eq!(mirror.settled_deployments(&key("web"), &batch), None);
+
+        // Forgetting the job's view forgets what was read with it.
+        mirror.apply(ChangeFeed::Allocations, 30, Vec::new(), &[]);
+        mirror.remember(&key("web"), None);
+        assert_eq!(mirror.settled_deployments(&key("web"), &batch), None);
     }
 }

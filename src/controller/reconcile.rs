@@ -478,15 +478,32 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
 }
 
 /// A look at the job from the mirror, with its deployments read when the cluster does
-/// not list them (Nomad before 1.2.4).
+/// not list them (Nomad before 1.2.4) and the ones read last may have changed since.
 async fn mirrored_observation(
     route: &Route,
     scope: &Scope,
     desired: &DesiredJob,
     mut seen: Observed,
 ) -> Result<Option<Fact>, NomadError> {
-    if seen.job.is_some() && !route.mirror.deployments_listed() {
-        seen.deployments = route.nomad.job_deployments(scope, &desired.id).await?;
+    if let Some(job) = seen
+        .job
+        .as_ref()
+        .filter(|_| !route.mirror.deployments_listed())
+    {
+        let key = (desired.namespace.clone(), desired.id.clone());
+        seen.deployments = match route.mirror.settled_deployments(&key, job) {
+            Some(deployments) => deployments,
+            None => {
+                let marks = route.mirror.allocation_marks(&key);
+                let deployments = route.nomad.job_deployments(scope, &desired.id).await?;
+                if let Some(marks) = marks {
+                    route
+                        .mirror
+                        .remember_deployments(&key, job, marks, &deployments);
+                }
+                deployments
+            }
+        };
     }
     Ok(Some(Fact::Observed(Box::new(seen))))
 }

@@ -1,8 +1,8 @@
 //! Allocations: instances of a task group placed on a node.
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 
+use crate::named_map::NamedMap;
 use serde::{Deserialize, Serialize};
 
 use super::nullable;
@@ -56,7 +56,7 @@ pub struct AllocationListStub {
     pub client_description: String,
     /// State of each task.
     #[serde(default, deserialize_with = "nullable")]
-    pub task_states: BTreeMap<String, TaskState>,
+    pub task_states: NamedMap<TaskState>,
     /// Health within its deployment, once known.
     #[serde(default, deserialize_with = "nullable")]
     pub deployment_status: Option<AllocDeploymentStatus>,
@@ -241,7 +241,7 @@ pub struct TaskEvent {
     pub vault_error: String,
     /// Structured details (Nomad 0.9+).
     #[serde(default, deserialize_with = "nullable")]
-    pub details: BTreeMap<String, String>,
+    pub details: NamedMap<String>,
 }
 
 impl TaskEvent {

@@ -1,7 +1,6 @@
 //! Deployments: the rollout of one job version.
 
-use std::collections::BTreeMap;
-
+use crate::named_map::NamedMap;
 use serde::{Deserialize, Serialize};
 
 use super::nullable;
@@ -40,7 +39,7 @@ pub struct Deployment {
     pub status_description: String,
     /// Progress per task group.
     #[serde(default, deserialize_with = "nullable")]
-    pub task_groups: BTreeMap<String, DeploymentState>,
+    pub task_groups: NamedMap<DeploymentState>,
     /// Raft index at creation.
     #[serde(default, deserialize_with = "nullable")]
     pub create_index: u64,

@@ -1,7 +1,6 @@
 //! Job list stubs, summaries and the answers of job write endpoints.
 
-use std::collections::BTreeMap;
-
+use crate::named_map::NamedMap;
 use serde::{Deserialize, Serialize};
 
 use super::nullable;
@@ -72,7 +71,7 @@ pub struct JobSummary {
     pub namespace: String,
     /// Counts per task group name.
     #[serde(default, deserialize_with = "nullable")]
-    pub summary: BTreeMap<String, TaskGroupSummary>,
+    pub summary: NamedMap<TaskGroupSummary>,
     /// Counts of child jobs (periodic and parameterized parents).
     #[serde(default, deserialize_with = "nullable")]
     pub children: Option<JobChildrenSummary>,
