@@ -52,6 +52,11 @@ impl<T> NamedMap<T> {
         self.0.iter().map(|(_, v)| v)
     }
 
+    /// The values, by name, to change in place.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

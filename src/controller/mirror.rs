@@ -134,8 +134,8 @@ impl Mirror {
     }
 
     /// Takes in one answer of `feed` at `index`: `changed` items (new or modified) are
-    /// stored, and `removed` ones (the previous answer listed them, this one does not)
-    /// are dropped.
+    /// stored (an allocation with only the task events the status shows), and
+    /// `removed` ones (the previous answer listed them, this one does not) are dropped.
     pub fn apply(
         &self,
         feed: ChangeFeed,
@@ -151,7 +151,10 @@ impl Mirror {
                 Item::Deployment(d) => {
                     entry.deployments.insert(id, d);
                 }
-                Item::Allocation(a) => {
+                Item::Allocation(mut a) => {
+                    for task in a.task_states.values_mut() {
+                        super::outcome::keep_telling_events(task);
+                    }
                     entry.allocations.insert(id, a);
                 }
             }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::crd::ChildJobStatus;
-use crate::nomad::{AllocationListStub, Evaluation, JobListStub, JobSummary, TaskEvent};
+use crate::nomad::{AllocationListStub, Evaluation, JobListStub, JobSummary, TaskEvent, TaskState};
 use crate::plan_text::{failed_allocations, placement_reasons};
 
 /// Where a run stands.
@@ -90,6 +90,33 @@ pub fn failed_task(allocations: &[AllocationListStub]) -> Option<String> {
         "task {name:?} of allocation {} failed: {why}",
         alloc.name
     ))
+}
+
+/// Drops the events of `task` that neither the status nor [`failed_task`] shows: keeps
+/// the newest event and the newest one that says why the task failed. What the
+/// watches keep of thousands of allocations then holds one or two events per task.
+pub fn keep_telling_events(task: &mut TaskState) {
+    // `max_by_key` takes the last of equals, as the readers of the events do.
+    let newest = task
+        .events
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, e)| e.time)
+        .map(|(i, _)| i);
+    let explaining = task
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| EXPLAINING.contains(&e.r#type.as_str()))
+        .max_by_key(|(_, e)| e.time)
+        .map(|(i, _)| i);
+    let mut index = 0;
+    task.events.retain(|_| {
+        let keep = Some(index) == newest || Some(index) == explaining;
+        index += 1;
+        keep
+    });
+    task.events.shrink_to_fit();
 }
 
 /// Task event types that say why a task failed (a later `Not Restarting` does not).
@@ -260,6 +287,47 @@ mod tests {
             },
         );
         a
+    }
+
+    #[test]
+    fn the_events_kept_tell_what_all_of_them_told() {
+        let full = failed_alloc();
+        let mut slim = full.clone();
+        for task in slim.task_states.values_mut() {
+            keep_telling_events(task);
+        }
+        let kept: Vec<&str> = slim.task_states["main"]
+            .events
+            .iter()
+            .map(|e| e.r#type.as_str())
+            .collect();
+        assert_eq!(kept, ["Terminated", "Not Restarting"]);
+        assert_eq!(
+            failed_task(std::slice::from_ref(&slim)),
+            failed_task(std::slice::from_ref(&full))
+        );
+        assert_eq!(
+            failed_task(&[slim]).as_deref(),
+            Some("task \"main\" of allocation report.run[0] failed: Terminated: Exit Code: 3")
+        );
+        let mut running = TaskState {
+            events: vec![
+                TaskEvent {
+                    r#type: "Received".into(),
+                    time: 1,
+                    ..TaskEvent::default()
+                },
+                TaskEvent {
+                    r#type: "Started".into(),
+                    time: 2,
+                    ..TaskEvent::default()
+                },
+            ],
+            ..TaskState::default()
+        };
+        keep_telling_events(&mut running);
+        assert_eq!(running.events.len(), 1);
+        assert_eq!(running.events[0].r#type, "Started");
     }
 
     #[test]
