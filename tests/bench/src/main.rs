@@ -218,8 +218,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         lag_at: args.lag_at,
         lag_samples: args.lag_samples,
         create_concurrency: args.create_concurrency,
-        read_latency_ms: args.read_latency.as_secs_f64() * 1000.0,
-        write_latency_ms: args.write_latency.as_secs_f64() * 1000.0,
+        // A real agent answers at its own pace: the model does not apply.
+        read_latency_ms: latency_ms(args.read_latency, args.real_nomad),
+        write_latency_ms: latency_ms(args.write_latency, args.real_nomad),
         nomad_version: args.nomad_version.clone(),
         nomad: if args.real_nomad {
             "real Nomad 1.1.2 dev agent (tests/nomad/nomad.sh)".into()
@@ -284,6 +285,15 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     println!("JSON: {}", args.out.display());
     drop(plane);
     Ok(())
+}
+
+/// A latency of the model in milliseconds; 0 against a real agent.
+fn latency_ms(latency: Duration, real_nomad: bool) -> f64 {
+    if real_nomad {
+        0.0
+    } else {
+        latency.as_secs_f64() * 1000.0
+    }
 }
 
 fn write_report(
@@ -911,6 +921,8 @@ fn targets(settings: &Settings, results: &[SizeResult]) -> Vec<Target> {
                         " (reads {} ms, writes {} ms)",
                         settings.read_latency_ms, settings.write_latency_ms
                     )
+                } else if settings.nomad.starts_with("real") {
+                    " (a real agent on loopback, no latency model)".into()
                 } else {
                     " (no latency model: --read-latency/--write-latency)".into()
                 }
