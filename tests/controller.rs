@@ -763,12 +763,8 @@ async fn resyncs_take_the_job_from_the_watches_and_do_not_plan(backend: Backend)
     let spec = json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)});
     h.apply_ready("web", spec).await;
     let calls = h.requests().len();
-    let reconciles = h.reconciles();
     // Three resyncs (2 s each) pass...
-    wait_until("three resyncs", || async {
-        h.reconciles() >= reconciles + 3.0
-    })
-    .await;
+    h.wait_reconciles(3).await;
     // ...taking the job from what the watches carry: no read of the job, no plan, no
     // register. Nomad 1.1.2 lists no deployments of all namespaces at once, so the
     // job's are read while one may still change...
@@ -781,11 +777,7 @@ async fn resyncs_take_the_job_from_the_watches_and_do_not_plan(backend: Backend)
     // ...and not once the last read found them all over, with the job's allocations
     // unchanged since: two more resyncs make no call for the job at all.
     let calls = h.requests().len();
-    let reconciles = h.reconciles();
-    wait_until("two more resyncs", || async {
-        h.reconciles() >= reconciles + 2.0
-    })
-    .await;
+    h.wait_reconciles(2).await;
     let made: Vec<(String, String)> = h.requests().split_off(calls);
     assert!(
         made.iter().all(|(_, path)| !path.starts_with(WEB)),

@@ -102,8 +102,8 @@ impl Backend {
     /// What it is, for the report.
     pub fn describe(&self) -> String {
         match self {
-            Self::Sim { version, .. } => format!("simulator emulating Nomad {version}"),
-            Self::Real { .. } => "real Nomad 1.1.2 dev agent".to_string(),
+            Self::Sim { version, .. } => describe(false, version),
+            Self::Real { .. } => describe(true, ""),
         }
     }
 
@@ -157,6 +157,16 @@ impl Backend {
                 }
             }
         }
+    }
+}
+
+/// What the operator talks to: a real agent (`real`), or the simulator emulating
+/// `version`.
+pub fn describe(real: bool, version: &str) -> String {
+    if real {
+        "real Nomad 1.1.2 dev agent (tests/nomad/nomad.sh)".to_string()
+    } else {
+        format!("simulator emulating Nomad {version}")
     }
 }
 

@@ -222,11 +222,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         read_latency_ms: latency_ms(args.read_latency, args.real_nomad),
         write_latency_ms: latency_ms(args.write_latency, args.real_nomad),
         nomad_version: args.nomad_version.clone(),
-        nomad: if args.real_nomad {
-            "real Nomad 1.1.2 dev agent (tests/nomad/nomad.sh)".into()
-        } else {
-            format!("simulator emulating Nomad {}", args.nomad_version)
-        },
+        nomad: backend::describe(args.real_nomad, &args.nomad_version),
         job: job_spec(),
         kube_writes_source: "watch on NomadJobs: resourceVersion changes after create (finalizer + status); cross-checked with the operator's nomad_operator_status_writes counter; Events counted separately",
     };
