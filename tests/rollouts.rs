@@ -199,9 +199,16 @@ async fn a_replaced_deployment_is_never_promoted(backend: Backend) {
         by: "a test".into(),
         request: None,
     };
-    let fact = act(&h.nomad, &scope, &desired, &sent, (&h.ns.name, "web"), step)
-        .await
-        .expect("act");
+    let fact = act(
+        &h.nomad,
+        &scope,
+        &desired,
+        (&sent, None),
+        (&h.ns.name, "web"),
+        step,
+    )
+    .await
+    .expect("act");
     match fact {
         Some(Fact::PromotionSkipped { why, .. }) => {
             assert!(why.contains("terminal"), "{why}");

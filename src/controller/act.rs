@@ -13,13 +13,14 @@ use super::render::DesiredJob;
 use super::send::Sent;
 
 /// Carries out `step` for `desired` in `scope` on behalf of the object `owner`
-/// (namespace, name); a plan or a register sends `sent`. [`Step::Done`] does nothing
-/// and returns `None`; every other step returns its fact.
+/// (namespace, name); a plan or a register sends `sent`, and a register that creates
+/// the job is told by `plan` (the plan this reconcile made of `sent`) what it created.
+/// [`Step::Done`] does nothing and returns `None`; every other step returns its fact.
 pub async fn act(
     nomad: &NomadClient,
     scope: &Scope,
     desired: &DesiredJob,
-    sent: &Sent,
+    (sent, plan): (&Sent, Option<&Planned>),
     owner: (&str, &str),
     step: Step,
 ) -> Result<Option<Fact>, NomadError> {
@@ -51,8 +52,13 @@ pub async fn act(
             corrects_drift,
         } => match nomad.register_job(scope, &sent.job, Some(cas_index)).await {
             Ok(answer) => {
-                let (version, job) =
-                    registered_version(nomad, scope, id, answer.job_modify_index).await?;
+                let created = plan
+                    .filter(|_| cas_index == 0)
+                    .and_then(|plan| JobView::created(plan, &sent.job, answer.job_modify_index));
+                let (version, job) = match created {
+                    Some(view) => (view.version, Some(view)),
+                    None => registered_version(nomad, scope, id, answer.job_modify_index).await?,
+                };
                 Fact::Registered {
                     version,
                     spec_counts: sent.spec_counts.clone(),

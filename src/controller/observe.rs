@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::counts::group_counts;
 use crate::crd::{META_OWNER_NAME, META_OWNER_NAMESPACE, META_OWNER_UID};
 use crate::nomad::{
-    AllocationListStub, Deployment, DiffType, Evaluation, JobListStub, JobPlanResponse, JobSummary,
-    NomadClient, NomadError, Scope,
+    AllocationListStub, Deployment, DiffType, Evaluation, FieldDiff, JobListStub, JobPlanResponse,
+    JobSummary, NomadClient, NomadError, Scope, TaskGroupDiff,
 };
 
 /// The fields of a Nomad job (`GET /v1/job/:id`) that the operator decides on.
@@ -98,21 +98,79 @@ impl JobView {
     }
 }
 
-/// Whether Nomad will create a deployment for this (stored, canonical) job: service jobs
-/// whose groups have an update strategy with `MaxParallel > 0`.
+impl JobView {
+    /// The job a register with check-and-set index 0 created from `sent`, told by the
+    /// plan made for it just before (`plan`, a diff of type `Added` against no job) and
+    /// the register's `JobModifyIndex` (`register_index`), without reading it back.
+    ///
+    /// A job created by that register is at version 0 and has every index equal to the
+    /// register's; its `Meta`, `Stop` and `Type` are the ones sent. What Nomad fills in
+    /// (group counts, update strategies merged from the job into its groups) comes from
+    /// the plan's diff, which Nomad makes of the job after filling them in, exactly as
+    /// the register stores it. `None` when that cannot be told so: the plan saw a job, or
+    /// has no diff, or the job is periodic or parameterized (their blocks are kept as
+    /// Nomad stores them: such a job is read).
+    pub fn created(plan: &Planned, sent: &Value, register_index: u64) -> Option<Self> {
+        let diff = plan.answer.diff.as_ref()?;
+        if plan.diff != DiffType::Added || plan.job_modify_index != 0 {
+            return None;
+        }
+        let mut view = Self::parse(sent);
+        if view.launches_children() {
+            return None;
+        }
+        let new_value = |fields: &[FieldDiff], name: &str| {
+            fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.new.clone())
+        };
+        if let Some(job_type) = new_value(&diff.fields, "Type") {
+            view.job_type = job_type;
+        }
+        view.version = 0;
+        view.job_modify_index = register_index;
+        view.modify_index = register_index;
+        view.create_index = register_index;
+        view.status = if view.stop { "dead" } else { "pending" }.to_string();
+        view.group_counts = diff
+            .task_groups
+            .iter()
+            .filter_map(|g| {
+                let count = new_value(&g.fields, "Count")?.parse().ok()?;
+                Some((g.name.clone(), count))
+            })
+            .collect();
+        let parallel = |g: &TaskGroupDiff| {
+            g.objects
+                .iter()
+                .filter(|o| o.name == "Update")
+                .filter_map(|o| new_value(&o.fields, "MaxParallel")?.parse::<i64>().ok())
+                .any(|max_parallel| max_parallel > 0)
+        };
+        view.expects_deployment =
+            view.job_type == "service" && diff.task_groups.iter().any(parallel);
+        Some(view)
+    }
+}
+
+/// Whether Nomad will create a deployment for this (stored, canonical) job: a service
+/// job with a group whose update strategy has `MaxParallel > 0`. Nomad decides per group,
+/// on the group's strategy, into which it has merged the job's own (`update` at job
+/// level) when the job was submitted; a group that sets `max_parallel = 0` under a job
+/// level `update` gets no deployment.
 fn expects_deployment(job: &Value) -> bool {
     let service = job.get("Type").and_then(Value::as_str).unwrap_or("service") == "service";
-    let parallel = |update: Option<&Value>| {
-        update
+    let parallel = |group: &Value| {
+        group
+            .get("Update")
             .and_then(|u| u.get("MaxParallel"))
             .and_then(Value::as_i64)
             .unwrap_or(0)
             > 0
     };
-    let job_level = parallel(job.get("Update"));
     let groups = job.get("TaskGroups").and_then(Value::as_array);
-    let group_level = groups.is_some_and(|gs| gs.iter().any(|g| parallel(g.get("Update"))));
-    service && (job_level || group_level)
+    service && groups.is_some_and(|gs| gs.iter().any(parallel))
 }
 
 /// One entry of `GET /v1/job/:id/versions`.
@@ -332,6 +390,73 @@ mod tests {
         let no_update =
             JobView::parse(&json!({"Type": "service", "TaskGroups": [{"Update": null}]}));
         assert!(!no_update.expects_deployment);
+        // Nomad decides per group, on the strategy it merged into the group.
+        let opted_out = JobView::parse(&json!({
+            "Type": "service", "Update": {"MaxParallel": 1},
+            "TaskGroups": [{"Name": "web", "Update": {"MaxParallel": 0}}]
+        }));
+        assert!(!opted_out.expects_deployment);
+    }
+
+    /// A plan answer with a diff of `diff_type` for job `web`: group `web` of count 2
+    /// with `max_parallel` 1, group `db` of count 1 without an update strategy.
+    fn plan_of(diff_type: &str, job_modify_index: u64) -> Planned {
+        let field =
+            |name: &str, new: &str| json!({"Type": "Added", "Name": name, "Old": "", "New": new});
+        Planned::new(
+            serde_json::from_value(json!({
+                "JobModifyIndex": job_modify_index,
+                "Diff": {
+                    "Type": diff_type, "ID": "web",
+                    "Fields": [field("Type", "service"), field("Priority", "50")],
+                    "TaskGroups": [
+                        {"Type": "Added", "Name": "web", "Fields": [field("Count", "2")],
+                         "Objects": [{"Type": "Added", "Name": "Update",
+                                      "Fields": [field("MaxParallel", "1")]}]},
+                        {"Type": "Added", "Name": "db", "Fields": [field("Count", "1")]}
+                    ]
+                }
+            }))
+            .expect("plan answer"),
+        )
+    }
+
+    #[test]
+    fn a_created_job_is_told_by_its_plan_and_its_register() {
+        let sent = json!({
+            "ID": "web", "Meta": {META_OWNER_NAMESPACE: "team-a", META_OWNER_NAME: "web"},
+            "TaskGroups": [{"Name": "web"}, {"Name": "db"}]
+        });
+        let view = JobView::created(&plan_of("Added", 0), &sent, 71).expect("created");
+        assert_eq!(
+            view,
+            JobView {
+                version: 0,
+                job_modify_index: 71,
+                modify_index: 71,
+                stop: false,
+                status: "pending".into(),
+                owner: Some(("team-a".into(), "web".into())),
+                expects_deployment: true,
+                create_index: 71,
+                owner_uid: None,
+                group_counts: [("web".to_string(), 2), ("db".to_string(), 1)].into(),
+                job_type: "service".into(),
+                periodic: None,
+                parameterized: false,
+            }
+        );
+        // The plan saw a job, or the job was edited: it is read.
+        assert_eq!(JobView::created(&plan_of("Added", 12), &sent, 71), None);
+        assert_eq!(JobView::created(&plan_of("Edited", 0), &sent, 71), None);
+        // Periodic and parameterized jobs are read: their blocks are as Nomad keeps them.
+        let periodic = json!({"ID": "web", "Periodic": {"Spec": "* * * * *"}});
+        assert_eq!(JobView::created(&plan_of("Added", 0), &periodic, 71), None);
+        let dispatched = json!({"ID": "web", "ParameterizedJob": {}});
+        assert_eq!(
+            JobView::created(&plan_of("Added", 0), &dispatched, 71),
+            None
+        );
     }
 
     #[test]

@@ -389,7 +389,10 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         hold_points::reached(&format!("{point}.before")).await;
         let acted = match mirrored {
             Some(seen) => mirrored_observation(&route, &scope, desired, seen).await,
-            None => act(&route.nomad, &scope, desired, &sent, owner, step).await,
+            None => {
+                let plan = observed.as_ref().and_then(|o| o.plan.as_ref());
+                act(&route.nomad, &scope, desired, (&sent, plan), owner, step).await
+            }
         };
         hold_points::reached(&format!("{point}.after")).await;
         match acted {

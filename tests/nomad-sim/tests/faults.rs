@@ -261,7 +261,6 @@ async fn pad_bytes_appends_spaces_to_the_body() {
     let s = start(1000.0, None).await;
     s.register(service_job("pad", "/bin/sleep", &["1000"], 1, json!(null)))
         .await;
-    let plain = s.get("/v1/job/pad").await;
     const PAD: usize = 3 * 1024 * 1024;
     s.sim.add_fault(Fault {
         path: "/v1/job/pad".into(),
@@ -271,10 +270,14 @@ async fn pad_bytes_appends_spaces_to_the_body() {
     });
     let padded = s.get("/v1/job/pad").await;
     assert_eq!(padded.status, 200);
-    assert_eq!(padded.text.len(), plain.text.len() + PAD);
-    assert!(padded.text[plain.text.len()..].bytes().all(|b| b == b' '));
-    assert_eq!(padded.json(), plain.json());
-    assert_eq!(padded.index, plain.index);
+    // The job moves on its own (time runs 1000 times faster), so the padded answer is
+    // compared with itself: the job's JSON, then exactly PAD spaces.
+    let body = padded.text.trim_end_matches(' ');
+    assert_eq!(padded.text.len(), body.len() + PAD);
+    let job: Value = serde_json::from_str(body).expect("the body before the padding");
+    assert_eq!(job["ID"], "pad");
+    assert_eq!(padded.json(), job);
+    assert!(padded.index.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

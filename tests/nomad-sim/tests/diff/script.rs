@@ -120,6 +120,7 @@ fn evals_done(evals: &Value) -> bool {
 /// Polls until the job `id` is at rest: `extra` holds on its deployments, every
 /// evaluation is done, every allocation at rest. Records a timeout as a note.
 async fn settle(c: &mut Conv, what: &str, id: &str, extra: impl Fn(&Value, &Value) -> bool) {
+    let last_seen = std::cell::RefCell::new(String::new());
     let ok = c
         .poll(|| async {
             let job = c.quiet("GET", &format!("/v1/job/{id}"), None).await;
@@ -132,12 +133,72 @@ async fn settle(c: &mut Conv, what: &str, id: &str, extra: impl Fn(&Value, &Valu
             let allocs = c
                 .quiet("GET", &format!("/v1/job/{id}/allocations"), None)
                 .await;
-            extra(&job.json, &deps.json) && evals_done(&evals.json) && allocs_at_rest(&allocs.json)
+            let at_rest = extra(&job.json, &deps.json)
+                && evals_done(&evals.json)
+                && allocs_at_rest(&allocs.json);
+            if !at_rest {
+                *last_seen.borrow_mut() =
+                    not_at_rest(&job.json, &deps.json, &evals.json, &allocs.json);
+            }
+            at_rest
         })
         .await;
     if !ok {
+        // The recorded note stays the same text on both backends; what the backend
+        // last showed goes to the test's output, to tell a stalled deployment from a
+        // slow one.
+        eprintln!(
+            "WAIT {what} timed out in namespace {}; last seen:\n{}",
+            c.ns,
+            last_seen.borrow()
+        );
         c.note(&format!("WAIT {what}"), "timed out");
     }
+}
+
+/// What a job that is not at rest shows: its version, each deployment's status and
+/// description, each evaluation's status, and each allocation's statuses and the last
+/// event of each task.
+fn not_at_rest(job: &Value, deps: &Value, evals: &Value, allocs: &Value) -> String {
+    let mut lines = vec![format!(
+        "job version {} status {}",
+        job["Version"], job["Status"]
+    )];
+    for d in arr(deps) {
+        lines.push(format!(
+            "deployment v{} {}: {}",
+            d["JobVersion"], d["Status"], d["StatusDescription"]
+        ));
+    }
+    for e in arr(evals) {
+        lines.push(format!(
+            "evaluation {} {} {}: {}",
+            e["TriggeredBy"], e["Status"], e["FailedTGAllocs"], e["StatusDescription"]
+        ));
+    }
+    for a in arr(allocs) {
+        let events: Vec<String> = a["TaskStates"]
+            .as_object()
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .map(|(task, state)| {
+                        let last = arr(&state["Events"]).last().cloned().unwrap_or_default();
+                        format!("{task} {} ({})", state["State"], last["DisplayMessage"])
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        lines.push(format!(
+            "allocation v{} desired {} client {} healthy {}: {}",
+            a["JobVersion"],
+            a["DesiredStatus"],
+            a["ClientStatus"],
+            a["DeploymentStatus"]["Healthy"],
+            events.join(", ")
+        ));
+    }
+    lines.join("\n")
 }
 
 /// A deployment of `version` with `status` among `deps`.
