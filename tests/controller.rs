@@ -760,15 +760,19 @@ async fn an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones(backend: 
 /// job.
 async fn resyncs_take_the_job_from_the_watches_and_do_not_plan(backend: Backend) {
     let h = Harness::start_on(backend, "noplan", &["--plan-interval", "1h"]).await;
+    // Until every watch has answered once, a reconcile reads the job.
+    wait_until("every watch answered", || async {
+        h.mirror().is_some_and(|m| m.synced())
+    })
+    .await;
     let spec = json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)});
     let obj = h.apply_ready("web", spec).await;
-    // The plan's diff tells what the register created: the new job is not read back
-    // (a read before the plan is the first look, when the watches have not answered yet).
+    // The plan's diff tells what the register created: the new job is not read back.
     let create: Vec<(String, String)> = h
         .requests()
         .into_iter()
-        .filter(|(_, path)| path.starts_with(WEB) && path != "/v1/job/web/deployments")
-        .skip_while(|(method, path)| !(method == "POST" && path == WEB))
+        .filter(|(_, path)| path == WEB)
+        .skip_while(|(method, _)| method != "POST")
         .collect();
     assert_eq!(
         create,
@@ -794,13 +798,16 @@ async fn resyncs_take_the_job_from_the_watches_and_do_not_plan(backend: Backend)
     // Three resyncs (2 s each) pass...
     h.wait_reconciles(3).await;
     // ...taking the job from what the watches carry: no read of the job, no plan, no
-    // register. Nomad 1.1.2 lists no deployments of all namespaces at once, so the
-    // job's are read while one may still change...
+    // register. Nomad 1.1.2 lists no deployments of all namespaces at once: until the
+    // watch of the job's namespace answers, the job's are read while one may still
+    // change; and while the allocations watch has not yet shown the health a
+    // deployment counts (the two answer apart), the job's allocations are read...
     let made: Vec<(String, String)> = h.requests().split_off(calls);
+    let catching_up = ["/v1/job/web/deployments", "/v1/job/web/allocations"];
     assert!(
         made.iter()
-            .all(|(_, path)| path == "/v1/job/web/deployments" || !path.starts_with(WEB)),
-        "resyncs with nothing moved read at most the job's deployments: {made:?}"
+            .all(|(_, path)| catching_up.contains(&path.as_str()) || !path.starts_with(WEB)),
+        "resyncs with nothing moved read at most the job's deployments and allocations: {made:?}"
     );
     // ...and not once the last read found them all over, with the job's allocations
     // unchanged since: two more resyncs make no call for the job at all.
@@ -822,6 +829,23 @@ async fn resyncs_take_the_job_from_the_watches_and_do_not_plan(backend: Backend)
         .await
         .expect("register out of band");
     h.wait_requests("POST", "/v1/job/web/plan", plans + 1).await;
+    // Nomad 1.1.2 lists deployments one namespace at a time: once the watch of the job's
+    // namespace has answered, a new version's deployment is followed from it, and the
+    // job's deployments are not read.
+    wait_until("the namespace's deployments watched", || async {
+        h.mirror()
+            .is_some_and(|m| m.lists_deployments_of(&h.nomad_namespace))
+    })
+    .await;
+    let reads = h.count("GET", "/v1/job/web/deployments");
+    let spec = json!({"job": h.service_job(1, "/bin/sleep", &["2000000"], false)});
+    h.apply("web", spec).await;
+    h.wait_for("web", "the new spec Ready", ready).await;
+    assert_eq!(
+        h.count("GET", "/v1/job/web/deployments"),
+        reads,
+        "a rollout followed from the watches reads no deployment"
+    );
 }
 
 /// What the operator takes a created job to be, from the plan's diff and the register's

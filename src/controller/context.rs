@@ -203,6 +203,16 @@ impl<K: Lookup<DynamicType = ()>> JobIndex<K> {
         })
     }
 
+    /// The Nomad namespaces of the jobs known.
+    pub fn namespaces(&self) -> std::collections::BTreeSet<String> {
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .map(|(namespace, _)| namespace.clone())
+            .collect()
+    }
+
     /// How many jobs are known.
     pub fn len(&self) -> usize {
         self.owners.lock().unwrap_or_else(|p| p.into_inner()).len()

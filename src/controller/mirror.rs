@@ -14,8 +14,10 @@
 //! moves them; then the job is read). A view newer than the stub is a write of this
 //! operator the jobs feed has not listed yet, and it stands.
 //!
-//! **Deployments a cluster does not list** (Nomad before 1.2.4) are read per reconcile,
-//! and kept with what they were read against ([`Mirror::remember_deployments`]): once
+//! **Deployments a cluster does not list** at once for every namespace (Nomad before
+//! 1.2.4) are listed one namespace at a time, by a watch per Nomad namespace that has
+//! jobs of `NomadJob`s ([`Mirror::apply_namespace_deployments`]). Until that watch has
+//! answered, they are read per reconcile, and kept with what they were read against ([`Mirror::remember_deployments`]): once
 //! every one is over, they stand while the job's spec and its allocations in the feed
 //! stay as they were ([`Mirror::settled_deployments`]). A new deployment only comes
 //! with a new spec or with allocations placed alongside it, which the feeds show.
@@ -39,8 +41,12 @@ struct State {
     indexes: HashMap<ChangeFeed, u64>,
     /// Whether the cluster lists every namespace's deployments at once: Nomad before
     /// 1.2.4 reads `namespace=*` there as a namespace of that name, so the deployments
-    /// are not mirrored and are read per job. `None` until known.
+    /// are not mirrored by the feed of all namespaces. `None` until known.
     deployments_listed: Option<bool>,
+    /// Where the cluster does not list them at once: the namespaces whose deployments a
+    /// watch of their own lists, each with the index of its last answer. The
+    /// deployments of other namespaces are read per job.
+    namespace_deployments: HashMap<String, u64>,
     jobs: HashMap<NomadJobKey, Entry>,
 }
 
@@ -144,30 +150,31 @@ impl Mirror {
         removed: &[ItemKey],
     ) {
         let mut state = self.write();
-        for ((job, id), item) in changed {
-            let entry = state.jobs.entry(job).or_default();
-            match item {
-                Item::Job(stub) => entry.stub = Some(*stub),
-                Item::Deployment(d) => {
-                    entry.deployments.insert(id, d);
-                }
-                Item::Allocation(mut a) => {
-                    for task in a.task_states.values_mut() {
-                        super::outcome::keep_telling_events(task);
-                    }
-                    entry.allocations.insert(id, a);
-                }
-            }
-        }
-        for (job, id) in removed {
-            if let Some(entry) = state.jobs.get_mut(job) {
-                remove_item(entry, feed, id);
-                if entry.is_empty() {
-                    state.jobs.remove(job);
-                }
-            }
-        }
+        state.store(feed, changed, removed);
         state.indexes.insert(feed, index);
+    }
+
+    /// Takes in one answer at `index` of the deployments of Nomad namespace `namespace`
+    /// alone, as [`Mirror::apply`] does for a feed of every namespace; from then on the
+    /// mirror vouches for the deployments of that namespace's jobs.
+    pub fn apply_namespace_deployments(
+        &self,
+        namespace: &str,
+        index: u64,
+        changed: Vec<(ItemKey, Item)>,
+        removed: &[ItemKey],
+    ) {
+        let mut state = self.write();
+        state.store(ChangeFeed::Deployments, changed, removed);
+        state
+            .namespace_deployments
+            .insert(namespace.to_string(), index);
+    }
+
+    /// Stops vouching for the deployments of `namespace` until its watch answers again
+    /// (it failed, or stopped with the namespace's last job).
+    pub fn mark_namespace_stale(&self, namespace: &str) {
+        self.write().namespace_deployments.remove(namespace);
     }
 
     /// Records whether the deployments feed lists every namespace (see `State`).
@@ -175,10 +182,16 @@ impl Mirror {
         self.write().deployments_listed = Some(listed);
     }
 
-    /// Whether the deployments [`Mirror::observe`] gives are the mirrored ones; when
-    /// not, they are empty and must be read.
-    pub fn deployments_listed(&self) -> bool {
-        self.read().deployments_listed == Some(true)
+    /// Whether every feed the cluster has answered, so that the mirror vouches for jobs
+    /// (until a watch fails).
+    pub fn synced(&self) -> bool {
+        self.read().synced().is_some()
+    }
+
+    /// Whether the deployments [`Mirror::observe`] gives of a job in Nomad namespace
+    /// `namespace` are the mirrored ones; when not, they are empty and must be read.
+    pub fn lists_deployments_of(&self, namespace: &str) -> bool {
+        self.read().lists_deployments_of(namespace)
     }
 
     /// Stops vouching for what `feed` said until its next answer: its watch failed, and
@@ -283,7 +296,7 @@ impl Mirror {
             (Some(stub), Some(view)) => Some(vouched(stub, view)?),
         };
         let deployments = match &job {
-            Some(job) if state.deployments_listed == Some(true) => entry
+            Some(job) if state.lists_deployments_of(&key.0) => entry
                 .deployments
                 .values()
                 .filter(|d| d.job_create_index == job.create_index)
@@ -339,6 +352,38 @@ impl Mirror {
 }
 
 impl State {
+    /// Stores `changed` items of `feed` and drops `removed` ones (see [`Mirror::apply`]).
+    fn store(&mut self, feed: ChangeFeed, changed: Vec<(ItemKey, Item)>, removed: &[ItemKey]) {
+        for ((job, id), item) in changed {
+            let entry = self.jobs.entry(job).or_default();
+            match item {
+                Item::Job(stub) => entry.stub = Some(*stub),
+                Item::Deployment(d) => {
+                    entry.deployments.insert(id, d);
+                }
+                Item::Allocation(mut a) => {
+                    for task in a.task_states.values_mut() {
+                        super::outcome::keep_telling_events(task);
+                    }
+                    entry.allocations.insert(id, a);
+                }
+            }
+        }
+        for (job, id) in removed {
+            if let Some(entry) = self.jobs.get_mut(job) {
+                remove_item(entry, feed, id);
+                if entry.is_empty() {
+                    self.jobs.remove(job);
+                }
+            }
+        }
+    }
+
+    /// Whether a feed lists the deployments of `namespace` (see `State`).
+    fn lists_deployments_of(&self, namespace: &str) -> bool {
+        self.deployments_listed == Some(true) || self.namespace_deployments.contains_key(namespace)
+    }
+
     /// The jobs feed's index once every feed the cluster has answered.
     fn synced(&self) -> Option<u64> {
         let deployments = match self.deployments_listed {
@@ -591,7 +636,40 @@ mod tests {
             .observe(&key("web"))
             .expect("job and allocations mirrored");
         assert!(seen.job.is_some() && seen.deployments.is_empty());
-        assert!(!mirror.deployments_listed());
+        assert!(!mirror.lists_deployments_of("default"));
+    }
+
+    #[test]
+    fn a_watch_of_one_namespace_lists_the_deployments_of_its_jobs() {
+        let mirror = Mirror::default();
+        mirror.set_deployments_listed(false);
+        mirror.apply(ChangeFeed::Jobs, 10, vec![stub("web", 11, 11, 11)], &[]);
+        mirror.apply(ChangeFeed::Allocations, 10, Vec::new(), &[]);
+        mirror.remember(&key("web"), Some(view(11, 11, 0)));
+        mirror.apply_namespace_deployments(
+            "default",
+            12,
+            vec![deployment("d0", "web", 0, 11)],
+            &[],
+        );
+        assert!(mirror.lists_deployments_of("default"));
+        assert!(
+            !mirror.lists_deployments_of("team-b"),
+            "only its own namespace"
+        );
+        let seen = mirror.observe(&key("web")).expect("mirrored");
+        let ids: Vec<&str> = seen.deployments.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["d0"]);
+
+        // Gone from the next answer: gone from the mirror.
+        let gone = (key("web"), "d0".to_string());
+        mirror.apply_namespace_deployments("default", 13, Vec::new(), &[gone]);
+        let seen = mirror.observe(&key("web")).expect("mirrored");
+        assert!(seen.deployments.is_empty());
+
+        // The watch failed or stopped: its deployments are read again.
+        mirror.mark_namespace_stale("default");
+        assert!(!mirror.lists_deployments_of("default"));
     }
 
     fn allocation_at(id: &str, create: u64, modify: u64) -> (ItemKey, Item) {

@@ -2,7 +2,9 @@
 //!
 //! Three blocking queries on Nomad's list endpoints (`/v1/jobs`, `/v1/deployments`,
 //! `/v1/allocations`, all namespaces) run for the whole process: three connections to
-//! Nomad, however many jobs there are. Each answer is compared with the previous one by
+//! Nomad, however many jobs there are. Nomad before 1.2.4 lists deployments one
+//! namespace at a time: there, the deployments are watched in each Nomad namespace that
+//! has jobs of `NomadJob`s, one blocking query per namespace. Each answer is compared with the previous one by
 //! `ModifyIndex` (for jobs, also their summary's); every item that changed or appeared is
 //! decoded in full into the cluster's [`Mirror`], which the reconciles and the status
 //! are made from, and then triggers a reconcile of the `NomadJob` owning its job (or the
@@ -143,6 +145,10 @@ pub fn spawn(
 /// Consecutive failures of a watch after which its mirror is no longer trusted.
 const FAILURES_BEFORE_STALE: u32 = 2;
 
+/// How often, where deployments are listed per namespace, the namespaces of the jobs
+/// known are looked at for one to start or stop watching.
+pub const NAMESPACES_LOOK: Duration = Duration::from_secs(1);
+
 /// Runs blocking queries on one list forever: mirrors the items that changed, then
 /// triggers the owners of their jobs.
 async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config: WatchConfig) {
@@ -150,12 +156,63 @@ async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config
         let listed = lists_all_deployments(&nomad).await;
         routes.mirror.set_deployments_listed(listed);
         if !listed {
-            debug!("this Nomad lists deployments one namespace at a time: they are read per job");
+            debug!("this Nomad lists deployments one namespace at a time: watching each");
+            watch_deployments_per_namespace(nomad, routes, config).await;
             return;
         }
     }
+    watch_list(feed, None, nomad, routes, config).await;
+}
+
+/// Watches the deployments of each Nomad namespace that has jobs of `NomadJob`s, a
+/// blocking query per namespace, started when the namespace's first job is known and
+/// stopped when its last one goes. The watches stop with this future.
+async fn watch_deployments_per_namespace(nomad: NomadClient, routes: Routes, config: WatchConfig) {
+    let mut watches = tokio::task::JoinSet::new();
+    let mut watched: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
+    loop {
+        let namespaces = routes.jobs.namespaces();
+        watched.retain(|namespace, watch| {
+            let keep = namespaces.contains(namespace);
+            if !keep {
+                watch.abort();
+                routes.mirror.mark_namespace_stale(namespace);
+            }
+            keep
+        });
+        for namespace in namespaces {
+            if let std::collections::hash_map::Entry::Vacant(unwatched) = watched.entry(namespace) {
+                debug!(namespace = %unwatched.key(), "watching the deployments of a namespace");
+                let watch = watch_list(
+                    ChangeFeed::Deployments,
+                    Some(unwatched.key().clone()),
+                    nomad.clone(),
+                    routes.clone(),
+                    config.clone(),
+                );
+                unwatched.insert(watches.spawn(watch));
+            }
+        }
+        // Reap the watches that ended (aborted, or their controller is gone).
+        while watches.try_join_next().is_some() {}
+        tokio::time::sleep(NAMESPACES_LOOK).await;
+    }
+}
+
+/// Runs blocking queries on one list of `feed` forever (of every namespace, or of
+/// `namespace` alone): mirrors the items that changed, then triggers the owners of their
+/// jobs. The first answer of a watch of every namespace triggers nothing (every object
+/// is reconciled when the controller starts); that of a namespace's deployments, which
+/// starts later, triggers the jobs it lists, as their reconciles read them until then.
+async fn watch_list(
+    feed: ChangeFeed,
+    namespace: Option<String>,
+    nomad: NomadClient,
+    routes: Routes,
+    config: WatchConfig,
+) {
     let all = Scope {
-        namespace: Some("*".into()),
+        namespace: Some(namespace.clone().unwrap_or_else(|| "*".into())),
         region: None,
     };
     let mut index = 0u64;
@@ -183,10 +240,18 @@ async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config
                 let pause =
                     config.pause_after(answer.entries.len(), answer.read_time, answer.index);
                 let taken = take_in(feed, answer.entries, seen.as_deref());
-                routes
-                    .mirror
-                    .apply(feed, answer.index, taken.changed, &taken.removed);
-                if seen.is_some() {
+                match &namespace {
+                    None => routes
+                        .mirror
+                        .apply(feed, answer.index, taken.changed, &taken.removed),
+                    Some(namespace) => routes.mirror.apply_namespace_deployments(
+                        namespace,
+                        answer.index,
+                        taken.changed,
+                        &taken.removed,
+                    ),
+                }
+                if seen.is_some() || namespace.is_some() {
                     for key in &taken.jobs {
                         if !routes.send(feed, key) {
                             return; // the controller is gone
@@ -199,10 +264,13 @@ async fn watch_feed(feed: ChangeFeed, nomad: NomadClient, routes: Routes, config
             Err(e) => {
                 failures = failures.saturating_add(1);
                 if failures >= FAILURES_BEFORE_STALE {
-                    routes.mirror.mark_stale(feed);
+                    match &namespace {
+                        None => routes.mirror.mark_stale(feed),
+                        Some(namespace) => routes.mirror.mark_namespace_stale(namespace),
+                    }
                 }
                 let delay = retry_delay(failures);
-                warn!(list = feed.name(), retry_in = ?delay, "watching Nomad failed: {e}");
+                warn!(list = feed.name(), namespace = all.namespace.as_deref().unwrap_or_default(), retry_in = ?delay, "watching Nomad failed: {e}");
                 tokio::time::sleep(delay).await;
             }
         }

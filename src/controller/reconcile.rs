@@ -33,7 +33,7 @@ use crate::crd::{
     NomadJob, NomadJobStatus, PROMOTE_ANNOTATION, reason,
 };
 use crate::hold_points;
-use crate::nomad::{NomadError, Scope};
+use crate::nomad::{Deployment, NomadError, Scope};
 
 use super::act::act;
 use super::classify::{
@@ -427,7 +427,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         && let Some(job) = o.job.clone()
         && !matches!(state, JobState::Conflict { .. })
     {
-        match details(&route, desired, &job).await {
+        match details(&route, desired, &job, &o.deployments).await {
             Ok(details) => o.details = Some(details),
             Err(e) => outcome = Err(e.into()),
         }
@@ -480,8 +480,9 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     }
 }
 
-/// A look at the job from the mirror, with its deployments read when the cluster does
-/// not list them (Nomad before 1.2.4) and the ones read last may have changed since.
+/// A look at the job from the mirror, with its deployments read when no watch lists
+/// them yet (Nomad before 1.2.4, until the watch of the job's namespace has answered)
+/// and the ones read last may have changed since.
 async fn mirrored_observation(
     route: &Route,
     scope: &Scope,
@@ -491,7 +492,7 @@ async fn mirrored_observation(
     if let Some(job) = seen
         .job
         .as_ref()
-        .filter(|_| !route.mirror.deployments_listed())
+        .filter(|_| !route.mirror.lists_deployments_of(&desired.namespace))
     {
         let key = (desired.namespace.clone(), desired.id.clone());
         seen.deployments = match route.mirror.settled_deployments(&key, job) {
@@ -521,12 +522,14 @@ fn remember_job(route: &Route, desired: &DesiredJob, observed: &Observed, facts:
     route.mirror.remember(&key, view);
 }
 
-/// The summary and allocations of `job` (`desired`'s), and the evaluations that explain
-/// allocations waiting to be placed: from the mirror when the watches run, else read.
+/// The summary and allocations of `job` (`desired`'s, whose deployments are
+/// `deployments`), and the evaluations that explain allocations waiting to be placed:
+/// from the mirror when the watches run, else read.
 async fn details(
     route: &Route,
     desired: &DesiredJob,
     job: &JobView,
+    deployments: &[Deployment],
 ) -> Result<observe::Details, NomadError> {
     let scope = scope_of(desired);
     let key = (desired.namespace.clone(), desired.id.clone());
@@ -536,9 +539,12 @@ async fn details(
     if details.needs_evaluations(job) {
         details.evaluations = route.nomad.job_evaluations(&scope, &desired.id).await?;
     }
-    if failures_not_listed_yet(&details) {
-        // The jobs list counts a failure the allocations list does not carry yet: the
-        // status (and the Event) must name the failed task, so the allocations are read.
+    if failures_not_listed_yet(&details) || health_not_listed_yet(&details, job, deployments) {
+        // The jobs list counts a failure the allocations list does not carry yet, or a
+        // deployment counts healthy allocations it does not show yet (the lists answer
+        // apart): the status (and the Event) must name the failed task, and must not
+        // show a deployment over with its allocations still starting, so the
+        // allocations are read.
         details.allocations = route
             .nomad
             .job_allocations(&scope, &desired.id, false, None)
@@ -561,6 +567,26 @@ fn failures_not_listed_yet(details: &observe::Details) -> bool {
         .filter(|a| a.client_status == "failed")
         .count();
     counted > u64::try_from(listed).unwrap_or(u64::MAX)
+}
+
+/// Whether a deployment of `job`'s version counts more healthy allocations than the
+/// mirrored allocations of that version show healthy.
+fn health_not_listed_yet(
+    details: &observe::Details,
+    job: &JobView,
+    deployments: &[Deployment],
+) -> bool {
+    let mut current = deployments.iter().filter(|d| d.job_version == job.version);
+    current.any(|d| {
+        let counted: u64 = d.task_groups.values().map(|g| g.healthy_allocs).sum();
+        let listed = details
+            .allocations
+            .iter()
+            .filter(|a| a.job_version == d.job_version)
+            .filter(|a| a.deployment_status.as_ref().and_then(|s| s.healthy) == Some(true))
+            .count();
+        counted > u64::try_from(listed).unwrap_or(u64::MAX)
+    })
 }
 
 /// Stalls `target` with `reason` (no Nomad call was made) and looks at it again after
@@ -1026,4 +1052,57 @@ async fn undecodable(
     )
     .await?;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nomad::{AllocDeploymentStatus, AllocationListStub, DeploymentState};
+
+    fn allocation(version: u64, healthy: Option<bool>) -> AllocationListStub {
+        AllocationListStub {
+            job_version: version,
+            deployment_status: Some(AllocDeploymentStatus {
+                healthy,
+                ..AllocDeploymentStatus::default()
+            }),
+            ..AllocationListStub::default()
+        }
+    }
+
+    fn deployment(version: u64, healthy: u64) -> Deployment {
+        let mut d = Deployment {
+            job_version: version,
+            ..Deployment::default()
+        };
+        d.task_groups.insert(
+            "web".to_string(),
+            DeploymentState {
+                healthy_allocs: healthy,
+                ..DeploymentState::default()
+            },
+        );
+        d
+    }
+
+    #[test]
+    fn a_deployment_ahead_of_the_listed_allocations_has_them_read() {
+        let job = JobView {
+            version: 2,
+            ..JobView::default()
+        };
+        let details = observe::Details {
+            allocations: vec![allocation(2, Some(true)), allocation(2, None)],
+            ..observe::Details::default()
+        };
+        assert!(!health_not_listed_yet(&details, &job, &[deployment(2, 1)]));
+        assert!(
+            health_not_listed_yet(&details, &job, &[deployment(2, 2)]),
+            "the deployment counts two healthy, the list shows one"
+        );
+        assert!(
+            !health_not_listed_yet(&details, &job, &[deployment(1, 3)]),
+            "an older version's allocations may be gone from the lists"
+        );
+    }
 }

@@ -215,6 +215,11 @@ impl Harness {
         }));
     }
 
+    /// The running operator's mirror of what the watches of its default connection saw.
+    pub fn mirror(&self) -> Option<std::sync::Arc<nomad_operator::controller::mirror::Mirror>> {
+        self.metrics.as_ref().map(|c| c.mirror.clone())
+    }
+
     /// The reconciles the operator finished so far (all outcomes).
     pub fn reconciles(&self) -> f64 {
         let text = self
