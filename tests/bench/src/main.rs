@@ -108,8 +108,8 @@ struct Args {
     #[arg(long, default_value = "10ms", value_parser = nomad_sim::parse_duration)]
     write_latency: Duration,
     /// The Nomad release the simulator emulates. From 1.2.4 on, Nomad lists the
-    /// deployments of every namespace at once and the operator mirrors them; before
-    /// (the real agent here is 1.1.2), it reads a job's deployments per reconcile.
+    /// deployments of every namespace at once and the operator watches them in one list;
+    /// before (the real agent here is 1.1.2), it watches them one namespace at a time.
     #[arg(long, default_value = "1.2.4")]
     nomad_version: String,
     /// Run against a real Nomad 1.1.2 dev agent (`tests/nomad/nomad.sh`, a fresh one per
