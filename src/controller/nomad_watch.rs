@@ -4,13 +4,14 @@
 //! `/v1/allocations`, all namespaces) run for the whole process: three connections to
 //! Nomad, however many jobs there are. Nomad before 1.2.4 lists deployments one
 //! namespace at a time: there, the deployments are watched in each Nomad namespace that
-//! has jobs of `NomadJob`s, one blocking query per namespace. Each answer is compared with the previous one by
-//! `ModifyIndex` (for jobs, also their summary's); every item that changed or appeared is
-//! decoded in full into the cluster's [`Mirror`], which the reconciles and the status
-//! are made from, and then triggers a reconcile of the `NomadJob` owning its job (or the
-//! job that launched it), and of the `NomadDispatch` that dispatched it; so does an item
-//! that went away. Nothing is triggered by the first answer: every object is reconciled
-//! when the controller starts anyway.
+//! has jobs of `NomadJob`s, one blocking query per namespace. Each answer is compared
+//! with the previous one by `ModifyIndex` (for jobs, also their summary's); every item
+//! that changed or appeared is decoded in full into the cluster's [`Mirror`], which the
+//! reconciles and the status are made from, and then triggers a reconcile of the
+//! `NomadJob` owning its job (or the job that launched it), and of the `NomadDispatch`
+//! that dispatched it; so does an item that went away. Nothing is triggered by the first
+//! answer of a watch of every namespace: every object is reconciled when the controller
+//! starts anyway.
 
 use std::collections::HashMap;
 use std::sync::Arc;
