@@ -96,9 +96,7 @@ impl JobView {
             parameterized: job.get("ParameterizedJob").is_some_and(Value::is_object),
         }
     }
-}
 
-impl JobView {
     /// The job a register with check-and-set index 0 created from `sent`, told by the
     /// plan made for it just before (`plan`, a diff of type `Added` against no job) and
     /// the register's `JobModifyIndex` (`register_index`), without reading it back.
