@@ -684,6 +684,90 @@ async fn a_job_created_between_read_and_register_is_not_overwritten(backend: Bac
     );
 }
 
+async fn a_status_waits_for_the_allocations_a_deployment_counts_then_reads_them(backend: Backend) {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let h = Harness::start_on(backend, "lagging", &[]).await;
+    let sim = h.sim().expect("fault injection needs the simulator");
+    // The cluster's watches answer once before the object exists (their second query
+    // blocks; Nomad 1.1.2 lists deployments by namespace, watched once an object is).
+    wait_until("the jobs and allocations watched", || async {
+        ["/v1/jobs", "/v1/allocations"]
+            .iter()
+            .all(|list| h.count("GET", list) >= 2)
+    })
+    .await;
+    // The allocations watch's query now blocking answers at the first placement; the
+    // one after it is held 30 s: meanwhile the deployments watch shows the deployment
+    // counting the allocations healthy, and over, and the allocations list does not.
+    sim.add_fault(nomad_sim::Fault {
+        method: Some("GET".into()),
+        path: "/v1/allocations".into(),
+        latency_ms: Some(30_000),
+        times: Some(1),
+        ..Default::default()
+    });
+    // Every status the object is given, in order.
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = statuses.clone();
+    let config = watcher::Config::default().fields("metadata.name=web");
+    let watch = tokio::spawn(watcher(h.api(), config).for_each(move |event| {
+        if let Ok(watcher::Event::Apply(obj)) = event {
+            seen.lock().expect("statuses").extend(obj.status);
+        }
+        futures::future::ready(())
+    }));
+    h.apply(
+        "web",
+        json!({"job": h.service_job(2, "/bin/sleep", &["1000000"], false)}),
+    )
+    .await;
+    let obj = h.wait_for("web", "Ready=True", ready).await;
+    watch.abort();
+    let status = obj.status.expect("status");
+    assert_eq!(
+        status.deployment.as_ref().map(|d| d.status.as_str()),
+        Some("successful")
+    );
+    assert_eq!(status.allocations.len(), 2);
+    assert!(status.allocations.iter().all(|a| a.healthy == Some(true)));
+    for shown in statuses.lock().expect("statuses").iter() {
+        let counted: u64 = shown
+            .deployment
+            .iter()
+            .flat_map(|d| d.task_groups.values())
+            .map(|g| g.healthy)
+            .sum();
+        let listed = shown
+            .allocations
+            .iter()
+            .filter(|a| a.healthy == Some(true))
+            .count();
+        assert!(
+            counted <= listed as u64,
+            "a status showed {counted} healthy in the deployment and {listed} allocations healthy: {shown:#?}"
+        );
+    }
+    // The allocations were read once, when the wait was over: no sooner than 5 s
+    // after the register (the allocations watch was still held then).
+    let log = sim.requests();
+    let at = |method: &str, path: &str| -> Vec<u64> {
+        log.iter()
+            .filter(|r| r.method == method && r.path == path)
+            .map(|r| r.at_ms)
+            .collect()
+    };
+    let registered = at("POST", WEB);
+    let reads = at("GET", "/v1/job/web/allocations");
+    assert_eq!(registered.len(), 1, "one register");
+    assert_eq!(reads.len(), 1, "one read of the allocations: {reads:?}");
+    assert!(
+        reads[0] >= registered[0] + 5_000,
+        "read {} ms after the register",
+        reads[0] - registered[0]
+    );
+}
+
 /// The `Ready` condition's reason of `name`, read with kubectl: an object that cannot be
 /// decoded cannot be read through the typed API either.
 fn ready_reason(h: &Harness, name: &str) -> String {
@@ -989,5 +1073,6 @@ scenarios! {
     simulator_only: [
         nomad_down_is_reported_and_recovered_from,
         a_job_created_between_read_and_register_is_not_overwritten,
+        a_status_waits_for_the_allocations_a_deployment_counts_then_reads_them,
     ],
 }

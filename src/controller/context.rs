@@ -45,6 +45,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// When each object was last planned.
     pub plans: PlanClock,
+    /// Since when each object's status has waited for the allocations feed.
+    pub list_waits: ListWaits,
     /// Each object's jobspec as Nomad parsed it, by the digest of its text and values.
     pub parsed: ParsedJobs,
     /// Which objects read which ConfigMaps and Secrets (`spec.variablesFrom`).
@@ -87,6 +89,38 @@ impl PlanClock {
     /// Forgets `obj`.
     pub fn forget(&self, obj: &ObjectRef<NomadJob>) {
         self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(obj);
+    }
+}
+
+/// Since when each object's status has waited for the allocations feed to list what
+/// a deployment counts: a wait longer than the limit its reconcile sets ends in a read.
+#[derive(Default)]
+pub struct ListWaits {
+    since: Mutex<HashMap<ObjectRef<NomadJob>, Instant>>,
+}
+
+impl ListWaits {
+    /// Whether `obj` may (still) wait: it is not waiting, or began less than `limit` ago.
+    pub fn may_wait(&self, obj: &ObjectRef<NomadJob>, limit: Duration) -> bool {
+        let since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        since.get(obj).is_none_or(|at| at.elapsed() < limit)
+    }
+
+    /// Records that `obj` waits, from now unless it already was.
+    pub fn wait(&self, obj: &ObjectRef<NomadJob>) {
+        self.since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(obj.clone())
+            .or_insert_with(Instant::now);
+    }
+
+    /// Records that `obj` does not wait (any more).
+    pub fn end(&self, obj: &ObjectRef<NomadJob>) {
+        self.since
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(obj);
@@ -269,6 +303,18 @@ mod tests {
         assert!(clock.due(&a, Duration::ZERO));
         clock.forget(&a);
         assert!(clock.due(&a, Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_list_wait_lasts_until_its_limit_from_its_start() {
+        let waits = ListWaits::default();
+        let a = ObjectRef::new("a").within("ns");
+        assert!(waits.may_wait(&a, Duration::ZERO), "not waiting");
+        waits.wait(&a);
+        assert!(waits.may_wait(&a, Duration::from_secs(60)));
+        assert!(!waits.may_wait(&a, Duration::ZERO), "waited past the limit");
+        waits.end(&a);
+        assert!(waits.may_wait(&a, Duration::ZERO), "a new wait may begin");
     }
 
     #[test]

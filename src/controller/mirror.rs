@@ -194,6 +194,12 @@ impl Mirror {
         self.read().lists_deployments_of(namespace)
     }
 
+    /// The index of the allocations feed's last answer: every allocation change up to
+    /// it is mirrored. `None` before its first answer or while it is stale.
+    pub fn allocations_index(&self) -> Option<u64> {
+        self.read().indexes.get(&ChangeFeed::Allocations).copied()
+    }
+
     /// Stops vouching for what `feed` said until its next answer: its watch failed, and
     /// changes may go unseen meanwhile (observes read Nomad instead). What it said is
     /// kept: the next answer decodes only the items that changed since.

@@ -58,6 +58,10 @@ use super::status::{find_condition, set_readiness};
 /// connection or its Secrets may have been fixed meanwhile.
 const REFUSED_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a status may wait for the allocations feed to list what a deployment
+/// counts; the reconcile then due reads the job's allocations.
+const LISTS_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How many steps one reconcile takes at most (a guard; a normal one takes a few).
 const MAX_STEPS: usize = 16;
 
@@ -427,8 +431,18 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         && let Some(job) = o.job.clone()
         && !matches!(state, JobState::Conflict { .. })
     {
-        match details(&route, desired, &job, &o.deployments).await {
-            Ok(details) => o.details = Some(details),
+        let may_wait = facts.iter().all(|f| matches!(f, Fact::Observed(_)))
+            && ctx.list_waits.may_wait(&obj_ref, LISTS_CATCH_UP);
+        match details(&route, desired, &job, &o.deployments, may_wait).await {
+            Ok(Some(details)) => {
+                ctx.list_waits.end(&obj_ref);
+                o.details = Some(details);
+            }
+            Ok(None) => {
+                ctx.list_waits.wait(&obj_ref);
+                remember(ctx, &route, &obj_ref, &spec, &state, &facts);
+                return Ok(Action::requeue(LISTS_CATCH_UP));
+            }
             Err(e) => outcome = Err(e.into()),
         }
     }
@@ -524,24 +538,35 @@ fn remember_job(route: &Route, desired: &DesiredJob, observed: &Observed, facts:
 
 /// The summary and allocations of `job` (`desired`'s, whose deployments are
 /// `deployments`), and the evaluations that explain allocations waiting to be placed:
-/// from the mirror when the watches run, else read.
+/// from the mirror when the watches run, else read. `None` when the allocations feed
+/// has yet to list what a deployment counts and the status `may_wait` (this reconcile
+/// wrote nothing to Nomad, and the object has not waited past [`LISTS_CATCH_UP`]): the
+/// feed's next answer triggers the object.
 async fn details(
     route: &Route,
     desired: &DesiredJob,
     job: &JobView,
     deployments: &[Deployment],
-) -> Result<observe::Details, NomadError> {
+    may_wait: bool,
+) -> Result<Option<observe::Details>, NomadError> {
     let scope = scope_of(desired);
     let key = (desired.namespace.clone(), desired.id.clone());
     let Some(mut details) = route.mirror.details(&key, job) else {
-        return observe::details(&route.nomad, &scope, &desired.id, job).await;
+        return observe::details(&route.nomad, &scope, &desired.id, job)
+            .await
+            .map(Some);
     };
     if details.needs_evaluations(job) {
         details.evaluations = route.nomad.job_evaluations(&scope, &desired.id).await?;
     }
-    if failures_not_listed_yet(&details) || health_not_listed_yet(&details, job, deployments) {
+    let health = health_listing(&details, job, deployments, route.mirror.allocations_index());
+    let failures = failures_not_listed_yet(&details);
+    if health == HealthListing::Coming && may_wait && !failures {
+        return Ok(None);
+    }
+    if failures || health != HealthListing::Listed {
         // The jobs list counts a failure the allocations list does not carry yet, or a
-        // deployment counts healthy allocations it does not show yet (the lists answer
+        // deployment counts healthy allocations it does not show (the lists answer
         // apart): the status (and the Event) must name the failed task, and must not
         // show a deployment over with its allocations still starting, so the
         // allocations are read.
@@ -551,7 +576,7 @@ async fn details(
             .await?
             .value;
     }
-    Ok(details)
+    Ok(Some(details))
 }
 
 /// Whether the summary counts more failed allocations than the mirrored allocations
@@ -569,24 +594,51 @@ fn failures_not_listed_yet(details: &observe::Details) -> bool {
     counted > u64::try_from(listed).unwrap_or(u64::MAX)
 }
 
-/// Whether a deployment of `job`'s version counts more healthy allocations than the
-/// mirrored allocations of that version show healthy.
-fn health_not_listed_yet(
+/// What the mirrored allocations show of the healthy allocations the deployments of a
+/// job's version count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HealthListing {
+    /// They show as many.
+    Listed,
+    /// They show fewer, and the allocations feed last answered before the deployment
+    /// changed: Nomad updates an allocation's health and its deployment's counts in one
+    /// write, so the feed's next answer carries the allocations.
+    Coming,
+    /// They show fewer although the feed answered after the deployment changed (or has
+    /// not answered): only a read tells.
+    Missing,
+}
+
+/// Compares the healthy allocations each deployment of `job`'s version counts with the
+/// mirrored ones (`details`), the allocations feed having last answered at
+/// `allocations_index`.
+fn health_listing(
     details: &observe::Details,
     job: &JobView,
     deployments: &[Deployment],
-) -> bool {
-    let mut current = deployments.iter().filter(|d| d.job_version == job.version);
-    current.any(|d| {
-        let counted: u64 = d.task_groups.values().map(|g| g.healthy_allocs).sum();
-        let listed = details
-            .allocations
-            .iter()
-            .filter(|a| a.job_version == d.job_version)
-            .filter(|a| a.deployment_status.as_ref().and_then(|s| s.healthy) == Some(true))
-            .count();
-        counted > u64::try_from(listed).unwrap_or(u64::MAX)
-    })
+    allocations_index: Option<u64>,
+) -> HealthListing {
+    let ahead = deployments
+        .iter()
+        .filter(|d| d.job_version == job.version)
+        .filter(|d| {
+            let counted: u64 = d.task_groups.values().map(|g| g.healthy_allocs).sum();
+            let listed = details
+                .allocations
+                .iter()
+                .filter(|a| a.job_version == d.job_version)
+                .filter(|a| a.deployment_status.as_ref().and_then(|s| s.healthy) == Some(true))
+                .count();
+            counted > u64::try_from(listed).unwrap_or(u64::MAX)
+        });
+    let mut listing = HealthListing::Listed;
+    for d in ahead {
+        match allocations_index {
+            Some(index) if index < d.modify_index => listing = HealthListing::Coming,
+            _ => return HealthListing::Missing,
+        }
+    }
+    listing
 }
 
 /// Stalls `target` with `reason` (no Nomad call was made) and looks at it again after
@@ -923,6 +975,7 @@ fn finish_cleanup(
     mirror: &super::mirror::Mirror,
 ) {
     ctx.plans.forget(obj_ref);
+    ctx.list_waits.end(obj_ref);
     ctx.parsed.forget(obj_ref);
     ctx.sources.forget(obj_ref);
     ctx.metrics.record_ready(&obj_ref.to_string(), None);
@@ -1086,7 +1139,8 @@ mod tests {
     }
 
     #[test]
-    fn a_deployment_ahead_of_the_listed_allocations_has_them_read() {
+    fn a_deployment_ahead_of_the_listed_allocations_waits_for_the_feed_or_has_them_read() {
+        use HealthListing::{Coming, Listed, Missing};
         let job = JobView {
             version: 2,
             ..JobView::default()
@@ -1095,13 +1149,31 @@ mod tests {
             allocations: vec![allocation(2, Some(true)), allocation(2, None)],
             ..observe::Details::default()
         };
-        assert!(!health_not_listed_yet(&details, &job, &[deployment(2, 1)]));
-        assert!(
-            health_not_listed_yet(&details, &job, &[deployment(2, 2)]),
-            "the deployment counts two healthy, the list shows one"
+        let at = |version, healthy, modify_index| Deployment {
+            modify_index,
+            ..deployment(version, healthy)
+        };
+        assert_eq!(
+            health_listing(&details, &job, &[at(2, 1, 50)], Some(40)),
+            Listed
         );
-        assert!(
-            !health_not_listed_yet(&details, &job, &[deployment(1, 3)]),
+        assert_eq!(
+            health_listing(&details, &job, &[at(2, 2, 50)], Some(40)),
+            Coming,
+            "two healthy counted at 50, one listed at 40: the next answer lists the other"
+        );
+        assert_eq!(
+            health_listing(&details, &job, &[at(2, 2, 50)], Some(50)),
+            Missing,
+            "the feed answered at the deployment's index and still shows one"
+        );
+        assert_eq!(
+            health_listing(&details, &job, &[at(2, 2, 50)], None),
+            Missing
+        );
+        assert_eq!(
+            health_listing(&details, &job, &[at(1, 3, 50)], Some(40)),
+            Listed,
             "an older version's allocations may be gone from the lists"
         );
     }

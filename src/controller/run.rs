@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
 use super::connection::{Connections, Route};
-use super::context::{Backoff, Context, JobIndex, PlanClock};
+use super::context::{Backoff, Context, JobIndex, ListWaits, PlanClock};
 use super::dispatch::{dispatch_error_policy, reconcile_dispatch};
 use super::events::EventPublisher;
 use super::mirror::Mirror;
@@ -171,6 +171,7 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         dispatches: Arc::new(JobIndex::default()),
         metrics,
         plans: PlanClock::default(),
+        list_waits: ListWaits::default(),
         parsed: ParsedJobs::default(),
         sources: Arc::new(SourceIndex::default()),
         variables_from: args.variables_from,
