@@ -687,7 +687,9 @@ async fn a_job_created_between_read_and_register_is_not_overwritten(backend: Bac
 async fn a_status_waits_for_the_allocations_a_deployment_counts_then_reads_them(backend: Backend) {
     use futures::StreamExt;
     use kube::runtime::watcher;
-    let h = Harness::start_on(backend, "lagging", &[]).await;
+    // No plan at the end of the status hold (the harness's plan interval is as short):
+    // the read asserted below is the wait's alone.
+    let h = Harness::start_on(backend, "lagging", &["--plan-interval", "1h"]).await;
     let sim = h.sim().expect("fault injection needs the simulator");
     // The cluster's watches answer once before the object exists (their second query
     // blocks; Nomad 1.1.2 lists deployments by namespace, watched once an object is).
@@ -766,6 +768,107 @@ async fn a_status_waits_for_the_allocations_a_deployment_counts_then_reads_them(
         "read {} ms after the register",
         reads[0] - registered[0]
     );
+}
+
+/// Every status `name` is given, in order (a watch on the object, until aborted).
+fn record_statuses(
+    h: &Harness,
+    name: &str,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<nomad_operator::crd::NomadJobStatus>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = statuses.clone();
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let watch = tokio::spawn(watcher(h.api(), config).for_each(move |event| {
+        if let Ok(watcher::Event::Apply(obj)) = event {
+            let mut seen = seen.lock().expect("statuses");
+            if let Some(status) = obj.status
+                && seen.last() != Some(&status)
+            {
+                seen.push(status);
+            }
+        }
+        futures::future::ready(())
+    }));
+    (statuses, watch)
+}
+
+/// A hold longer than the deployment: the status after the register is held back,
+/// and the first status the object is given is the deployment's outcome (one write
+/// instead of two), while the `Registered` Event comes at once. Nothing is planned or
+/// registered twice for it.
+async fn a_deployment_that_ends_within_the_status_hold_is_shown_in_one_write(backend: Backend) {
+    let h = Harness::start_on(
+        backend,
+        "holdshort",
+        &["--status-hold", "1h", "--plan-interval", "1h"],
+    )
+    .await;
+    let (statuses, watch) = record_statuses(&h, "web");
+    h.apply(
+        "web",
+        json!({"job": h.service_job(2, "/bin/sleep", &["1000000"], false)}),
+    )
+    .await;
+    h.wait_event_with("web", "Registered", "registered version 0")
+        .await;
+    let obj = h.wait_for("web", "Ready=True", ready).await;
+    watch.abort();
+    let statuses = statuses.lock().expect("statuses").clone();
+    let first = statuses.first().expect("a status was written");
+    let ready_first = first
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.as_str(), c.reason.as_str()));
+    assert_eq!(
+        ready_first,
+        Some(("True", "Succeeded")),
+        "the first status shows the outcome: {statuses:#?}"
+    );
+    let status = obj.status.expect("status");
+    assert_eq!(
+        (status.job_version, status.applied_version),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        status.deployment.as_ref().map(|d| d.status.as_str()),
+        Some("successful")
+    );
+    assert_eq!(h.count("POST", "/v1/job/web/plan"), 1, "one plan");
+    assert_eq!(h.count("POST", WEB), 1, "one register");
+}
+
+/// A deployment that outlasts the hold (its allocations need an hour of health): once
+/// the default hold (2 s) ends, the status shows the rollout under way, as it would
+/// without a hold, and it was not planned or registered again for it.
+async fn a_deployment_longer_than_the_status_hold_is_shown_under_way(backend: Backend) {
+    let h = Harness::start_on(backend, "holdlong", &["--plan-interval", "1h"]).await;
+    let mut job = h.service_job(1, "/bin/sleep", &["1000000"], false);
+    job["TaskGroups"][0]["Update"]["MinHealthyTime"] = json!(3_600_000_000_000u64);
+    job["TaskGroups"][0]["Update"]["HealthyDeadline"] = json!(7_200_000_000_000u64);
+    job["TaskGroups"][0]["Update"]["ProgressDeadline"] = json!(10_800_000_000_000u64);
+    h.apply("web", json!({ "job": job })).await;
+    let obj = h
+        .wait_for("web", "Reconciling=True, deployment running", |o| {
+            condition(o, "Reconciling").is_some_and(|c| c.status == "True")
+                && o.status
+                    .as_ref()
+                    .and_then(|s| s.deployment.as_ref())
+                    .is_some_and(|d| d.status == "running")
+        })
+        .await;
+    let reconciling = condition(&obj, "Reconciling").expect("Reconciling");
+    assert_eq!(reconciling.reason, "Deploying", "{reconciling:#?}");
+    assert!(condition(&obj, "Ready").is_some_and(|c| c.status == "False"));
+    let status = obj.status.expect("status");
+    assert_eq!(status.applied_version, Some(0));
+    assert_eq!(h.count("POST", "/v1/job/web/plan"), 1, "one plan");
+    assert_eq!(h.count("POST", WEB), 1, "one register");
 }
 
 /// The `Ready` condition's reason of `name`, read with kubectl: an object that cannot be
@@ -1067,6 +1170,8 @@ scenarios! {
         the_examples_do_what_their_comments_say,
         one_broken_object_does_not_stop_the_others,
         an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones,
+        a_deployment_that_ends_within_the_status_hold_is_shown_in_one_write,
+        a_deployment_longer_than_the_status_hold_is_shown_under_way,
     ],
     // Nomad going away, and a job appearing between two calls, need the simulator's
     // fault injection.

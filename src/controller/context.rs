@@ -47,6 +47,10 @@ pub struct Context {
     pub plans: PlanClock,
     /// Since when each object's status has waited for the allocations feed.
     pub list_waits: ListWaits,
+    /// Statuses held back after a register (`--status-hold`).
+    pub held: super::settle::HeldStatuses,
+    /// How long a status that only says a registered version is on its way is held.
+    pub status_hold: Duration,
     /// Each object's jobspec as Nomad parsed it, by the digest of its text and values.
     pub parsed: ParsedJobs,
     /// Which objects read which ConfigMaps and Secrets (`spec.variablesFrom`).

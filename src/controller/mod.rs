@@ -4,7 +4,8 @@
 //!
 //! Around them: rendering the job from the spec ([`render`], pure), who owns a Nomad job
 //! ([`ownership`], pure), what a delete does ([`deletion`], pure), the status types'
-//! helpers ([`status`], pure), the Kubernetes writes ([`kube_side`]), Events
+//! helpers ([`status`], pure), the Kubernetes writes ([`kube_side`]) and the statuses
+//! held back after a register ([`settle`]), Events
 //! ([`events`]), event-driven triggers from Nomad ([`nomad_watch`]), and the wiring
 //! ([`run`]).
 
@@ -33,6 +34,7 @@ pub mod resync;
 pub mod rollout;
 pub mod run;
 pub mod send;
+pub mod settle;
 pub mod status;
 
 pub use error::Error;

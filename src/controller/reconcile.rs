@@ -52,6 +52,7 @@ use super::report::{Inputs, Notice, Report, report};
 use super::resolve::{self, Resolved, resolve};
 use super::resync::resync_delay;
 use super::send::job_to_send;
+use super::settle::keeps_holding;
 use super::status::{find_condition, set_readiness};
 
 /// When an object refused a connection (missing, not allowed) is looked at again: the
@@ -237,7 +238,8 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     let target = Target::of(&obj.metadata).ok_or(Error::MissingObjectKey)?;
     let obj_ref = object_ref(&target);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let previous = obj.status.clone().unwrap_or_default();
+    // The status in the apiserver; what a refusal writes over.
+    let shown = obj.status.clone().unwrap_or_default();
     let route = match ctx
         .connections
         .choose(
@@ -249,9 +251,10 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     {
         Choice::Use(route) => route,
         Choice::Refused { reason, message } => {
+            ctx.held.forget(&obj_ref);
             return refuse(
                 &target,
-                &previous,
+                &shown,
                 obj.metadata.generation,
                 reason,
                 message,
@@ -270,9 +273,10 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         && let Some(message) = route.denies(&desired.namespace)
     {
         let generation = obj.metadata.generation;
+        ctx.held.forget(&obj_ref);
         return refuse(
             &target,
-            &previous,
+            &shown,
             generation,
             reason::POLICY_DENIED,
             message,
@@ -296,6 +300,13 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         ..Policy::of(&obj.spec)
     };
     let owner = (target.namespace.as_str(), target.name.as_str());
+    // What the operator knows it did: the status held back after a register, if one
+    // is, else the one shown (see `settle`).
+    let uid = obj.metadata.uid.as_deref();
+    let held = ctx.held.take(&obj_ref, uid);
+    let previous = held
+        .as_ref()
+        .map_or_else(|| shown.clone(), |h| h.status.clone());
     let mut memory = Memory::from_status(&previous);
     if let Spec::Desired(desired) = &spec {
         memory.note_rename(&previous, desired);
@@ -306,7 +317,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     };
     let mut observed: Option<Observed> = None;
     let mut facts: Vec<Fact> = Vec::new();
-    let mut written = previous.clone();
+    let mut written = shown.clone();
     // The report of what is known so far (pure); written as the intent before a Nomad
     // write, and as the outcome at the end.
     let report_now = |state: &JobState,
@@ -441,7 +452,21 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
             Ok(None) => {
                 ctx.list_waits.wait(&obj_ref);
                 remember(ctx, &route, &obj_ref, &spec, &state, &facts);
-                return Ok(Action::requeue(LISTS_CATCH_UP));
+                // Nothing was written to Nomad: a held status stays as it was until its
+                // hold ends, and is shown then while the wait goes on.
+                let back = match held {
+                    Some(held) if held.since.elapsed() >= ctx.status_hold => {
+                        kube.write_status(&target, &written, &held.status).await?;
+                        LISTS_CATCH_UP
+                    }
+                    Some(held) => {
+                        let left = ctx.status_hold.saturating_sub(held.since.elapsed());
+                        ctx.held.put_back(&obj_ref, held);
+                        LISTS_CATCH_UP.min(left)
+                    }
+                    None => LISTS_CATCH_UP,
+                };
+                return Ok(Action::requeue(back));
             }
             Err(e) => outcome = Err(e.into()),
         }
@@ -456,6 +481,25 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         outcome.as_ref().err(),
     );
     let status = redactor.value(&status);
+    let registered = facts.iter().any(|f| matches!(f, Fact::Registered { .. }));
+    let hold_since = held
+        .map(|h| h.since)
+        .or_else(|| registered.then(Instant::now));
+    if let (Ok(()), Some(since)) = (&outcome, hold_since)
+        && keeps_holding(&status, since.elapsed(), ctx.status_hold)
+    {
+        for mut notice in notices {
+            notice.note = redactor.text(&notice.note);
+            log_notice(&obj_ref, &notice);
+            kube.publish(&target, notice).await;
+        }
+        remember(ctx, &route, &obj_ref, &spec, &state, &facts);
+        ctx.metrics
+            .record_ready(&obj_ref.to_string(), Some(ready_of(&status)));
+        let left = ctx.status_hold.saturating_sub(since.elapsed());
+        ctx.held.hold(&obj_ref, uid, status, since);
+        return Ok(Action::requeue(left));
+    }
     hold_points::reached("status.before").await;
     let write = kube.write_status(&target, &written, &status).await;
     hold_points::reached("status.after").await;
@@ -465,9 +509,8 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         kube.publish(&target, notice).await;
     }
     remember(ctx, &route, &obj_ref, &spec, &state, &facts);
-    let ready = find_condition(&status.conditions, crate::crd::condition::READY)
-        .map_or("Unknown", |c| c.status.as_str());
-    ctx.metrics.record_ready(&obj_ref.to_string(), Some(ready));
+    ctx.metrics
+        .record_ready(&obj_ref.to_string(), Some(ready_of(&status)));
     match outcome {
         // The error is what the caller must see; a failed status write is only logged.
         Err(error) => {
@@ -639,6 +682,12 @@ fn health_listing(
         }
     }
     listing
+}
+
+/// The `Ready` condition's status in `status` ("Unknown" without one), for the metrics.
+fn ready_of(status: &NomadJobStatus) -> &str {
+    find_condition(&status.conditions, crate::crd::condition::READY)
+        .map_or("Unknown", |c| c.status.as_str())
 }
 
 /// Stalls `target` with `reason` (no Nomad call was made) and looks at it again after
@@ -813,15 +862,19 @@ pub async fn cleanup(
     let target = Target::of(&head.metadata).ok_or(Error::MissingObjectKey)?;
     let obj_ref = object_ref(&target);
     let status = head.status.clone().unwrap_or_default();
+    // The jobs come from what the operator knows it did: a status held back after a
+    // register records the job the apiserver's may not name yet (see `settle`).
+    let held = ctx.held.peek(&obj_ref, head.metadata.uid.as_deref());
+    let known = held.as_ref().unwrap_or(&status);
     let recorded =
-        status
+        known
             .job_id
             .clone()
-            .zip(status.job_namespace.clone())
+            .zip(known.job_namespace.clone())
             .map(|(job_id, namespace)| JobRef {
                 namespace,
                 job_id,
-                create_index: status.job_create_index,
+                create_index: known.job_create_index,
             });
     let current = recorded.or_else(|| {
         desired.map(|d| JobRef {
@@ -832,7 +885,7 @@ pub async fn cleanup(
     });
     let jobs: Vec<JobRef> = current
         .into_iter()
-        .chain(status.renamed_from.clone())
+        .chain(known.renamed_from.clone())
         .collect();
     let guards = Guards {
         crd_terminating: kube.crd_terminating().await?,
@@ -976,6 +1029,7 @@ fn finish_cleanup(
 ) {
     ctx.plans.forget(obj_ref);
     ctx.list_waits.end(obj_ref);
+    ctx.held.forget(obj_ref);
     ctx.parsed.forget(obj_ref);
     ctx.sources.forget(obj_ref);
     ctx.metrics.record_ready(&obj_ref.to_string(), None);

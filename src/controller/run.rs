@@ -69,6 +69,12 @@ pub struct RunArgs {
     #[arg(long, env = "PLAN_INTERVAL", default_value = "1h", value_parser = parse_duration)]
     pub plan_interval: Duration,
 
+    /// After a register, hold back a status that only says the new version is on its
+    /// way for up to this long: a deployment that ends sooner is shown in one status
+    /// write instead of two. The Events are not held; `0s` writes at once.
+    #[arg(long, env = "STATUS_HOLD", default_value = "2s", value_parser = parse_duration)]
+    pub status_hold: Duration,
+
     /// First retry delay after an error; it doubles per failure up to --max-backoff.
     #[arg(long, env = "ERROR_BACKOFF", default_value = "1s", value_parser = parse_duration)]
     pub error_backoff: Duration,
@@ -172,6 +178,8 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         metrics,
         plans: PlanClock::default(),
         list_waits: ListWaits::default(),
+        held: super::settle::HeldStatuses::default(),
+        status_hold: args.status_hold,
         parsed: ParsedJobs::default(),
         sources: Arc::new(SourceIndex::default()),
         variables_from: args.variables_from,
