@@ -685,8 +685,6 @@ async fn a_job_created_between_read_and_register_is_not_overwritten(backend: Bac
 }
 
 async fn a_status_waits_for_the_allocations_a_deployment_counts_then_reads_them(backend: Backend) {
-    use futures::StreamExt;
-    use kube::runtime::watcher;
     // No plan at the end of the status hold (the harness's plan interval is as short):
     // the read asserted below is the wait's alone.
     let h = Harness::start_on(backend, "lagging", &["--plan-interval", "1h"]).await;
@@ -709,16 +707,7 @@ async fn a_status_waits_for_the_allocations_a_deployment_counts_then_reads_them(
         times: Some(1),
         ..Default::default()
     });
-    // Every status the object is given, in order.
-    let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = statuses.clone();
-    let config = watcher::Config::default().fields("metadata.name=web");
-    let watch = tokio::spawn(watcher(h.api(), config).for_each(move |event| {
-        if let Ok(watcher::Event::Apply(obj)) = event {
-            seen.lock().expect("statuses").extend(obj.status);
-        }
-        futures::future::ready(())
-    }));
+    let (statuses, watch) = record_statuses(&h, "web");
     h.apply(
         "web",
         json!({"job": h.service_job(2, "/bin/sleep", &["1000000"], false)}),

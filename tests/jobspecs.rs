@@ -203,7 +203,13 @@ async fn typos_are_warnings_and_errors_when_strict(backend: Backend) {
     job["Datacenter"] = json!(["dc1"]);
     job["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMb"] = json!(64);
     let spec = json!({"job": job, "deletion_policy": "Orphan"});
-    // kubectl checks the spec's fields against the published schema itself.
+    // kubectl checks the spec's fields against the schema the API server publishes,
+    // which it publishes a while after the CRD is established (later under load).
+    wait_until("the NomadJob schema published", || async {
+        let out = support::envtest::kubectl(&["explain", "nomadjobs.spec"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("revertOnFailure")
+    })
+    .await;
     let (applied, stderr) = kubectl_apply_object(&h, "web", &spec, true);
     assert!(!applied, "kubectl refuses an unknown spec field");
     assert!(

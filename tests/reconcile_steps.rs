@@ -132,12 +132,18 @@ impl World {
         Self { sim, server, nomad }
     }
 
-    /// A fresh operator process: a new context, nothing remembered in memory.
+    /// A fresh operator process: a new context, nothing remembered in memory, and no
+    /// status hold, so that each reconcile's writes are its own.
     fn process(&self) -> Context {
+        self.process_with(&["--status-hold", "0s"])
+    }
+
+    /// A fresh operator process with `flags` added to the test's own.
+    fn process_with(&self, flags: &[&str]) -> Context {
         let url = self.server.url();
-        let args = Cli::try_parse_from(["run", "--nomad-addr", &url, "--resync-interval", "1h"])
-            .expect("flags")
-            .args;
+        let mut argv = vec!["run", "--nomad-addr", &url, "--resync-interval", "1h"];
+        argv.extend_from_slice(flags);
+        let args = Cli::try_parse_from(argv).expect("flags").args;
         // The Kubernetes client is never called: the steps write through `Recorded`.
         let kube = kube::Client::try_from(kube::Config::new(
             "http://127.0.0.1:9".parse().expect("url"),
@@ -293,6 +299,68 @@ async fn a_new_object_is_observed_planned_registered_and_mirrored_in_one_reconci
         "no plan, no write at rest"
     );
     assert_eq!(at_rest.writes(), 0);
+}
+
+/// With a status hold, the reconcile that registers writes no status: it publishes the
+/// `Registered` Event and holds what it would have written. The next reconcile, once
+/// the deployment has ended, starts from the held status (so it plans nothing) and
+/// writes the outcome in one status write. A process that dies while holding loses
+/// only the hold: its successor plans once more, and Nomad answers "no change".
+#[tokio::test]
+async fn a_registering_reconcile_holds_its_status_until_the_deployment_has_more_to_say() {
+    let world = World::new().await;
+    let spec = job("/bin/sleep", false);
+    let ctx = world.process_with(&["--status-hold", "1h"]);
+    let kube = Recorded::new(NomadJobStatus::default(), Kill::Never);
+    let unseen = object(spec.clone(), true, NomadJobStatus::default());
+    apply(&unseen, &ctx, &kube).await.expect("reconcile");
+    let log = world.take();
+    assert_eq!(World::successes(&log, "POST", "/v1/job/web"), 1);
+    assert_eq!(kube.writes(), 0, "the registered-only status is held");
+    assert_eq!(kube.reasons(), vec![reason::REGISTERED.to_string()]);
+    assert_eq!(ctx.held.len(), 1);
+
+    world.deployment("successful").await;
+    apply(&unseen, &ctx, &kube).await.expect("reconcile");
+    let log = world.take();
+    assert_eq!(World::successes(&log, "POST", "/v1/job/web/plan"), 0);
+    assert_eq!(World::successes(&log, "POST", "/v1/job/web"), 0);
+    let writes = kube.writes.lock().expect("lock").clone();
+    assert_eq!(writes.len(), 1, "one write: the outcome");
+    assert_eq!(
+        (writes[0].applied_version, writes[0].job_version),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        writes[0].deployment.as_ref().map(|d| d.status.as_str()),
+        Some("successful")
+    );
+    let ready = writes[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    assert_eq!(ready, Some(("True".to_string(), "Succeeded".to_string())));
+    assert!(ctx.held.is_empty(), "the hold ends with the write");
+
+    // A process that held and died: its successor sees no status at all.
+    let world = World::new().await;
+    apply(
+        &object(spec.clone(), true, NomadJobStatus::default()),
+        &world.process_with(&["--status-hold", "1h"]),
+        &Recorded::new(NomadJobStatus::default(), Kill::Never),
+    )
+    .await
+    .expect("reconcile");
+    let status = settle(&world.process(), &spec, NomadJobStatus::default()).await;
+    let log = world.take();
+    assert_eq!(
+        World::successes(&log, "POST", "/v1/job/web"),
+        1,
+        "one register"
+    );
+    assert_eq!(status.applied_version, Some(0));
+    assert!(status.last_applied_digest.is_some());
 }
 
 /// Runs a first reconcile that dies at `kill`, restarts, and settles.

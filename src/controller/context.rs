@@ -43,10 +43,12 @@ pub struct Context {
     pub dispatches: Arc<JobIndex<NomadDispatch>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
-    /// When each object was last planned.
-    pub plans: PlanClock,
+    /// When each object was last planned: a reconcile woken by Nomad need not plan again
+    /// while the job's spec index has not moved, yet every object is planned at least
+    /// once per plan interval.
+    pub plans: ObjectClock,
     /// Since when each object's status has waited for the allocations feed.
-    pub list_waits: ListWaits,
+    pub list_waits: ObjectClock,
     /// Statuses held back after a register (`--status-hold`).
     pub held: super::settle::HeldStatuses,
     /// How long a status that only says a registered version is on its way is held.
@@ -65,70 +67,49 @@ pub struct Context {
     pub leadership: crate::leader::Leadership,
 }
 
-/// When each object was last planned, so that a reconcile woken by Nomad need not plan
-/// again while the job's spec index has not moved, yet every object is re-planned at
-/// least once per resync interval.
+/// One instant per object: when it was last planned (`Context::plans`), or since when
+/// its status has waited for the allocations feed (`Context::list_waits`).
 #[derive(Default)]
-pub struct PlanClock {
-    last: Mutex<HashMap<ObjectRef<NomadJob>, Instant>>,
+pub struct ObjectClock {
+    at: Mutex<HashMap<ObjectRef<NomadJob>, Instant>>,
 }
 
-impl PlanClock {
-    /// Records that `obj` was planned now.
-    pub fn planned(&self, obj: &ObjectRef<NomadJob>) {
-        self.last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(obj.clone(), Instant::now());
+impl ObjectClock {
+    /// Sets `obj`'s instant to now.
+    pub fn stamp(&self, obj: &ObjectRef<NomadJob>) {
+        self.lock().insert(obj.clone(), Instant::now());
     }
 
-    /// True when `obj` was not planned within `interval` (or never).
-    pub fn due(&self, obj: &ObjectRef<NomadJob>, interval: Duration) -> bool {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        // A little slack, so that the resync itself always counts as due.
-        last.get(obj)
-            .is_none_or(|at| at.elapsed() >= interval.mul_f64(0.9))
+    /// Sets `obj`'s instant to now unless it has one.
+    pub fn start(&self, obj: &ObjectRef<NomadJob>) {
+        self.lock().entry(obj.clone()).or_insert_with(Instant::now);
     }
 
-    /// Forgets `obj`.
+    /// The time since `obj`'s instant; `None` when it has none.
+    pub fn elapsed(&self, obj: &ObjectRef<NomadJob>) -> Option<Duration> {
+        self.lock().get(obj).map(Instant::elapsed)
+    }
+
+    /// Forgets `obj`'s instant.
     pub fn forget(&self, obj: &ObjectRef<NomadJob>) {
-        self.last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(obj);
+        self.lock().remove(obj);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<NomadJob>, Instant>> {
+        self.at.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Since when each object's status has waited for the allocations feed to list what
-/// a deployment counts: a wait longer than the limit its reconcile sets ends in a read.
-#[derive(Default)]
-pub struct ListWaits {
-    since: Mutex<HashMap<ObjectRef<NomadJob>, Instant>>,
+/// Whether a plan is due `since` the last one (`None`: never planned), once per
+/// `interval`; with a little slack, so that the resync itself always counts as due.
+pub fn plan_due(since: Option<Duration>, interval: Duration) -> bool {
+    since.is_none_or(|elapsed| elapsed >= interval.mul_f64(0.9))
 }
 
-impl ListWaits {
-    /// Whether `obj` may (still) wait: it is not waiting, or began less than `limit` ago.
-    pub fn may_wait(&self, obj: &ObjectRef<NomadJob>, limit: Duration) -> bool {
-        let since = self.since.lock().unwrap_or_else(|p| p.into_inner());
-        since.get(obj).is_none_or(|at| at.elapsed() < limit)
-    }
-
-    /// Records that `obj` waits, from now unless it already was.
-    pub fn wait(&self, obj: &ObjectRef<NomadJob>) {
-        self.since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(obj.clone())
-            .or_insert_with(Instant::now);
-    }
-
-    /// Records that `obj` does not wait (any more).
-    pub fn end(&self, obj: &ObjectRef<NomadJob>) {
-        self.since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(obj);
-    }
+/// Whether a status may (still) wait for the allocations feed, having waited `since`
+/// (`None`: not waiting) against `limit`: a longer wait ends in a read.
+pub fn may_wait(since: Option<Duration>, limit: Duration) -> bool {
+    since.is_none_or(|elapsed| elapsed < limit)
 }
 
 /// Exponential back-off per object: `base * 2^failures`, capped; reset on success.
@@ -298,27 +279,36 @@ mod tests {
     }
 
     #[test]
-    fn plan_clock_is_due_once_per_interval() {
-        let clock = PlanClock::default();
-        let a = ObjectRef::new("a").within("ns");
-        assert!(clock.due(&a, Duration::from_secs(60)), "never planned");
-        clock.planned(&a);
-        assert!(!clock.due(&a, Duration::from_secs(60)));
-        assert!(clock.due(&a, Duration::ZERO));
-        clock.forget(&a);
-        assert!(clock.due(&a, Duration::from_secs(60)));
+    fn a_plan_is_due_once_per_interval() {
+        let minute = Duration::from_secs(60);
+        assert!(plan_due(None, minute), "never planned");
+        assert!(!plan_due(Some(Duration::from_secs(1)), minute));
+        assert!(plan_due(Some(Duration::from_secs(55)), minute), "the slack");
+        assert!(plan_due(Some(Duration::ZERO), Duration::ZERO));
     }
 
     #[test]
     fn a_list_wait_lasts_until_its_limit_from_its_start() {
-        let waits = ListWaits::default();
+        let minute = Duration::from_secs(60);
+        assert!(may_wait(None, Duration::ZERO), "not waiting");
+        assert!(may_wait(Some(Duration::from_secs(1)), minute));
+        assert!(!may_wait(Some(minute), minute), "waited past the limit");
+    }
+
+    #[test]
+    fn an_object_clock_keeps_a_start_and_replaces_a_stamp() {
+        let clock = ObjectClock::default();
         let a = ObjectRef::new("a").within("ns");
-        assert!(waits.may_wait(&a, Duration::ZERO), "not waiting");
-        waits.wait(&a);
-        assert!(waits.may_wait(&a, Duration::from_secs(60)));
-        assert!(!waits.may_wait(&a, Duration::ZERO), "waited past the limit");
-        waits.end(&a);
-        assert!(waits.may_wait(&a, Duration::ZERO), "a new wait may begin");
+        assert_eq!(clock.elapsed(&a), None);
+        clock.start(&a);
+        let first = clock.elapsed(&a).expect("started");
+        std::thread::sleep(Duration::from_millis(20));
+        clock.start(&a);
+        assert!(clock.elapsed(&a).expect("started") >= first + Duration::from_millis(20));
+        clock.stamp(&a);
+        assert!(clock.elapsed(&a).expect("stamped") < Duration::from_millis(20));
+        clock.forget(&a);
+        assert_eq!(clock.elapsed(&a), None);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use super::classify::{
     next_action, recorded_before,
 };
 use super::connection::{Choice, Route};
-use super::context::Context;
+use super::context::{Context, may_wait, plan_due};
 use super::deletion::{Deletion, Guards, deletion, protected};
 use super::error::Error;
 use super::kube_side::{ApiServer, KubeSide, Target, patch_params};
@@ -312,7 +312,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         memory.note_rename(&previous, desired);
     }
     let mut progress = Progress {
-        plan_due: ctx.plans.due(&obj_ref, ctx.plan_interval),
+        plan_due: plan_due(ctx.plans.elapsed(&obj_ref), ctx.plan_interval),
         ..Progress::default()
     };
     let mut observed: Option<Observed> = None;
@@ -442,15 +442,15 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         && let Some(job) = o.job.clone()
         && !matches!(state, JobState::Conflict { .. })
     {
-        let may_wait = facts.iter().all(|f| matches!(f, Fact::Observed(_)))
-            && ctx.list_waits.may_wait(&obj_ref, LISTS_CATCH_UP);
-        match details(&route, desired, &job, &o.deployments, may_wait).await {
+        let can_wait = facts.iter().all(|f| matches!(f, Fact::Observed(_)))
+            && may_wait(ctx.list_waits.elapsed(&obj_ref), LISTS_CATCH_UP);
+        match details(&route, desired, &job, &o.deployments, can_wait).await {
             Ok(Some(details)) => {
-                ctx.list_waits.end(&obj_ref);
+                ctx.list_waits.forget(&obj_ref);
                 o.details = Some(details);
             }
             Ok(None) => {
-                ctx.list_waits.wait(&obj_ref);
+                ctx.list_waits.start(&obj_ref);
                 remember(ctx, &route, &obj_ref, &spec, &state, &facts);
                 // Nothing was written to Nomad: a held status stays as it was until its
                 // hold ends, and is shown then while the wait goes on.
@@ -726,7 +726,7 @@ fn remember(
     // A register follows its plan: that plan counts (`status.plan` keeps it, marked
     // registered), and the next one is due after the plan interval like any other.
     if facts.iter().any(|f| matches!(f, Fact::Planned(_))) {
-        ctx.plans.planned(obj_ref);
+        ctx.plans.stamp(obj_ref);
     }
 }
 
@@ -1028,7 +1028,7 @@ fn finish_cleanup(
     mirror: &super::mirror::Mirror,
 ) {
     ctx.plans.forget(obj_ref);
-    ctx.list_waits.end(obj_ref);
+    ctx.list_waits.forget(obj_ref);
     ctx.held.forget(obj_ref);
     ctx.parsed.forget(obj_ref);
     ctx.sources.forget(obj_ref);

@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::nomad::{NomadClient, NomadConfig, NomadError, parse_duration};
 
 use super::connection::{Connections, Route};
-use super::context::{Backoff, Context, JobIndex, ListWaits, PlanClock};
+use super::context::{Backoff, Context, JobIndex, ObjectClock};
 use super::dispatch::{dispatch_error_policy, reconcile_dispatch};
 use super::events::EventPublisher;
 use super::mirror::Mirror;
@@ -176,8 +176,8 @@ pub fn context(kube: Client, args: &RunArgs, metrics: Metrics) -> Result<Arc<Con
         mirror,
         dispatches: Arc::new(JobIndex::default()),
         metrics,
-        plans: PlanClock::default(),
-        list_waits: ListWaits::default(),
+        plans: ObjectClock::default(),
+        list_waits: ObjectClock::default(),
         held: super::settle::HeldStatuses::default(),
         status_hold: args.status_hold,
         parsed: ParsedJobs::default(),
