@@ -707,7 +707,7 @@ async fn a_status_waits_for_the_allocations_a_deployment_counts_then_reads_them(
         times: Some(1),
         ..Default::default()
     });
-    let (statuses, watch) = record_statuses(&h, "web");
+    let (statuses, watch) = record_statuses(&h, "web").await;
     h.apply(
         "web",
         json!({"job": h.service_job(2, "/bin/sleep", &["1000000"], false)}),
@@ -759,8 +759,10 @@ async fn a_status_waits_for_the_allocations_a_deployment_counts_then_reads_them(
     );
 }
 
-/// Every status `name` is given, in order (a watch on the object, until aborted).
-fn record_statuses(
+/// Every status `name` is given, in order (a watch on the object, until aborted),
+/// from the status it has when the watch has listed it on. Returns once that list is
+/// done, so that nothing written after the call is missed.
+async fn record_statuses(
     h: &Harness,
     name: &str,
 ) -> (
@@ -771,18 +773,30 @@ fn record_statuses(
     use kube::runtime::watcher;
     let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = statuses.clone();
+    let (listed, on_listed) = tokio::sync::watch::channel(false);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let watch = tokio::spawn(watcher(h.api(), config).for_each(move |event| {
-        if let Ok(watcher::Event::Apply(obj)) = event {
-            let mut seen = seen.lock().expect("statuses");
-            if let Some(status) = obj.status
-                && seen.last() != Some(&status)
-            {
-                seen.push(status);
+        match event {
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                let mut seen = seen.lock().expect("statuses");
+                if let Some(status) = obj.status
+                    && seen.last() != Some(&status)
+                {
+                    seen.push(status);
+                }
             }
+            Ok(watcher::Event::InitDone) => {
+                let _ = listed.send(true);
+            }
+            _ => {}
         }
         futures::future::ready(())
     }));
+    let mut on_listed = on_listed;
+    on_listed
+        .wait_for(|listed| *listed)
+        .await
+        .expect("the status watch listed the object");
     (statuses, watch)
 }
 
@@ -797,7 +811,7 @@ async fn a_deployment_that_ends_within_the_status_hold_is_shown_in_one_write(bac
         &["--status-hold", "1h", "--plan-interval", "1h"],
     )
     .await;
-    let (statuses, watch) = record_statuses(&h, "web");
+    let (statuses, watch) = record_statuses(&h, "web").await;
     h.apply(
         "web",
         json!({"job": h.service_job(2, "/bin/sleep", &["1000000"], false)}),
@@ -858,6 +872,55 @@ async fn a_deployment_longer_than_the_status_hold_is_shown_under_way(backend: Ba
     assert_eq!(status.applied_version, Some(0));
     assert_eq!(h.count("POST", "/v1/job/web/plan"), 1, "one plan");
     assert_eq!(h.count("POST", WEB), 1, "one register");
+}
+
+/// A ready object's job registered again without a recorded intent (purged in Nomad
+/// behind the operator's back, and re-registered) is not held, however long the hold:
+/// the status stops showing the purged job `Ready` at once, so that nothing waiting
+/// for `Ready` takes it for the new one; then the outcome.
+async fn a_ready_object_registered_again_is_shown_under_way_at_once(backend: Backend) {
+    let h = Harness::start_on(
+        backend,
+        "holdready",
+        &["--status-hold", "1h", "--plan-interval", "1h"],
+    )
+    .await;
+    let obj = h
+        .apply_ready(
+            "web",
+            json!({"job": h.service_job(1, "/bin/sleep", &["1000000"], false)}),
+        )
+        .await;
+    let purged = obj.status.and_then(|s| s.job_create_index);
+    let (statuses, watch) = record_statuses(&h, "web").await;
+    h.nomad
+        .deregister_job(&Scope::default(), "web", true)
+        .await
+        .expect("purge");
+    let obj = h
+        .wait_for("web", "Ready=True for the new job", |o| {
+            ready(o)
+                && o.status
+                    .as_ref()
+                    .is_some_and(|s| s.job_create_index.is_some() && s.job_create_index != purged)
+        })
+        .await;
+    watch.abort();
+    let statuses = statuses.lock().expect("statuses").clone();
+    let first_of_new = statuses
+        .iter()
+        .find(|s| s.job_create_index != purged)
+        .expect("a status of the new job");
+    let ready_first = first_of_new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    assert!(
+        !ready_first,
+        "the new job was shown under way first: {statuses:#?}"
+    );
+    assert!(ready(&obj));
+    assert_eq!(h.count("POST", WEB), 2, "registered again once");
 }
 
 /// The `Ready` condition's reason of `name`, read with kubectl: an object that cannot be
@@ -1161,6 +1224,7 @@ scenarios! {
         an_object_nested_too_deep_to_decode_sits_next_to_healthy_ones,
         a_deployment_that_ends_within_the_status_hold_is_shown_in_one_write,
         a_deployment_longer_than_the_status_hold_is_shown_under_way,
+        a_ready_object_registered_again_is_shown_under_way_at_once,
     ],
     // Nomad going away, and a job appearing between two calls, need the simulator's
     // fault injection.

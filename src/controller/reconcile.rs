@@ -486,7 +486,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
         .map(|h| h.since)
         .or_else(|| registered.then(Instant::now));
     if let (Ok(()), Some(since)) = (&outcome, hold_since)
-        && keeps_holding(&status, since.elapsed(), ctx.status_hold)
+        && keeps_holding(&status, &written, since.elapsed(), ctx.status_hold)
     {
         for mut notice in notices {
             notice.note = redactor.text(&notice.note);

@@ -104,17 +104,27 @@ impl HeldStatuses {
 }
 
 /// Whether `status`, held for `held_for` so far, stays held under a hold of `hold`
-/// (pure): only while it says no more than that the registered version is on its way
-/// (`Reconciling` with reason `Registered` or `Deploying`, nothing stalled, nothing
-/// drifted) and the hold has not run out.
-pub fn keeps_holding(status: &NomadJobStatus, held_for: Duration, hold: Duration) -> bool {
+/// while the object shows `shown` (pure): only while it says no more than that the
+/// registered version is on its way (`Reconciling` with reason `Registered` or
+/// `Deploying`, nothing stalled, nothing drifted), the hold has not run out, and what
+/// the object shows is not `Ready=True`: a change to a ready object is shown under way
+/// at once, so that nothing waiting for `Ready` (`kubectl wait`) takes the old version's
+/// for the new one's.
+pub fn keeps_holding(
+    status: &NomadJobStatus,
+    shown: &NomadJobStatus,
+    held_for: Duration,
+    hold: Duration,
+) -> bool {
+    let shows_ready =
+        find_condition(&shown.conditions, condition::READY).is_some_and(|c| c.status == "True");
     let under_way = find_condition(&status.conditions, condition::RECONCILING).is_some_and(|c| {
         c.status == "True" && (c.reason == reason::REGISTERED || c.reason == reason::DEPLOYING)
     });
     let flagged = [condition::STALLED, condition::DRIFTED]
         .iter()
         .any(|type_| find_condition(&status.conditions, type_).is_some_and(|c| c.status == "True"));
-    held_for < hold && under_way && !flagged
+    held_for < hold && under_way && !flagged && !shows_ready
 }
 
 #[cfg(test)]
@@ -143,31 +153,49 @@ mod tests {
 
     #[test]
     fn a_rollout_under_way_is_held_until_the_hold_runs_out() {
+        let none = NomadJobStatus::default();
         for reason in [reason::REGISTERED, reason::DEPLOYING] {
             let status = progressing(reason);
-            assert!(keeps_holding(&status, Duration::ZERO, HOLD), "{reason}");
-            assert!(keeps_holding(&status, Duration::from_millis(1_999), HOLD));
-            assert!(!keeps_holding(&status, HOLD, HOLD), "{reason} at the end");
-            assert!(!keeps_holding(&status, Duration::ZERO, Duration::ZERO));
+            assert!(
+                keeps_holding(&status, &none, Duration::ZERO, HOLD),
+                "{reason}"
+            );
+            assert!(keeps_holding(
+                &status,
+                &none,
+                Duration::from_millis(1_999),
+                HOLD
+            ));
+            assert!(
+                !keeps_holding(&status, &none, HOLD, HOLD),
+                "{reason} at the end"
+            );
+            assert!(!keeps_holding(
+                &status,
+                &none,
+                Duration::ZERO,
+                Duration::ZERO
+            ));
         }
     }
 
     #[test]
     fn an_outcome_or_anything_else_to_say_is_written_at_once() {
+        let none = NomadJobStatus::default();
         let ready = status_of(Readiness::Ready("running".into()));
-        assert!(!keeps_holding(&ready, Duration::ZERO, HOLD));
+        assert!(!keeps_holding(&ready, &none, Duration::ZERO, HOLD));
         let failed = status_of(Readiness::Stalled {
             reason: reason::DEPLOYMENT_FAILED,
             message: "failed".into(),
         });
-        assert!(!keeps_holding(&failed, Duration::ZERO, HOLD));
+        assert!(!keeps_holding(&failed, &none, Duration::ZERO, HOLD));
         for reason in [
             reason::AWAITING_PROMOTION,
             reason::DEPLOYMENT_FAILED,
             reason::NOMAD_UNAVAILABLE,
         ] {
             assert!(
-                !keeps_holding(&progressing(reason), Duration::ZERO, HOLD),
+                !keeps_holding(&progressing(reason), &none, Duration::ZERO, HOLD),
                 "{reason}"
             );
         }
@@ -179,7 +207,22 @@ mod tests {
                 status: "True".into(),
                 ..drifted.conditions[0].clone()
             });
-        assert!(!keeps_holding(&drifted, Duration::ZERO, HOLD));
+        assert!(!keeps_holding(&drifted, &none, Duration::ZERO, HOLD));
+    }
+
+    #[test]
+    fn a_change_to_a_ready_object_is_not_held() {
+        let deploying = progressing(reason::DEPLOYING);
+        let ready = status_of(Readiness::Ready("running".into()));
+        assert!(!keeps_holding(&deploying, &ready, Duration::ZERO, HOLD));
+        let failed = status_of(Readiness::Stalled {
+            reason: reason::DEPLOYMENT_FAILED,
+            message: "failed".into(),
+        });
+        assert!(
+            keeps_holding(&deploying, &failed, Duration::ZERO, HOLD),
+            "a failed object's fix claims nothing it is not"
+        );
     }
 
     #[test]
