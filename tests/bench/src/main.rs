@@ -315,9 +315,9 @@ fn write_report(
 
 /// The job every object (and the script) deploys: one service allocation whose update
 /// strategy the simulator's time scale makes short, and no rescheduling (so that a
-/// status-lag flip to `failed` changes nothing else). Its resources are small enough
-/// for the real dev agent's one node to run the operator's and the script's jobs of
-/// N = 100 side by side.
+/// status-lag flip to `failed` changes nothing else). Its resources (CPU, memory and
+/// ephemeral disk) are small enough for the real dev agent's one node to run the
+/// operator's and the script's jobs of N = 100 side by side.
 fn job_spec() -> Value {
     json!({
         "Datacenters": ["dc1"],
@@ -333,11 +333,16 @@ fn job_spec() -> Value {
                 "AutoRevert": false
             },
             "ReschedulePolicy": {"Attempts": 0, "Interval": 0, "Unlimited": false},
+            // Nomad's default is 300 MB per allocation: the dev agent's disk held 128 of
+            // the 200 allocations, and the script's last 72 stayed blocked on disk. The
+            // logs' share (files times size) must stay below it.
+            "EphemeralDisk": {"SizeMB": 10},
             "Tasks": [{
                 "Name": "server",
                 "Driver": "raw_exec",
                 "Config": {"command": "/bin/sleep", "args": ["infinity"]},
-                "Resources": {"CPU": 20, "MemoryMB": 32}
+                "Resources": {"CPU": 20, "MemoryMB": 32},
+                "LogConfig": {"MaxFiles": 1, "MaxFileSizeMB": 5}
             }]
         }]
     })
