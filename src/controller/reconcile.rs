@@ -488,11 +488,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     if let (Ok(()), Some(since)) = (&outcome, hold_since)
         && keeps_holding(&status, &written, since.elapsed(), ctx.status_hold)
     {
-        for mut notice in notices {
-            notice.note = redactor.text(&notice.note);
-            log_notice(&obj_ref, &notice);
-            kube.publish(&target, notice).await;
-        }
+        announce(kube, &target, &obj_ref, &redactor, notices).await;
         remember(ctx, &route, &obj_ref, &spec, &state, &facts);
         ctx.metrics
             .record_ready(&obj_ref.to_string(), Some(ready_of(&status)));
@@ -503,11 +499,7 @@ pub async fn apply(obj: &NomadJob, ctx: &Context, kube: &impl KubeSide) -> Resul
     hold_points::reached("status.before").await;
     let write = kube.write_status(&target, &written, &status).await;
     hold_points::reached("status.after").await;
-    for mut notice in notices {
-        notice.note = redactor.text(&notice.note);
-        log_notice(&obj_ref, &notice);
-        kube.publish(&target, notice).await;
-    }
+    announce(kube, &target, &obj_ref, &redactor, notices).await;
     remember(ctx, &route, &obj_ref, &spec, &state, &facts);
     ctx.metrics
         .record_ready(&obj_ref.to_string(), Some(ready_of(&status)));
@@ -740,6 +732,21 @@ fn count(ctx: &Context, fact: &Fact) {
             ctx.metrics.reverts.inc();
         }
         _ => {}
+    }
+}
+
+/// Logs and publishes `notices` as Events of `target`, secrets redacted.
+async fn announce(
+    kube: &impl KubeSide,
+    target: &Target,
+    obj_ref: &ObjectRef<NomadJob>,
+    redactor: &crate::jobspec::redact::Redactor,
+    notices: Vec<Notice>,
+) {
+    for mut notice in notices {
+        notice.note = redactor.text(&notice.note);
+        log_notice(obj_ref, &notice);
+        kube.publish(target, notice).await;
     }
 }
 
